@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Installs what the project needs from outside: Debian packages, and the pinned
+# daemons built from source into a cache folder outside the repository.
+#
+#   hack/tools.sh            build what `make test` and `make demo` need
+#   hack/tools.sh all        also dockerd and crictl
+#   hack/tools.sh dir NAME   print the folder holding NAME's binaries
+#
+# Each tool gets its own folder, named with its version, so changing a pin in
+# tools/versions.env builds the new version next to the old one. A folder is
+# complete only when its .done marker exists: an interrupted build is redone.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../tools/versions.env
+. "$repo/tools/versions.env"
+tools_dir=${TEACH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/containerd-shim-teach-v2/tools}
+
+tool_dir() {
+	case "$1" in
+	containerd) echo "$tools_dir/containerd-$CONTAINERD_VERSION" ;;
+	containerd17) echo "$tools_dir/containerd-$CONTAINERD17_VERSION" ;;
+	runc) echo "$tools_dir/runc-$RUNC_VERSION" ;;
+	dockerd) echo "$tools_dir/dockerd-$DOCKERD_VERSION" ;;
+	crictl) echo "$tools_dir/crictl-$CRITOOLS_VERSION" ;;
+	*) echo "unknown tool $1" >&2; return 1 ;;
+	esac
+}
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+install_debian_packages() {
+	local missing=()
+	for pkg in busybox-static libseccomp-dev pkg-config; do
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	say "apt-get install ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# build NAME CGO TAGS PACKAGE@VERSION...: go install into NAME's folder.
+build() {
+	local name=$1 cgo=$2 tags=$3
+	shift 3
+	local dir
+	dir=$(tool_dir "$name")
+	[ -f "$dir/.done" ] && return 0
+	say "building $name into $dir"
+	mkdir -p "$dir"
+	GOBIN="$dir" CGO_ENABLED="$cgo" GOFLAGS=-buildvcs=false go install -tags "$tags" "$@"
+	touch "$dir/.done"
+}
+
+# containerd 1.7's go.mod has exclude directives, which `go install pkg@version`
+# refuses, so it is built with `go build` inside tools/containerd17, a module
+# that requires it.
+build_containerd17() {
+	local dir
+	dir=$(tool_dir containerd17)
+	[ -f "$dir/.done" ] && return 0
+	say "building containerd $CONTAINERD17_VERSION into $dir"
+	mkdir -p "$dir"
+	(
+		cd "$repo/tools/containerd17"
+		grep -q "github.com/containerd/containerd $CONTAINERD17_VERSION" go.mod ||
+			{ echo "tools/containerd17/go.mod does not require containerd $CONTAINERD17_VERSION: run 'go get github.com/containerd/containerd@$CONTAINERD17_VERSION && go mod tidy' there" >&2; exit 1; }
+		CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$dir/" \
+			github.com/containerd/containerd/cmd/containerd \
+			github.com/containerd/containerd/cmd/ctr \
+			github.com/containerd/containerd/cmd/containerd-shim-runc-v2
+	)
+	touch "$dir/.done"
+}
+
+build_for_tests() {
+	install_debian_packages
+	build containerd 0 "" \
+		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION" \
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+	build runc 1 seccomp "github.com/opencontainers/runc@$RUNC_VERSION"
+	build_containerd17
+}
+
+build_all() {
+	build_for_tests
+	build dockerd 0 "" "github.com/moby/moby/v2/cmd/dockerd@$DOCKERD_VERSION"
+	build crictl 0 "" "sigs.k8s.io/cri-tools/cmd/crictl@$CRITOOLS_VERSION"
+}
+
+case "${1:-}" in
+"") build_for_tests ;;
+all) build_all ;;
+dir) tool_dir "$2" ;;
+*) echo "usage: $0 [all | dir NAME]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,18 @@
+// Package stdio carries a container process's standard streams between the
+// process and containerd.
+//
+// containerd hands the shim one FIFO path per stream. The shim does not give
+// those FIFOs to the container directly: it gives it pipes, and relays between
+// pipes and FIFOs. Owning the FIFO ends is what lets a container keep writing
+// while containerd is stopped or restarting, and lets the shim know when a
+// process's output has been fully delivered.
+package stdio
+
+// Paths are the FIFOs containerd created for one process. An empty path means
+// the stream is not wanted: the process gets /dev/null for it.
+type Paths struct {
+	Stdin    string
+	Stdout   string
+	Stderr   string
+	Terminal bool
+}

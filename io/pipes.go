@@ -1,0 +1,115 @@
+package stdio
+
+import (
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+)
+
+// Pipes are the container's ends of its standard streams, given to runc so
+// the container process inherits them as fds 0, 1 and 2, and the shim's ends,
+// from which the Relay copies. They implement go-runc's IO interface.
+type Pipes struct {
+	stdin  pipe // the container reads, the shim writes
+	stdout pipe // the container writes, the shim reads
+	stderr pipe
+}
+
+type pipe struct {
+	read, write *os.File
+}
+
+// NewPipes creates a pipe for each stream that has a path. os.Pipe sets
+// O_CLOEXEC, so no end leaks into a process except as the fd runc is told to
+// use.
+func NewPipes(paths Paths) (_ *Pipes, err error) {
+	p := &Pipes{}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	for _, stream := range []struct {
+		wanted bool
+		pipe   *pipe
+	}{
+		{paths.Stdin != "", &p.stdin},
+		{paths.Stdout != "", &p.stdout},
+		{paths.Stderr != "", &p.stderr},
+	} {
+		if !stream.wanted {
+			continue
+		}
+		if stream.pipe.read, stream.pipe.write, err = os.Pipe(); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Set gives runc the container's ends. A nil stream makes os/exec open
+// /dev/null, which is what a process without that stream should see.
+func (p *Pipes) Set(cmd *exec.Cmd) {
+	if p.stdin.read != nil {
+		cmd.Stdin = p.stdin.read
+	}
+	if p.stdout.write != nil {
+		cmd.Stdout = p.stdout.write
+	}
+	if p.stderr.write != nil {
+		cmd.Stderr = p.stderr.write
+	}
+}
+
+// CloseAfterStart closes the shim's copies of the container's ends once runc
+// has passed them on. Until they are closed the shim itself would hold the
+// write side of stdout open, and the relay would never see end-of-file.
+func (p *Pipes) CloseAfterStart() error {
+	return errors.Join(closeFile(p.stdin.read), closeFile(p.stdout.write), closeFile(p.stderr.write))
+}
+
+// Stdin is the shim's end of the container's stdin.
+func (p *Pipes) Stdin() io.WriteCloser { return writeCloser(p.stdin.write) }
+
+// Stdout is the shim's end of the container's stdout.
+func (p *Pipes) Stdout() io.ReadCloser { return readCloser(p.stdout.read) }
+
+// Stderr is the shim's end of the container's stderr.
+func (p *Pipes) Stderr() io.ReadCloser { return readCloser(p.stderr.read) }
+
+// Close closes every end still open. Closing an *os.File twice is safe, so
+// the Relay may already have closed some of them.
+func (p *Pipes) Close() error {
+	var errs []error
+	for _, f := range []*os.File{p.stdin.read, p.stdin.write, p.stdout.read, p.stdout.write, p.stderr.read, p.stderr.write} {
+		errs = append(errs, closeFile(f))
+	}
+	return errors.Join(errs...)
+}
+
+func closeFile(f *os.File) error {
+	if f == nil {
+		return nil
+	}
+	err := f.Close()
+	if errors.Is(err, os.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// The accessors return a nil interface, not a typed nil, for absent streams.
+func writeCloser(f *os.File) io.WriteCloser {
+	if f == nil {
+		return nil
+	}
+	return f
+}
+
+func readCloser(f *os.File) io.ReadCloser {
+	if f == nil {
+		return nil
+	}
+	return f
+}

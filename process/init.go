@@ -1,0 +1,200 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+
+	stdio "github.com/teach/containerd-shim-teach-v2/io"
+)
+
+// InitConfig describes the container to create.
+type InitConfig struct {
+	ID           string
+	Bundle       string // holds config.json and the mounted rootfs
+	Runc         RuncConfig
+	Stdio        stdio.Paths
+	NoPivotRoot  bool // runc --no-pivot: for rootfs on ramfs, where pivot_root fails
+	NoNewKeyring bool // runc --no-new-keyring: keep the caller's session keyring
+}
+
+// InitProcess is a container's first process: the one runc creates from the
+// bundle's config.json. Its exit is the container's exit.
+type InitProcess struct {
+	id     string
+	bundle string
+	runc   *runc.Runc
+	paths  stdio.Paths
+	relay  *stdio.Relay
+	life   *Lifecycle
+
+	// mu serialises the runc commands that change the process (start,
+	// kill, delete) so that each sees the state the previous one left.
+	mu  sync.Mutex
+	pid int
+}
+
+// CreateInit runs `runc create`: runc sets up namespaces and cgroups and
+// leaves the container's process waiting, not yet running the user's program.
+// onPid is called with the process's pid as soon as runc has written it, so
+// the caller can route the process's exit to it before anything else runs.
+func CreateInit(ctx context.Context, cfg InitConfig, onPid func(pid int, p *InitProcess)) (_ *InitProcess, err error) {
+	p := &InitProcess{
+		id:     cfg.ID,
+		bundle: cfg.Bundle,
+		runc:   NewRunc(cfg.Runc),
+		paths:  cfg.Stdio,
+		life:   NewLifecycle(),
+	}
+	pipes, err := stdio.NewPipes(cfg.Stdio)
+	if err != nil {
+		return nil, fmt.Errorf("create stdio pipes for %s: %w", cfg.ID, err)
+	}
+	// The relay outlives this request, so it must not be cancelled with it.
+	p.relay, err = stdio.StartRelay(context.WithoutCancel(ctx), cfg.Stdio, pipes)
+	if err != nil {
+		pipes.Close()
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			p.relay.Close()
+		}
+	}()
+
+	pidFile := filepath.Join(cfg.Bundle, "init.pid")
+	opts := &runc.CreateOpts{
+		IO:           pipes,
+		PidFile:      pidFile,
+		NoPivot:      cfg.NoPivotRoot,
+		NoNewKeyring: cfg.NoNewKeyring,
+	}
+	if err := runcCall(p.runc, "create", p.id, func() error {
+		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
+	}); err != nil {
+		return nil, err
+	}
+	pid, err := runc.ReadPidFile(pidFile)
+	if err != nil {
+		p.forceDelete(ctx)
+		return nil, fmt.Errorf("read pid file of %s: %w", p.id, err)
+	}
+	p.pid = pid
+	onPid(pid, p)
+	return p, nil
+}
+
+func (p *InitProcess) ID() string                  { return p.id }
+func (p *InitProcess) Pid() int                    { return p.pid }
+func (p *InitProcess) State() State                { return p.life.State() }
+func (p *InitProcess) Stdio() stdio.Paths          { return p.paths }
+func (p *InitProcess) Exited() <-chan struct{}     { return p.life.Exited() }
+func (p *InitProcess) Exit() (ExitStatus, bool)    { return p.life.Exit() }
+func (p *InitProcess) OutputDone() <-chan struct{} { return p.relay.OutputDone() }
+
+// Start runs `runc start`: the waiting process now executes the user's
+// program. The program may exit before runc start even returns; the Reaper
+// will have delivered that exit through SetExited, and Start still succeeds.
+func (p *InitProcess) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.life.Check(Running, p.id); err != nil {
+		return err
+	}
+	if err := runcCall(p.runc, "start", p.id, func() error { return p.runc.Start(ctx, p.id) }); err != nil {
+		return err
+	}
+	if err := p.life.MoveTo(Running, p.id); err != nil && p.life.State() != Stopped {
+		return err
+	}
+	return nil
+}
+
+// Kill sends a signal through `runc kill`.
+func (p *InitProcess) Kill(ctx context.Context, signal uint32, all bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.kill(ctx, signal, all)
+}
+
+func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
+	if _, exited := p.life.Exit(); exited {
+		// The stock runc shim answers NotFound here, and containerd's
+		// callers (CRI's StopContainer among them) rely on that kind.
+		return fmt.Errorf("process %s already finished: %w", p.id, errdefs.ErrNotFound)
+	}
+	return runcCall(p.runc, "kill", p.id, func() error {
+		return p.runc.Kill(ctx, p.id, int(signal), &runc.KillOpts{All: all})
+	})
+}
+
+// Delete removes the container from runc and closes its stdio. A process that
+// was created but never started is killed first, so it too has an exit status
+// to report.
+func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.life.State() {
+	case Running, Paused:
+		return ExitStatus{}, fmt.Errorf("container %s is still running; kill it before deleting it: %w", p.id, errdefs.ErrFailedPrecondition)
+	case Deleted:
+		return ExitStatus{}, fmt.Errorf("container %s was already deleted: %w", p.id, errdefs.ErrNotFound)
+	case Created:
+		if err := p.kill(ctx, uint32(unix.SIGKILL), false); err != nil && !errdefs.IsNotFound(err) {
+			return ExitStatus{}, err
+		}
+		select {
+		case <-p.life.Exited():
+		case <-ctx.Done():
+			return ExitStatus{}, fmt.Errorf("waiting for created container %s to die: %w", p.id, ctx.Err())
+		}
+	}
+	if err := p.forceDelete(ctx); err != nil {
+		return ExitStatus{}, err
+	}
+	p.relay.Close()
+	exit, _ := p.life.Exit()
+	if err := p.life.MoveTo(Deleted, p.id); err != nil {
+		return ExitStatus{}, err
+	}
+	return exit, nil
+}
+
+// forceDelete runs `runc delete --force`; a container runc no longer knows is
+// already deleted.
+func (p *InitProcess) forceDelete(ctx context.Context) error {
+	return ForceDelete(ctx, p.runc, p.id)
+}
+
+// ForceDelete removes container id from runc, killing whatever still runs in
+// it. The shim's `delete` action uses it to clean up after a dead shim.
+func ForceDelete(ctx context.Context, rc *runc.Runc, id string) error {
+	err := runcCall(rc, "delete", id, func() error {
+		return rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
+	})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// SetExited records the exit the Reaper collected.
+func (p *InitProcess) SetExited(code int, at time.Time) {
+	p.life.SetExited(ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
+}
+
+// Pids lists every process in the container, as runc sees them.
+func (p *InitProcess) Pids(ctx context.Context) ([]int, error) {
+	var pids []int
+	err := runcCall(p.runc, "ps", p.id, func() (err error) {
+		pids, err = p.runc.Ps(ctx, p.id)
+		return err
+	})
+	return pids, err
+}

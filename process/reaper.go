@@ -1,0 +1,121 @@
+package process
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+)
+
+// Reaper is the one place in the shim that calls wait4. The shim is a child
+// subreaper (prctl PR_SET_CHILD_SUBREAPER), so every container process whose
+// parent dies — and runc's own short-lived commands — end up as our children,
+// and each exit must be collected exactly once.
+//
+// Two kinds of children exit:
+//   - runc commands (create, start, delete, kill…) that go-runc is waiting
+//     for. go-runc's Monitor hook lets the Reaper start them, so their exit is
+//     handed back to go-runc instead of being stolen by wait4(-1).
+//   - everything else: container processes. Their exits go to the channel
+//     returned by Exits, in the order they were reaped.
+type Reaper struct {
+	// mu is held while a command is started and while wait4 runs, so a runc
+	// command cannot exit and be reaped before its pid is in commands.
+	mu       sync.Mutex
+	commands map[int]chan runc.Exit
+
+	exits chan runc.Exit
+}
+
+// exitQueueSize bounds how many container exits may wait for the shim's exit
+// pipeline. The pipeline drains it continuously; the size only absorbs bursts
+// such as a container with many processes dying at once.
+const exitQueueSize = 1024
+
+// NewReaper starts reaping on SIGCHLD. It installs itself as go-runc's
+// Monitor, so it must be created once, before any runc command runs.
+func NewReaper() *Reaper {
+	r := &Reaper{
+		commands: make(map[int]chan runc.Exit),
+		exits:    make(chan runc.Exit, exitQueueSize),
+	}
+	sigchld := make(chan os.Signal, 32)
+	signal.Notify(sigchld, unix.SIGCHLD)
+	go func() {
+		for range sigchld {
+			r.reap()
+		}
+	}()
+	runc.Monitor = r
+	return r
+}
+
+// Exits delivers the exit of every child that is not a runc command.
+func (r *Reaper) Exits() <-chan runc.Exit { return r.exits }
+
+// reap collects every child that has exited. SIGCHLD signals coalesce, so one
+// signal may stand for many exits: loop until wait4 has nothing more.
+func (r *Reaper) reap() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var status unix.WaitStatus
+		pid, err := unix.Wait4(-1, &status, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+		exit := runc.Exit{Timestamp: time.Now(), Pid: pid, Status: ExitCode(status)}
+		if waiter, ok := r.commands[pid]; ok {
+			delete(r.commands, pid)
+			waiter <- exit // buffered: never blocks
+			continue
+		}
+		r.exits <- exit
+	}
+}
+
+// ExitCode turns a wait status into the number a shell would report:
+// the exit code, or 128 plus the signal that killed the process.
+func ExitCode(status unix.WaitStatus) int {
+	if status.Signaled() {
+		return 128 + int(status.Signal())
+	}
+	return status.ExitStatus()
+}
+
+// Start starts a runc command and registers it for its exit (go-runc's
+// ProcessMonitor).
+func (r *Reaper) Start(cmd *exec.Cmd) (chan runc.Exit, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	waiter := make(chan runc.Exit, 1)
+	r.commands[cmd.Process.Pid] = waiter
+	return waiter, nil
+}
+
+// StartLocked is what go-runc calls for commands with a parent-death signal,
+// which the kernel ties to the starting thread. The shim never sets one on
+// runc (runc must outlive nothing of ours), so it is plain Start.
+func (r *Reaper) StartLocked(cmd *exec.Cmd) (chan runc.Exit, error) {
+	return r.Start(cmd)
+}
+
+// Wait waits for a command started by Start. The exec.Cmd's own Wait would
+// call wait4 on a pid the Reaper already collected, so only its I/O copying
+// is finished here: cmd.Wait returns ECHILD, which is expected.
+func (r *Reaper) Wait(cmd *exec.Cmd, waiter chan runc.Exit) (int, error) {
+	exit := <-waiter
+	_ = cmd.Wait()
+	return exit.Status, nil
+}

@@ -1,0 +1,118 @@
+package process
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+)
+
+// DefaultRuncRoot is where runc keeps its container state unless the runtime
+// options name another root. As with the stock runc shim, each containerd
+// namespace gets its own folder beneath it, so ids only need to be unique
+// within a namespace.
+const DefaultRuncRoot = "/run/containerd/runc"
+
+// RuncConfig is what the shim needs to know to call runc for one container.
+type RuncConfig struct {
+	Binary        string // runc binary; "runc" means the first one on PATH
+	Root          string // runc --root; DefaultRuncRoot when empty
+	Namespace     string
+	Bundle        string
+	SystemdCgroup bool
+}
+
+// NewRunc returns the go-runc command wrapper for one container. runc writes
+// its own log, as JSON lines, into the bundle: when a command fails, its error
+// message is there (runc's stderr belongs to the container's stderr during
+// create).
+func NewRunc(cfg RuncConfig) *runc.Runc {
+	binary := cfg.Binary
+	if binary == "" {
+		binary = "runc"
+	}
+	root := cfg.Root
+	if root == "" {
+		root = DefaultRuncRoot
+	}
+	return &runc.Runc{
+		Command:       binary,
+		Root:          filepath.Join(root, cfg.Namespace),
+		Log:           filepath.Join(cfg.Bundle, "log.json"),
+		LogFormat:     runc.JSON,
+		SystemdCgroup: cfg.SystemdCgroup,
+	}
+}
+
+// runcCall runs one runc command and, if it fails, wraps the failure with
+// runc's own reason, read from what the command appended to its log, so the
+// caller sees `exec: "nosuch": executable file not found in $PATH` rather than
+// "exit status 1".
+func runcCall(rc *runc.Runc, command, id string, call func() error) error {
+	logOffset := fileSize(rc.Log)
+	err := call()
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("runc %s %s: runc binary %q cannot be run (%v); install runc or set BinaryName in the runtime options: %w",
+			command, id, rc.Command, err, errdefs.ErrNotFound)
+	}
+	reason := lastRuncError(rc.Log, logOffset)
+	if reason == "" {
+		reason = err.Error()
+	}
+	return fmt.Errorf("runc %s %s: %s: %w", command, id, reason, runcErrorKind(reason))
+}
+
+// runcErrorKind chooses the errdefs kind containerd will see.
+func runcErrorKind(reason string) error {
+	for _, gone := range []string{"container does not exist", "process already finished", "container not running", "no such process"} {
+		if strings.Contains(reason, gone) {
+			return errdefs.ErrNotFound
+		}
+	}
+	return errdefs.ErrUnknown
+}
+
+func fileSize(path string) int64 {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return info.Size()
+}
+
+// lastRuncError returns the message of the last error runc logged after
+// offset.
+func lastRuncError(logPath string, offset int64) string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	var last string
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for scanner.Scan() {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(scanner.Bytes(), &entry) == nil && (entry.Level == "error" || entry.Level == "fatal") {
+			last = entry.Msg
+		}
+	}
+	return last
+}

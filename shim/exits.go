@@ -1,0 +1,113 @@
+package shim
+
+import (
+	"sync"
+
+	runc "github.com/containerd/go-runc"
+
+	"github.com/teach/containerd-shim-teach-v2/process"
+)
+
+// The exit pipeline, in one place:
+//
+//	Reaper (wait4 on SIGCHLD)          process/reaper.go
+//	  → ExitRouter.route (pid → process)   this file
+//	    → Container.handleExit             container.go: record the exit,
+//	      wait for the output to drain, publish TaskExit, answer Wait.
+//
+// The hard part is a process that exits before runc has told us its pid: a
+// `runc create` or `runc exec` whose process dies at once is reaped while
+// runc is still running, and its pid is unknown at that moment. Such exits
+// are kept by every open StartWindow until the starter claims its pid.
+
+// exitTarget is who an exit belongs to.
+type exitTarget struct {
+	container *Container
+	process   process.Process
+}
+
+// ExitRouter hands each exit the Reaper collects to the process it belongs to.
+type ExitRouter struct {
+	mu      sync.Mutex
+	byPid   map[int]exitTarget
+	windows map[*StartWindow]struct{}
+}
+
+func NewExitRouter() *ExitRouter {
+	return &ExitRouter{
+		byPid:   make(map[int]exitTarget),
+		windows: make(map[*StartWindow]struct{}),
+	}
+}
+
+// Run routes exits until the channel closes. It never blocks on a process:
+// each exit is handled in its own goroutine, so one container waiting for its
+// output to drain holds up no other.
+func (r *ExitRouter) Run(exits <-chan runc.Exit) {
+	for exit := range exits {
+		r.route(exit)
+	}
+}
+
+func (r *ExitRouter) route(exit runc.Exit) {
+	r.mu.Lock()
+	target, known := r.byPid[exit.Pid]
+	if known {
+		delete(r.byPid, exit.Pid)
+	} else {
+		for w := range r.windows {
+			w.early = append(w.early, exit)
+		}
+	}
+	r.mu.Unlock()
+	if known {
+		go target.container.handleExit(target.process, exit)
+	}
+	// An exit nobody claims is a process the shim never started: a
+	// daemon inside a container, re-parented to us when its parent died.
+	// Reaping it is all there is to do.
+}
+
+// StartWindow is open while a process is being started and its pid is not
+// yet known. Exits of unknown pids seen meanwhile are kept in it.
+type StartWindow struct {
+	router *ExitRouter
+	early  []runc.Exit // guarded by router.mu
+}
+
+// OpenWindow must be called before the runc command that starts the process.
+func (r *ExitRouter) OpenWindow() *StartWindow {
+	w := &StartWindow{router: r}
+	r.mu.Lock()
+	r.windows[w] = struct{}{}
+	r.mu.Unlock()
+	return w
+}
+
+// Claim registers pid as target's process and closes the window. If the
+// process already exited while the window was open, its exit is handled now.
+func (w *StartWindow) Claim(pid int, target exitTarget) {
+	r := w.router
+	r.mu.Lock()
+	delete(r.windows, w)
+	var early *runc.Exit
+	for i := range w.early {
+		if w.early[i].Pid == pid {
+			early = &w.early[i]
+		}
+	}
+	if early == nil {
+		r.byPid[pid] = target
+	}
+	r.mu.Unlock()
+	if early != nil {
+		go target.container.handleExit(target.process, *early)
+	}
+}
+
+// Close closes a window whose start failed.
+func (w *StartWindow) Close() {
+	w.router.mu.Lock()
+	delete(w.router.windows, w)
+	w.router.mu.Unlock()
+}

@@ -1,0 +1,181 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/teach/containerd-shim-teach-v2/process"
+	"github.com/teach/containerd-shim-teach-v2/version"
+)
+
+// RuntimeName is the name containerd users ask for. containerd turns
+// io.containerd.teach.v2 into the binary name containerd-shim-teach-v2 and
+// looks for it on its PATH.
+const RuntimeName = "io.containerd.teach.v2"
+
+// defaultSocketDir is where shim sockets live unless containerd names another
+// folder (containerd 2.3+ may, in the bootstrap parameters).
+const defaultSocketDir = "/run/containerd/s"
+
+// manager does the work of the binary's short-lived invocations: `start`
+// (launch the long-lived shim), `delete` (clean up after a dead one) and
+// `-info`. It implements pkg/shim's Shim interface.
+type manager struct{}
+
+func (manager) Name() string { return RuntimeName }
+
+// Start launches the long-lived shim server for a container and returns the
+// address containerd should connect to.
+//
+// The server must not be containerd's child: it runs in a session of its own
+// (setsid), so it survives containerd stopping, and is re-parented to PID 1
+// (or the nearest subreaper) once this `start` process exits.
+func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*bootapi.BootstrapResult, error) {
+	socketDir := defaultSocketDir
+	if params.SocketDir != nil && *params.SocketDir != "" {
+		socketDir = *params.SocketDir
+	}
+	address, err := shim.CreateSocketAddress(ctx, socketDir, params.ContainerdGrpcAddress, params.InstanceID, false)
+	if err != nil {
+		return nil, err
+	}
+	listener, err := listen(address)
+	if err != nil {
+		return nil, err
+	}
+	// The server keeps serving the socket after this process exits, so
+	// closing our copy of the listener must not unlink the socket file
+	// (Go's default for a listener it created).
+	listener.SetUnlinkOnClose(false)
+	defer listener.Close()
+
+	cmd, err := serverCommand(params, listener)
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		shim.RemoveSocket(address)
+		return nil, fmt.Errorf("start shim server: %w", err)
+	}
+	// The bundle is the working folder: pkg/shim's server reads "address"
+	// from it at shutdown to remove the socket.
+	if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
+		cmd.Process.Kill()
+		shim.RemoveSocket(address)
+		return nil, fmt.Errorf("write shim address into bundle: %w", err)
+	}
+	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
+		// The shim should die after its containers when memory runs out,
+		// not before; but a kernel that refuses the change (no
+		// CAP_SYS_RESOURCE) leaves a working shim.
+		log.G(ctx).WithError(err).Warn("could not adjust the shim's oom_score_adj")
+	}
+	cmd.Process.Release()
+	return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
+}
+
+// listen creates the shim's socket: a file, never an abstract socket, so its
+// permissions apply: pkg/shim makes it 0600 in a 0700 folder, root only. A
+// stale socket left by a dead shim is removed; a live one is an error, as two
+// shims must never serve the same task.
+func listen(address string) (*net.UnixListener, error) {
+	l, err := shim.NewSocket(address)
+	if err == nil {
+		return l, nil
+	}
+	if !shim.SocketEaddrinuse(err) {
+		return nil, fmt.Errorf("create shim socket %s: %w", address, err)
+	}
+	if shim.CanConnect(address) {
+		return nil, fmt.Errorf("a shim already serves %s: %w", address, err)
+	}
+	if err := shim.RemoveSocket(address); err != nil {
+		return nil, fmt.Errorf("remove stale shim socket %s: %w", address, err)
+	}
+	return shim.NewSocket(address)
+}
+
+// serverCommand is the long-lived shim: this binary again, with no action. It
+// inherits the listening socket as fd 3, where pkg/shim's server looks for
+// it, and learns containerd's event address from TTRPC_ADDRESS.
+func serverCommand(params *bootapi.BootstrapParams, listener *net.UnixListener) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	socket, err := listener.File()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-namespace", params.Namespace, "-id", params.InstanceID, "-address", params.ContainerdGrpcAddress}
+	if params.LogLevel <= bootapi.LogLevel_LOG_LEVEL_DEBUG {
+		args = append(args, "-debug")
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Dir = cwd
+	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+params.ContainerdTtrpcAddress, "GRPC_ADDRESS="+params.ContainerdGrpcAddress)
+	cmd.ExtraFiles = []*os.File{socket}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd, nil
+}
+
+// Stop is the `delete` action: containerd runs it when a shim died (or never
+// answered), to clean up what the shim would have. Whatever ran in the
+// container is killed by `runc delete --force`, the rootfs is unmounted, and
+// containerd is told the task was killed (128 + SIGKILL).
+func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	bundle, err := bundleFolder(ctx)
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	opts, err := loadRuncOptions(bundle)
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	ns, _ := namespaces.Namespace(ctx)
+	rc := process.NewRunc(process.RuncConfig{Binary: opts.BinaryName, Root: opts.Root, Namespace: ns, Bundle: bundle})
+	if err := process.ForceDelete(ctx, rc, id); err != nil {
+		log.G(ctx).WithError(err).Warn("runc delete during shim cleanup")
+	}
+	if err := unmountRootfs(filepath.Join(bundle, "rootfs")); err != nil {
+		return shim.StopStatus{}, err
+	}
+	pid, _ := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
+	return shim.StopStatus{Pid: pid, ExitStatus: 128 + int(unix.SIGKILL), ExitedAt: time.Now()}, nil
+}
+
+// bundleFolder is the bundle of the `delete` action: named by -bundle, or the
+// working folder containerd started us in.
+func bundleFolder(ctx context.Context) (string, error) {
+	if opts, ok := ctx.Value(shim.OptsKey{}).(shim.Opts); ok && opts.BundlePath != "" {
+		return opts.BundlePath, nil
+	}
+	return os.Getwd()
+}
+
+// Info is the `-info` action: containerd asks what this runtime is.
+func (manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	return &types.RuntimeInfo{
+		Name:    RuntimeName,
+		Version: &types.RuntimeVersion{Version: version.Version, Revision: version.Revision},
+	}, nil
+}

@@ -1,0 +1,67 @@
+package shim
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// runcOptions reads the runtime options containerd sends with Create: the
+// same type the stock runc shim takes (containerd.runc.v1.Options), set from
+// a client's task options or from the runtime's `options` table in
+// containerd's config. No options means runc's defaults.
+func runcOptions(any *anypb.Any) (*options.Options, error) {
+	if any == nil || len(any.GetValue()) == 0 && any.GetTypeUrl() == "" {
+		return &options.Options{}, nil
+	}
+	value, err := typeurl.UnmarshalAny(any)
+	if err != nil {
+		return nil, fmt.Errorf("runtime options of type %q cannot be read (%v); io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
+			any.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	opts, ok := value.(*options.Options)
+	if !ok {
+		return nil, fmt.Errorf("runtime options of type %q are not supported; io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
+			any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	}
+	return opts, nil
+}
+
+// optionsFile is where Create saves the runtime options in the bundle. The
+// `delete` action, run by containerd after a shim died, has no Create request
+// to read them from, and needs them to find runc's binary and root.
+const optionsFile = "options.json"
+
+func saveRuncOptions(bundle string, opts *options.Options) error {
+	data, err := json.Marshal(opts)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, optionsFile), data, 0o600); err != nil {
+		return fmt.Errorf("save runtime options in bundle: %w", err)
+	}
+	return nil
+}
+
+// loadRuncOptions reads what saveRuncOptions wrote; a bundle without the file
+// (Create never got that far) means runc's defaults.
+func loadRuncOptions(bundle string) (*options.Options, error) {
+	opts := &options.Options{}
+	data, err := os.ReadFile(filepath.Join(bundle, optionsFile))
+	if os.IsNotExist(err) {
+		return opts, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, opts); err != nil {
+		return nil, fmt.Errorf("read %s in %s: %w", optionsFile, bundle, err)
+	}
+	return opts, nil
+}

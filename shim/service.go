@@ -1,0 +1,286 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/process"
+	"github.com/teach/containerd-shim-teach-v2/version"
+)
+
+// TaskService is the shim's RPC surface: containerd calls it over ttrpc as
+// task API v3 (containerd 2.x) or v2 (containerd 1.7, see taskv2.go). It
+// validates each request, finds the container, hands the work to the
+// container and its processes, and publishes the events.
+type TaskService struct {
+	namespace string
+	events    *EventSink
+	exits     *ExitRouter
+	shutdown  shutdown.Service
+
+	// mu guards containers. It is never held across a runc command.
+	mu         sync.Mutex
+	containers map[string]*Container
+	// creating holds ids whose Create is in progress, so a second Create
+	// with the same id is refused while the first runs.
+	creating map[string]struct{}
+}
+
+func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Service) *TaskService {
+	s := &TaskService{
+		namespace:  namespace,
+		events:     events,
+		exits:      NewExitRouter(),
+		shutdown:   shutdown,
+		containers: make(map[string]*Container),
+		creating:   make(map[string]struct{}),
+	}
+	go s.exits.Run(process.NewReaper().Exits())
+	return s
+}
+
+// Create mounts the rootfs and runs `runc create`.
+func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, err error) {
+	if err := validateID("container", req.ID); err != nil {
+		return nil, err
+	}
+	if req.Terminal {
+		return nil, fmt.Errorf("create %s: terminal containers are not supported yet: %w", req.ID, errdefs.ErrNotImplemented)
+	}
+	if req.Checkpoint != "" {
+		return nil, fmt.Errorf("create %s: restoring from a checkpoint is not supported yet: %w", req.ID, errdefs.ErrNotImplemented)
+	}
+	if err := s.reserve(req.ID); err != nil {
+		return nil, err
+	}
+	defer s.release(req.ID)
+
+	if _, err := readBundleSpec(req.Bundle); err != nil {
+		return nil, err
+	}
+	opts, err := runcOptions(req.Options)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveRuncOptions(req.Bundle, opts); err != nil {
+		return nil, err
+	}
+	rootfs, err := mountRootfs(req.Bundle, req.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unmountRootfs(rootfs)
+		}
+	}()
+
+	c := &Container{ID: req.ID, Bundle: req.Bundle, rootfs: rootfs, events: s.events, exitReported: make(chan struct{})}
+	window := s.exits.OpenWindow()
+	defer window.Close()
+	c.init, err = process.CreateInit(ctx, process.InitConfig{
+		ID:     req.ID,
+		Bundle: req.Bundle,
+		Runc: process.RuncConfig{
+			Binary:        opts.BinaryName,
+			Root:          opts.Root,
+			Namespace:     s.namespace,
+			Bundle:        req.Bundle,
+			SystemdCgroup: opts.SystemdCgroup,
+		},
+		Stdio:        stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
+		NoPivotRoot:  opts.NoPivotRoot,
+		NoNewKeyring: opts.NoNewKeyring,
+	}, func(pid int, p *process.InitProcess) {
+		window.Claim(pid, exitTarget{container: c, process: p})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", req.ID, err)
+	}
+
+	s.mu.Lock()
+	s.containers[req.ID] = c
+	s.mu.Unlock()
+	c.publishCreate(req)
+	return &taskAPI.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+func (s *TaskService) reserve(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, exists := s.containers[id]
+	_, pending := s.creating[id]
+	if exists || pending {
+		return fmt.Errorf("container %s already exists in this shim: %w", id, errdefs.ErrAlreadyExists)
+	}
+	s.creating[id] = struct{}{}
+	return nil
+}
+
+func (s *TaskService) release(id string) {
+	s.mu.Lock()
+	delete(s.creating, id)
+	s.mu.Unlock()
+}
+
+// container finds a container, and refuses exec ids until exec processes
+// exist.
+func (s *TaskService) container(id, execID string) (*Container, error) {
+	s.mu.Lock()
+	c, ok := s.containers[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("container %s is not in this shim: %w", id, errdefs.ErrNotFound)
+	}
+	if execID != "" {
+		return nil, fmt.Errorf("container %s has no exec process %q: %w", id, execID, errdefs.ErrNotFound)
+	}
+	return c, nil
+}
+
+// Start runs `runc start`.
+func (s *TaskService) Start(ctx context.Context, req *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	c, err := s.container(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(ctx); err != nil {
+		return nil, err
+	}
+	return &taskAPI.StartResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+// State reports a process's state and, once it has exited, its exit status.
+func (s *TaskService) State(ctx context.Context, req *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
+	c, err := s.container(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	p := c.init
+	paths := p.Stdio()
+	resp := &taskAPI.StateResponse{
+		ID:       p.ID(),
+		Bundle:   c.Bundle,
+		Pid:      uint32(p.Pid()),
+		Status:   taskStatus(p.State()),
+		Stdin:    paths.Stdin,
+		Stdout:   paths.Stdout,
+		Stderr:   paths.Stderr,
+		Terminal: paths.Terminal,
+		ExecID:   req.ExecID,
+	}
+	if exit, ok := p.Exit(); ok {
+		resp.ExitStatus = uint32(exit.Code)
+		resp.ExitedAt = protobuf.ToTimestamp(exit.ExitedAt)
+	}
+	return resp, nil
+}
+
+func taskStatus(state process.State) task.Status {
+	switch state {
+	case process.Created:
+		return task.Status_CREATED
+	case process.Running:
+		return task.Status_RUNNING
+	case process.Paused:
+		return task.Status_PAUSED
+	case process.Stopped, process.Deleted:
+		return task.Status_STOPPED
+	}
+	return task.Status_UNKNOWN
+}
+
+// Kill relays a signal to the container's process (all: to every process in
+// it).
+func (s *TaskService) Kill(ctx context.Context, req *taskAPI.KillRequest) (*emptypb.Empty, error) {
+	c, err := s.container(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.init.Kill(ctx, req.Signal, req.All); err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Wait answers once the process has exited and its exit has been published,
+// which is after all of its output reached the FIFOs.
+func (s *TaskService) Wait(ctx context.Context, req *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	c, err := s.container(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.WaitExitReported(ctx); err != nil {
+		return nil, err
+	}
+	exit, _ := c.init.Exit()
+	return &taskAPI.WaitResponse{ExitStatus: uint32(exit.Code), ExitedAt: protobuf.ToTimestamp(exit.ExitedAt)}, nil
+}
+
+// Delete removes a stopped (or never started) container.
+func (s *TaskService) Delete(ctx context.Context, req *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	c, err := s.container(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	exit, err := c.Delete(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	delete(s.containers, req.ID)
+	s.mu.Unlock()
+	return &taskAPI.DeleteResponse{Pid: uint32(exit.Pid), ExitStatus: uint32(exit.Code), ExitedAt: protobuf.ToTimestamp(exit.ExitedAt)}, nil
+}
+
+// Pids lists the container's processes.
+func (s *TaskService) Pids(ctx context.Context, req *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	c, err := s.container(req.ID, "")
+	if err != nil {
+		return nil, err
+	}
+	pids, err := c.init.Pids(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskAPI.PidsResponse{}
+	for _, pid := range pids {
+		resp.Processes = append(resp.Processes, &task.ProcessInfo{Pid: uint32(pid)})
+	}
+	return resp, nil
+}
+
+// Connect tells containerd (again, after a restart) which shim and which
+// process it is talking to.
+func (s *TaskService) Connect(ctx context.Context, req *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: version.Version}
+	if c, err := s.container(req.ID, ""); err == nil {
+		resp.TaskPid = uint32(c.init.Pid())
+	}
+	return resp, nil
+}
+
+// Shutdown ends the shim once it runs no container. containerd calls it after
+// deleting a task; a shim that still has containers stays.
+func (s *TaskService) Shutdown(ctx context.Context, req *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	busy := len(s.containers) + len(s.creating)
+	s.mu.Unlock()
+	if busy > 0 {
+		log.G(ctx).WithField("containers", busy).Debug("shutdown requested while containers remain; staying")
+		return &emptypb.Empty{}, nil
+	}
+	s.shutdown.Shutdown()
+	return &emptypb.Empty{}, nil
+}
