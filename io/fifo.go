@@ -45,6 +45,14 @@ func openOutputFifo(path string) (*outputFifo, error) {
 	return &outputFifo{write: writer, heldReader: reader}, nil
 }
 
+// CloseWriter closes the write end once the output has ended. The held
+// reader stays open: if containerd is away, what is still in the FIFO's
+// buffer must wait for it, and the kernel discards a FIFO's contents when the
+// last of its ends closes.
+func (f *outputFifo) CloseWriter() error {
+	return f.write.Close()
+}
+
 func (f *outputFifo) Close() error {
 	f.write.Close()
 	return f.heldReader.Close()

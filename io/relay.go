@@ -58,7 +58,7 @@ func StartRelay(ctx context.Context, paths Paths, pipes *Pipes) (_ *Relay, err e
 			return nil, err
 		}
 		r.closers = append(r.closers, out)
-		outputs = append(outputs, copyJob{to: out.write, from: stream.from})
+		outputs = append(outputs, copyJob{to: out, from: stream.from})
 	}
 
 	if stdin != nil {
@@ -69,7 +69,7 @@ func StartRelay(ctx context.Context, paths Paths, pipes *Pipes) (_ *Relay, err e
 }
 
 type copyJob struct {
-	to   io.Writer
+	to   *outputFifo
 	from io.Reader
 }
 
@@ -87,7 +87,10 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			copyStream(job.to, job.from)
+			copyStream(job.to.write, job.from)
+			// End of the process's output: containerd's reader sees
+			// end-of-file once it has read everything.
+			job.to.CloseWriter()
 		}()
 	}
 	wg.Wait()

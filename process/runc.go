@@ -3,7 +3,6 @@ package process
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,9 +61,10 @@ func runcCall(rc *runc.Runc, command, id string, call func() error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+	// go-runc formats some errors with %s, losing ENOENT, so ask directly.
+	if _, lookErr := exec.LookPath(rc.Command); lookErr != nil {
 		return fmt.Errorf("runc %s %s: runc binary %q cannot be run (%v); install runc or set BinaryName in the runtime options: %w",
-			command, id, rc.Command, err, errdefs.ErrNotFound)
+			command, id, rc.Command, lookErr, errdefs.ErrNotFound)
 	}
 	reason := lastRuncError(rc.Log, logOffset)
 	if reason == "" {

@@ -1,0 +1,120 @@
+package shim
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	runc "github.com/containerd/go-runc"
+
+	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/process"
+)
+
+// recordedEvents stands in for containerd's event service in unit tests.
+type recordedEvents struct {
+	mu     sync.Mutex
+	topics []string
+	exits  []*eventstypes.TaskExit
+}
+
+func (r *recordedEvents) Publish(ctx context.Context, topic string, event events.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.topics = append(r.topics, topic)
+	if exit, ok := event.(*eventstypes.TaskExit); ok {
+		r.exits = append(r.exits, exit)
+	}
+	return nil
+}
+
+// exitedProcess is the smallest process.Process: it only records its exit.
+type exitedProcess struct {
+	id   string
+	pid  int
+	life *process.Lifecycle
+	done chan struct{}
+}
+
+func newExitedProcess(id string, pid int) *exitedProcess {
+	done := make(chan struct{})
+	close(done) // no output to wait for
+	return &exitedProcess{id: id, pid: pid, life: process.NewLifecycle(), done: done}
+}
+
+func (p *exitedProcess) ID() string                               { return p.id }
+func (p *exitedProcess) Pid() int                                 { return p.pid }
+func (p *exitedProcess) State() process.State                     { return p.life.State() }
+func (p *exitedProcess) Stdio() stdio.Paths                       { return stdio.Paths{} }
+func (p *exitedProcess) Start(context.Context) error              { return nil }
+func (p *exitedProcess) Kill(context.Context, uint32, bool) error { return nil }
+func (p *exitedProcess) Delete(context.Context) (process.ExitStatus, error) {
+	return process.ExitStatus{}, nil
+}
+func (p *exitedProcess) Exited() <-chan struct{}          { return p.life.Exited() }
+func (p *exitedProcess) Exit() (process.ExitStatus, bool) { return p.life.Exit() }
+func (p *exitedProcess) OutputDone() <-chan struct{}      { return p.done }
+func (p *exitedProcess) SetExited(code int, at time.Time) {
+	p.life.SetExited(process.ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
+}
+
+func newTestContainer(id string) (*Container, *recordedEvents) {
+	recorded := &recordedEvents{}
+	sink := &EventSink{ctx: namespaces.WithNamespace(context.Background(), "test"), publisher: recorded}
+	return &Container{ID: id, events: sink, exitReported: make(chan struct{})}, recorded
+}
+
+func waitReported(t *testing.T, c *Container) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitExitReported(ctx); err != nil {
+		t.Fatal("TaskExit never published")
+	}
+}
+
+func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
+	router := NewExitRouter()
+	c, recorded := newTestContainer("c1")
+	p := newExitedProcess("c1", 100)
+	w := router.OpenWindow()
+	w.Claim(100, exitTarget{container: c, process: p})
+
+	router.route(runc.Exit{Pid: 100, Status: 3, Timestamp: time.Now()})
+	waitReported(t, c)
+	if len(recorded.exits) != 1 || recorded.exits[0].ExitStatus != 3 || recorded.exits[0].Pid != 100 {
+		t.Fatalf("exits published: %v", recorded.exits)
+	}
+}
+
+// An exit reaped while runc has not yet reported the pid must not be lost.
+func TestExitBeforeThePidIsKnownIsKeptByTheWindow(t *testing.T) {
+	router := NewExitRouter()
+	c, recorded := newTestContainer("c1")
+	p := newExitedProcess("c1", 200)
+	w := router.OpenWindow()
+	router.route(runc.Exit{Pid: 999, Status: 1}) // someone else's
+	router.route(runc.Exit{Pid: 200, Status: 0, Timestamp: time.Now()})
+	w.Claim(200, exitTarget{container: c, process: p})
+	waitReported(t, c)
+	if len(recorded.exits) != 1 || recorded.exits[0].Pid != 200 {
+		t.Fatalf("exits published: %v", recorded.exits)
+	}
+	if len(router.windows) != 0 || len(router.byPid) != 0 {
+		t.Fatalf("router keeps %d windows and %d pids after the exit", len(router.windows), len(router.byPid))
+	}
+}
+
+func TestExitsWithNoWindowOpenAreDropped(t *testing.T) {
+	router := NewExitRouter()
+	router.route(runc.Exit{Pid: 300})
+	w := router.OpenWindow()
+	if len(w.early) != 0 {
+		t.Fatal("a window opened later saw an exit from before it")
+	}
+	w.Close()
+}
