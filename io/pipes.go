@@ -14,6 +14,11 @@ type Pipes struct {
 	stdin  pipe // the container reads, the shim writes
 	stdout pipe // the container writes, the shim reads
 	stderr pipe
+	// devNull stands in for every stream that has no path. It is given
+	// to runc explicitly: left unset, go-runc would capture runc's output
+	// through a pipe of its own, which the container would inherit and hold
+	// open, and go-runc would wait for that pipe's end forever.
+	devNull *os.File
 }
 
 type pipe struct {
@@ -39,6 +44,11 @@ func NewPipes(paths Paths) (_ *Pipes, err error) {
 		{paths.Stderr != "", &p.stderr},
 	} {
 		if !stream.wanted {
+			if p.devNull == nil {
+				if p.devNull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		}
 		if stream.pipe.read, stream.pipe.write, err = os.Pipe(); err != nil {
@@ -48,25 +58,25 @@ func NewPipes(paths Paths) (_ *Pipes, err error) {
 	return p, nil
 }
 
-// Set gives runc the container's ends. A nil stream makes os/exec open
-// /dev/null, which is what a process without that stream should see.
+// Set gives runc the container's ends, and /dev/null for absent streams.
 func (p *Pipes) Set(cmd *exec.Cmd) {
-	if p.stdin.read != nil {
-		cmd.Stdin = p.stdin.read
+	cmd.Stdin = orDevNull(p.stdin.read, p.devNull)
+	cmd.Stdout = orDevNull(p.stdout.write, p.devNull)
+	cmd.Stderr = orDevNull(p.stderr.write, p.devNull)
+}
+
+func orDevNull(f, devNull *os.File) *os.File {
+	if f != nil {
+		return f
 	}
-	if p.stdout.write != nil {
-		cmd.Stdout = p.stdout.write
-	}
-	if p.stderr.write != nil {
-		cmd.Stderr = p.stderr.write
-	}
+	return devNull
 }
 
 // CloseAfterStart closes the shim's copies of the container's ends once runc
 // has passed them on. Until they are closed the shim itself would hold the
 // write side of stdout open, and the relay would never see end-of-file.
 func (p *Pipes) CloseAfterStart() error {
-	return errors.Join(closeFile(p.stdin.read), closeFile(p.stdout.write), closeFile(p.stderr.write))
+	return errors.Join(closeFile(p.stdin.read), closeFile(p.stdout.write), closeFile(p.stderr.write), closeFile(p.devNull))
 }
 
 // Stdin is the shim's end of the container's stdin.
@@ -82,7 +92,7 @@ func (p *Pipes) Stderr() io.ReadCloser { return readCloser(p.stderr.read) }
 // the Relay may already have closed some of them.
 func (p *Pipes) Close() error {
 	var errs []error
-	for _, f := range []*os.File{p.stdin.read, p.stdin.write, p.stdout.read, p.stdout.write, p.stderr.read, p.stderr.write} {
+	for _, f := range []*os.File{p.stdin.read, p.stdin.write, p.stdout.read, p.stdout.write, p.stderr.read, p.stderr.write, p.devNull} {
 		errs = append(errs, closeFile(f))
 	}
 	return errors.Join(errs...)

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"sync"
 
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/log"
@@ -10,19 +11,85 @@ import (
 // EventSink sends the shim's task events to containerd. containerd learns of
 // a task's exit only from TaskExit: its Wait answer to clients, docker's
 // "container exited" and the kubelet's container status all come from here.
+//
+// Sending can take seconds (pkg/shim's publisher waits up to 5s for a
+// containerd that is not answering), and no RPC may wait on containerd being
+// reachable. So Publish only queues; one goroutine sends, in the order the
+// events were queued.
 type EventSink struct {
 	// ctx carries the containerd namespace the events belong to. Events
 	// are sent with it, not with a request's context, because an exit is
 	// published long after the request that started the process returned.
 	ctx       context.Context
 	publisher events.Publisher
+
+	mu      sync.Mutex
+	pending []queuedEvent // guarded by mu
+	sending bool          // guarded by mu: the sender holds an event
+	wake    chan struct{}
+	idle    *sync.Cond // signalled when pending is empty and nothing is sending
 }
 
-// Publish sends one event. pkg/shim's publisher retries a failed send from a
-// queue, so an event raised while containerd is down reaches it once it is
-// back; the failure is only logged here.
+type queuedEvent struct {
+	topic string
+	event events.Event
+}
+
+func NewEventSink(ctx context.Context, publisher events.Publisher) *EventSink {
+	e := &EventSink{ctx: ctx, publisher: publisher, wake: make(chan struct{}, 1)}
+	e.idle = sync.NewCond(&e.mu)
+	go e.send()
+	return e
+}
+
+// Publish queues one event for containerd.
 func (e *EventSink) Publish(topic string, event events.Event) {
-	if err := e.publisher.Publish(e.ctx, topic, event); err != nil {
-		log.G(e.ctx).WithError(err).WithField("topic", topic).Warn("publish event (queued for retry)")
+	e.mu.Lock()
+	e.pending = append(e.pending, queuedEvent{topic, event})
+	e.mu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default: // the sender is already awake
+	}
+}
+
+// send is the sender goroutine; it lives as long as the shim.
+func (e *EventSink) send() {
+	for range e.wake {
+		for {
+			e.mu.Lock()
+			if len(e.pending) == 0 {
+				e.sending = false
+				e.idle.Broadcast()
+				e.mu.Unlock()
+				break
+			}
+			next := e.pending[0]
+			e.pending = e.pending[1:]
+			e.sending = true
+			e.mu.Unlock()
+			// pkg/shim's publisher retries a failed send from a queue
+			// of its own; here the failure is only logged.
+			if err := e.publisher.Publish(e.ctx, next.topic, next.event); err != nil {
+				log.G(e.ctx).WithError(err).WithField("topic", next.topic).Warn("publish event (queued for retry)")
+			}
+		}
+	}
+}
+
+// Flush waits until every queued event has been handed to containerd (or to
+// the publisher's retry queue), or ctx ends. The shim flushes before it exits,
+// so the TaskDelete of its last container is not lost.
+func (e *EventSink) Flush(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		e.idle.Broadcast()
+		e.mu.Unlock()
+	})
+	defer stop()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for (len(e.pending) > 0 || e.sending) && ctx.Err() == nil {
+		e.idle.Wait()
 	}
 }

@@ -64,17 +64,23 @@ func (p *exitedProcess) SetExited(code int, at time.Time) {
 
 func newTestContainer(id string) (*Container, *recordedEvents) {
 	recorded := &recordedEvents{}
-	sink := &EventSink{ctx: namespaces.WithNamespace(context.Background(), "test"), publisher: recorded}
+	sink := NewEventSink(namespaces.WithNamespace(context.Background(), "test"), recorded)
 	return &Container{ID: id, events: sink, exitReported: make(chan struct{})}, recorded
 }
 
-func waitReported(t *testing.T, c *Container) {
+// waitReported waits for TaskExit to be queued and sent, and returns the
+// exits containerd would have received.
+func waitReported(t *testing.T, c *Container, recorded *recordedEvents) []*eventstypes.TaskExit {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := c.WaitExitReported(ctx); err != nil {
 		t.Fatal("TaskExit never published")
 	}
+	c.events.Flush(ctx)
+	recorded.mu.Lock()
+	defer recorded.mu.Unlock()
+	return append([]*eventstypes.TaskExit(nil), recorded.exits...)
 }
 
 func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
@@ -85,9 +91,9 @@ func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
 	w.Claim(100, exitTarget{container: c, process: p})
 
 	router.route(runc.Exit{Pid: 100, Status: 3, Timestamp: time.Now()})
-	waitReported(t, c)
-	if len(recorded.exits) != 1 || recorded.exits[0].ExitStatus != 3 || recorded.exits[0].Pid != 100 {
-		t.Fatalf("exits published: %v", recorded.exits)
+	exits := waitReported(t, c, recorded)
+	if len(exits) != 1 || exits[0].ExitStatus != 3 || exits[0].Pid != 100 {
+		t.Fatalf("exits published: %v", exits)
 	}
 }
 
@@ -100,9 +106,9 @@ func TestExitBeforeThePidIsKnownIsKeptByTheWindow(t *testing.T) {
 	router.route(runc.Exit{Pid: 999, Status: 1}) // someone else's
 	router.route(runc.Exit{Pid: 200, Status: 0, Timestamp: time.Now()})
 	w.Claim(200, exitTarget{container: c, process: p})
-	waitReported(t, c)
-	if len(recorded.exits) != 1 || recorded.exits[0].Pid != 200 {
-		t.Fatalf("exits published: %v", recorded.exits)
+	exits := waitReported(t, c, recorded)
+	if len(exits) != 1 || exits[0].Pid != 200 {
+		t.Fatalf("exits published: %v", exits)
 	}
 	if len(router.windows) != 0 || len(router.byPid) != 0 {
 		t.Fatalf("router keeps %d windows and %d pids after the exit", len(router.windows), len(router.byPid))

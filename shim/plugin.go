@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"fmt"
 
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
@@ -8,6 +9,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/plugin"
 	"github.com/containerd/plugin/registry"
 	"github.com/containerd/ttrpc"
@@ -36,7 +38,7 @@ func registerTaskService() {
 			if err != nil {
 				return nil, fmt.Errorf("shim started without a namespace: %w", err)
 			}
-			sink := &EventSink{ctx: ic.Context, publisher: publisher.(events.Publisher)}
+			sink := NewEventSink(ic.Context, publisher.(events.Publisher))
 			return taskServices{NewTaskService(ns, sink, sd.(shutdown.Service))}, nil
 		},
 	})
@@ -51,4 +53,15 @@ func (t taskServices) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTTRPCTaskService(server, t.v3)
 	taskv2.RegisterTTRPCTaskService(server, taskServiceV2{t.v3})
 	return nil
+}
+
+// UnaryServerInterceptor turns the errors the task service returns into
+// gRPC status codes. ttrpc sends a plain Go error as "Unknown"; containerd
+// reads the code to tell NotFound from FailedPrecondition, so every error
+// crosses the RPC boundary here, once, with its errdefs kind as its code.
+func (taskServices) UnaryServerInterceptor() ttrpc.UnaryServerInterceptor {
+	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
+		resp, err := method(ctx, unmarshal)
+		return resp, errgrpc.ToGRPC(err)
+	}
 }

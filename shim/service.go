@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/task"
@@ -271,6 +272,10 @@ func (s *TaskService) Connect(ctx context.Context, req *taskAPI.ConnectRequest) 
 	return resp, nil
 }
 
+// eventFlushLimit bounds how long Shutdown waits for queued events to reach
+// containerd before the shim exits.
+const eventFlushLimit = 10 * time.Second
+
 // Shutdown ends the shim once it runs no container. containerd calls it after
 // deleting a task; a shim that still has containers stays.
 func (s *TaskService) Shutdown(ctx context.Context, req *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
@@ -281,6 +286,9 @@ func (s *TaskService) Shutdown(ctx context.Context, req *taskAPI.ShutdownRequest
 		log.G(ctx).WithField("containers", busy).Debug("shutdown requested while containers remain; staying")
 		return &emptypb.Empty{}, nil
 	}
+	flushCtx, cancel := context.WithTimeout(ctx, eventFlushLimit)
+	defer cancel()
+	s.events.Flush(flushCtx)
 	s.shutdown.Shutdown()
 	return &emptypb.Empty{}, nil
 }
