@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -37,6 +38,7 @@ import (
 
 // directShim is one shim server started by hand.
 type directShim struct {
+	namespace string // unique per test, so runs never share runc state
 	task      taskAPI.TTRPCTaskService
 	conn      *ttrpc.Client
 	ctx       context.Context
@@ -44,8 +46,6 @@ type directShim struct {
 	runc      *anypb.Any // runtime options naming the pinned runc
 	bundleDir string
 }
-
-const directNamespace = "teach-direct"
 
 func startShimDirectly(t *testing.T) *directShim {
 	t.Helper()
@@ -58,7 +58,8 @@ func startShimDirectly(t *testing.T) *directShim {
 	// A containerd address that nothing serves: the shim derives its socket
 	// name from it, and its events go nowhere (they are queued and retried).
 	fakeContainerd := filepath.Join(work, "containerd.sock")
-	cmd := exec.Command(harness.ShimBinary(t), "-namespace", directNamespace, "-id", "direct", "-address", fakeContainerd, "start")
+	namespace := fmt.Sprintf("teach-direct-%d", time.Now().UnixNano())
+	cmd := exec.Command(harness.ShimBinary(t), "-namespace", namespace, "-id", "direct", "-address", fakeContainerd, "start")
 	cmd.Dir = shimWorkDir
 	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+fakeContainerd+".ttrpc")
 	var stderr bytes.Buffer
@@ -74,9 +75,10 @@ func startShimDirectly(t *testing.T) *directShim {
 	}
 	client := ttrpc.NewClient(conn)
 	s := &directShim{
+		namespace: namespace,
 		task:      taskAPI.NewTTRPCTaskClient(client),
 		conn:      client,
-		ctx:       namespaces.WithNamespace(context.Background(), directNamespace),
+		ctx:       namespaces.WithNamespace(context.Background(), namespace),
 		bundleDir: filepath.Join(work, "bundles"),
 	}
 	connected, err := s.task.Connect(s.ctx, &taskAPI.ConnectRequest{})
@@ -151,6 +153,16 @@ func (s *directShim) shutdown(t *testing.T) {
 		unix.Kill(s.pid, unix.SIGKILL)
 		t.Errorf("shim %d still running after Shutdown with no containers", s.pid)
 	}
+	// A failed test may leave containers behind: remove them from runc.
+	runcBinary := filepath.Join(harness.ToolDir(t, "runc"), "runc")
+	root := filepath.Dir(harness.RuncStateDir(s.namespace, "x"))
+	if ids, err := exec.Command(runcBinary, "--root", root, "list", "-q").Output(); err == nil {
+		for _, id := range strings.Fields(string(ids)) {
+			t.Errorf("container %s left in runc", id)
+			exec.Command(runcBinary, "--root", root, "delete", "--force", id).Run()
+		}
+	}
+	os.Remove(root)
 }
 
 // bundle writes a runnable bundle: busybox as the rootfs, args as the
@@ -278,7 +290,7 @@ func TestShimRefusesBadInputAndStaysUp(t *testing.T) {
 	if err != nil || deleted.ExitStatus != 3 {
 		t.Fatalf("delete: %v, %v", deleted, err)
 	}
-	if _, err := os.Stat(harness.RuncStateDir(directNamespace, "good")); !os.IsNotExist(err) {
+	if _, err := os.Stat(harness.RuncStateDir(s.namespace, "good")); !os.IsNotExist(err) {
 		t.Errorf("runc state left after delete: %v", err)
 	}
 }

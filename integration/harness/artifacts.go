@@ -1,0 +1,32 @@
+package harness
+
+import (
+	"os"
+	"sync"
+	"testing"
+)
+
+// Built once per test binary and shared by every test (the shim, the image),
+// so no single test's cleanup can remove them: Main does, after the last test.
+var buildArtifacts struct {
+	sync.Mutex
+	paths []string
+}
+
+func registerBuildArtifact(path string) {
+	buildArtifacts.Lock()
+	defer buildArtifacts.Unlock()
+	buildArtifacts.paths = append(buildArtifacts.paths, path)
+}
+
+// Main runs the tests of a package and then removes what was built for them.
+// Use it from TestMain: os.Exit(harness.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	buildArtifacts.Lock()
+	defer buildArtifacts.Unlock()
+	for _, path := range buildArtifacts.paths {
+		os.RemoveAll(path)
+	}
+	return code
+}

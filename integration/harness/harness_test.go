@@ -1,0 +1,109 @@
+package harness
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Unit tests of the harness's parsers; they need no daemon and no root.
+
+func TestParseStat(t *testing.T) {
+	// comm may hold spaces and parentheses; the fields after it are found
+	// from the last ')'.
+	line := []byte("4242 (containerd-shim) (x)) S 1 4242 4242 0 -1 4194560 0 0 0 0")
+	info, err := parseStat(4242, line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ProcessInfo{PID: 4242, Command: "containerd-shim) (x)", State: 'S', PPID: 1, PGID: 4242, SID: 4242}
+	if info != want {
+		t.Errorf("parseStat = %+v, want %+v", info, want)
+	}
+}
+
+func TestParseStatOfThisProcess(t *testing.T) {
+	info, err := ReadProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.PPID != os.Getppid() {
+		t.Errorf("ppid = %d, want %d", info.PPID, os.Getppid())
+	}
+}
+
+func TestParseMountInfoLine(t *testing.T) {
+	line := `44 27 0:39 / /tmp/ctd-1/state/io.containerd.runtime.v2.task/ns/my\040id/rootfs rw,relatime shared:1 - overlay overlay rw,lowerdir=/a`
+	m, err := parseMountInfoLine(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Mount{ID: 44, ParentID: 27, MountPoint: "/tmp/ctd-1/state/io.containerd.runtime.v2.task/ns/my id/rootfs", FSType: "overlay", Source: "overlay"}
+	if m != want {
+		t.Errorf("parseMountInfoLine = %+v, want %+v", m, want)
+	}
+}
+
+func TestUnescapeMountPath(t *testing.T) {
+	for in, want := range map[string]string{
+		`/plain`:         "/plain",
+		`/a\040b`:        "/a b",
+		`/back\134slash`: `/back\slash`,
+		`/cut\04`:        `/cut\04`, // too short to be an escape
+	} {
+		if got := unescapeMountPath(in); got != want {
+			t.Errorf("unescapeMountPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseMountInfoLine(f *testing.F) {
+	f.Add(`36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`)
+	f.Add(`1 2 3 4 5 -`)
+	f.Fuzz(func(t *testing.T, line string) {
+		m, err := parseMountInfoLine(line)
+		if err == nil && m.MountPoint == "" && m.FSType == "" && m.Source == "" {
+			t.Errorf("accepted %q with no fields", line)
+		}
+	})
+}
+
+func TestHasFlag(t *testing.T) {
+	args := []string{"/bin/containerd-shim-runc-v2", "-namespace", "ns", "-id", "c", "-address", "/tmp/ctd-1/containerd.sock"}
+	if !hasFlag(args, "-address", "/tmp/ctd-1/containerd.sock") {
+		t.Error("address flag not found")
+	}
+	if hasFlag(args, "-address", "/tmp/ctd-2/containerd.sock") {
+		t.Error("another daemon's address matched")
+	}
+}
+
+func TestParseEnvFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "versions.env")
+	content := "# comment\n\nCONTAINERD_VERSION=v2.4.2\nRUNC_VERSION = \"v1.5.3\"\n"
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	values, err := parseEnvFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if values["CONTAINERD_VERSION"] != "v2.4.2" || values["RUNC_VERSION"] != "v1.5.3" || len(values) != 2 {
+		t.Errorf("parseEnvFile = %v", values)
+	}
+}
+
+// ToolDir must name the folders hack/tools.sh builds into.
+func TestToolDirMatchesToolsScript(t *testing.T) {
+	t.Setenv("TEACH_TOOLS_DIR", "/cache")
+	versions := PinnedVersions(t)
+	for tool, want := range map[string]string{
+		"containerd":   "/cache/containerd-" + versions["CONTAINERD_VERSION"],
+		"containerd17": "/cache/containerd-" + versions["CONTAINERD17_VERSION"],
+		"runc":         "/cache/runc-" + versions["RUNC_VERSION"],
+	} {
+		if got := ToolDir(t, tool); got != want {
+			t.Errorf("ToolDir(%s) = %s, want %s", tool, got, want)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// RuncRoot is where a shim asks runc to keep its state when the runtime
+// options name no other root: one folder per containerd namespace.
+const RuncRoot = "/run/containerd/runc"
+
+// leakTimeout bounds the wait for a deleted container's traces to go. The
+// shim removes them before it answers Delete, so the wait is for a slow
+// machine, not for the normal case.
+const leakTimeout = 10 * time.Second
+
+// RuncStateDir is runc's state folder for one container: runc --root
+// /run/containerd/runc/<namespace> keeps <id>/state.json there.
+func RuncStateDir(namespace, id string) string {
+	return filepath.Join(RuncRoot, namespace, id)
+}
+
+// BundleDir is the folder containerd makes for a task (config.json, the
+// rootfs mount point, the shim's address): <state>/io.containerd.runtime.v2.task/<ns>/<id>.
+func (d *Containerd) BundleDir(namespace, id string) string {
+	return filepath.Join(d.StateDir, "io.containerd.runtime.v2.task", namespace, id)
+}
+
+// RootfsDir is where the container's root filesystem is mounted while its
+// task exists.
+func (d *Containerd) RootfsDir(namespace, id string) string {
+	return filepath.Join(d.BundleDir(namespace, id), "rootfs")
+}
+
+// ContainerTraces returns what a task left on the host, or nil when nothing
+// is left: mounts under its bundle, the bundle folder, runc's state folder.
+func (d *Containerd) ContainerTraces(namespace, id string) error {
+	bundle := d.BundleDir(namespace, id)
+	mounts, err := MountsUnder(bundle)
+	if err != nil {
+		return err
+	}
+	var traces []error
+	for _, m := range mounts {
+		traces = append(traces, fmt.Errorf("still mounted: %s (%s)", m.MountPoint, m.FSType))
+	}
+	for _, dir := range []string{bundle, RuncStateDir(namespace, id)} {
+		if exists, err := pathExists(dir); err != nil || exists {
+			traces = append(traces, fmt.Errorf("still there: %s %v", dir, err))
+		}
+	}
+	return errors.Join(traces...)
+}
+
+// AssertNoContainerTraces waits, up to a deadline, for a deleted task's
+// mounts and folders to be gone, and fails the test if they stay.
+func (d *Containerd) AssertNoContainerTraces(t testing.TB, namespace, id string) {
+	t.Helper()
+	Eventually(t, leakTimeout, "traces of container "+id, func() error {
+		return d.ContainerTraces(namespace, id)
+	})
+}
+
+// AssertProcessGone waits for pid to exit; a zombie counts as gone, since
+// only its reaping by PID 1 (late on this machine) is pending.
+func AssertProcessGone(t testing.TB, pid int, what string) {
+	t.Helper()
+	Eventually(t, leakTimeout, what+" still running", func() error {
+		if IsAlive(pid) {
+			return fmt.Errorf("%s", DescribeProcess(pid))
+		}
+		return nil
+	})
+}
+
+func pathExists(path string) (bool, error) {
+	_, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -1,0 +1,36 @@
+package harness
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// pollInterval is short because what the tests wait for (a mount going away,
+// a process exiting) usually happens within milliseconds.
+const pollInterval = 20 * time.Millisecond
+
+// WaitFor calls check until it returns nil or timeout passes, and returns
+// check's last error. Tests poll instead of sleeping: a fixed sleep is either
+// too short on a loaded CI machine or wasted time everywhere else.
+func WaitFor(timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v: %w", timeout, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// Eventually fails the test when check does not succeed within timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	if err := WaitFor(timeout, check); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}

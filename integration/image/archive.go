@@ -1,0 +1,197 @@
+// Package image builds, without any network, the busybox image the integration
+// tests run: an OCI image layout in a tar archive, as `ctr images import` and the
+// containerd Go client's Import read it.
+//
+// The archive holds one manifest for linux/GOARCH with a single gzip layer made
+// from the host's statically linked /bin/busybox (Debian's busybox-static).
+// Every byte is a function of that binary and the image name, so the archive
+// and the digests in it are the same on every build.
+package image
+
+import (
+	"archive/tar"
+	// go-digest finds its hash functions through crypto.Hash, which only knows
+	// SHA-256 once the package is linked in.
+	_ "crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+const (
+	// DefaultName is the reference the tests import the image under.
+	DefaultName = "docker.io/library/busybox:teach"
+	// DefaultBusybox is where busybox-static installs its binary.
+	DefaultBusybox = "/bin/busybox"
+
+	// containerdImageNameAnnotation carries the full reference. containerd
+	// reads it before the OCI ref.name, which by convention holds only the tag
+	// ("teach"): with it, ctr (1.7 and 2.x) and the Go client name the image
+	// docker.io/library/busybox:teach instead of "teach" or "import-<date>:teach".
+	containerdImageNameAnnotation = "io.containerd.image.name"
+
+	defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// Write writes the busybox image archive, built from DefaultBusybox, to w.
+func Write(w io.Writer, name string) error {
+	return WriteFrom(w, DefaultBusybox, name)
+}
+
+// WriteFrom writes the image archive built from the busybox binary at busyboxPath.
+func WriteFrom(w io.Writer, busyboxPath, name string) error {
+	blobs, index, err := buildImage(busyboxPath, name)
+	if err != nil {
+		return err
+	}
+	return writeLayout(w, index, blobs)
+}
+
+// blob is one content-addressed file of the layout, stored under
+// blobs/sha256/<digest>.
+type blob struct {
+	descriptor ocispec.Descriptor
+	data       []byte
+}
+
+func newBlob(mediaType string, data []byte) blob {
+	return blob{
+		descriptor: ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))},
+		data:       data,
+	}
+}
+
+func newJSONBlob(mediaType string, v any) (blob, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return blob{}, fmt.Errorf("marshal %s: %w", mediaType, err)
+	}
+	return newBlob(mediaType, data), nil
+}
+
+// buildImage makes the three blobs of a single-platform image (layer, config,
+// manifest) and the index that names the manifest. The order of the chain
+// matters: the config records the digest of the *uncompressed* layer (its
+// diff ID), the manifest the digest of the compressed one.
+func buildImage(busyboxPath, name string) ([]blob, ocispec.Index, error) {
+	applets, err := Applets(busyboxPath)
+	if err != nil {
+		return nil, ocispec.Index{}, err
+	}
+	layerTar, err := LayerTar(busyboxPath, applets)
+	if err != nil {
+		return nil, ocispec.Index{}, err
+	}
+	layerGzip, err := Gzip(layerTar)
+	if err != nil {
+		return nil, ocispec.Index{}, err
+	}
+	layer := newBlob(ocispec.MediaTypeImageLayerGzip, layerGzip)
+
+	config, err := newJSONBlob(ocispec.MediaTypeImageConfig, imageConfig(digest.FromBytes(layerTar)))
+	if err != nil {
+		return nil, ocispec.Index{}, err
+	}
+	manifest, err := newJSONBlob(ocispec.MediaTypeImageManifest, ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    config.descriptor,
+		Layers:    []ocispec.Descriptor{layer.descriptor},
+	})
+	if err != nil {
+		return nil, ocispec.Index{}, err
+	}
+
+	named := manifest.descriptor
+	named.Platform = &ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	named.Annotations = map[string]string{
+		containerdImageNameAnnotation: name,
+		ocispec.AnnotationRefName:     tagOf(name),
+	}
+	index := ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{named},
+	}
+	return []blob{layer, config, manifest}, index, nil
+}
+
+// imageConfig is what a container inherits from the image: `sh` as the
+// default command and a PATH that finds the applets in /bin.
+// Created is left out on purpose: a build time would change the digest.
+func imageConfig(layerDiffID digest.Digest) ocispec.Image {
+	return ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config: ocispec.ImageConfig{
+			Env: []string{defaultPath},
+			Cmd: []string{"sh"},
+		},
+		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDiffID}},
+	}
+}
+
+// tagOf returns what OCI layouts put in ref.name: the tag of a reference
+// ("teach" for docker.io/library/busybox:teach), or the whole name if it has none.
+func tagOf(name string) string {
+	colon := strings.LastIndex(name, ":")
+	if colon < 0 || colon < strings.LastIndex(name, "/") {
+		return name
+	}
+	return name[colon+1:]
+}
+
+// writeLayout writes the OCI image layout as a tar: the oci-layout marker, the
+// index, then the blobs, each under blobs/sha256/<hex digest>.
+func writeLayout(w io.Writer, index ocispec.Index, blobs []blob) error {
+	layoutMarker, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
+	if err != nil {
+		return err
+	}
+	indexJSON, err := json.Marshal(index)
+	if err != nil {
+		return err
+	}
+
+	tw := tar.NewWriter(w)
+	for _, dir := range []string{ocispec.ImageBlobsDir + "/", ocispec.ImageBlobsDir + "/sha256/"} {
+		if err := writeHeader(tw, directory(dir, 0o755)); err != nil {
+			return err
+		}
+	}
+	if err := writeFile(tw, ocispec.ImageLayoutFile, layoutMarker); err != nil {
+		return err
+	}
+	if err := writeFile(tw, ocispec.ImageIndexFile, indexJSON); err != nil {
+		return err
+	}
+	for _, b := range blobs {
+		if err := writeFile(tw, BlobPath(b.descriptor.Digest), b.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("close image archive: %w", err)
+	}
+	return nil
+}
+
+// BlobPath is where the layout stores the blob with digest d.
+func BlobPath(d digest.Digest) string {
+	return ocispec.ImageBlobsDir + "/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+func writeFile(tw *tar.Writer, name string, data []byte) error {
+	if err := writeHeader(tw, regularFile(name, 0o644, int64(len(data)))); err != nil {
+		return err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,23 @@
+// Package integration runs containers through real containerd daemons, the
+// pinned 2.x and 1.7 releases, with our shim and with the stock runc shim.
+//
+// Every lifecycle test is written once and run for each daemon and each
+// runtime, as subtests named containerd-<version>/<runtime>:
+//
+//	go test ./integration/ -run 'TestExitCode//runc'   # the stock shim only
+//	go test ./integration/ -run '//teach'              # our shim only
+//
+// The runc rows are the reference: they pass today and prove each assertion
+// is right; the teach rows must come to give the same answers.
+package integration
+
+import (
+	"os"
+	"testing"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/harness"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(harness.Main(m))
+}
