@@ -51,7 +51,7 @@ type stdinCloser struct {
 	ctx    context.Context
 
 	mu     sync.Mutex // guards the fields below
-	task   client.Task
+	task   client.Process
 	atEOF  bool
 	closed bool
 }
@@ -68,7 +68,7 @@ func (c *stdinCloser) Read(p []byte) (int, error) {
 }
 
 // attach hands over the task once NewTask has returned it.
-func (c *stdinCloser) attach(task client.Task) {
+func (c *stdinCloser) attach(task client.Process) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.task = task

@@ -1,13 +1,10 @@
 package stdio
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/fifo"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,15 +68,49 @@ func requireFifo(f *os.File) error {
 	return nil
 }
 
-// openInputFifo opens the stdin FIFO for reading. It returns at once; reads
-// wait until containerd (or a later client) opens the write end, and end with
-// io.EOF when the last writer closes it.
-func openInputFifo(ctx context.Context, path string) (io.ReadCloser, error) {
-	f, err := fifo.OpenFifo(ctx, path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+// inputFifo is the stdin FIFO opened for reading, together with a write end
+// that the shim holds.
+//
+// The held writer is there for the mirror of the output rule: a FIFO read
+// returns end-of-file as soon as no writer is left. containerd's writer may go
+// away without the user's stdin having ended: containerd restarts, a client
+// detaches and attaches again. The container must not see end-of-file then,
+// only when containerd says stdin is over (CloseIO), which closes the held
+// writer.
+type inputFifo struct {
+	read       *os.File
+	heldWriter *os.File
+}
+
+// openInputFifo opens the stdin FIFO without waiting for containerd: the
+// read end is opened with O_NONBLOCK, which never waits, and the held write end
+// then finds a reader already there.
+func openInputFifo(path string) (*inputFifo, error) {
+	reader, err := os.OpenFile(path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open stdin fifo %s: %w", path, kindOf(err))
 	}
-	return f, nil
+	if err := requireFifo(reader); err != nil {
+		reader.Close()
+		return nil, err
+	}
+	writer, err := os.OpenFile(path, unix.O_WRONLY, 0)
+	if err != nil {
+		reader.Close()
+		return nil, fmt.Errorf("open stdin fifo %s for writing: %w", path, kindOf(err))
+	}
+	return &inputFifo{read: reader, heldWriter: writer}, nil
+}
+
+func (f *inputFifo) Read(p []byte) (int, error) { return f.read.Read(p) }
+
+// CloseWriter gives up the held writer: once containerd's writers are gone
+// too, and the FIFO is drained, the reader sees end-of-file.
+func (f *inputFifo) CloseWriter() error { return f.heldWriter.Close() }
+
+func (f *inputFifo) Close() error {
+	f.heldWriter.Close()
+	return f.read.Close()
 }
 
 func kindOf(err error) error {

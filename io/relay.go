@@ -1,7 +1,6 @@
 package stdio
 
 import (
-	"context"
 	"errors"
 	"io"
 	"sync"
@@ -12,8 +11,9 @@ import (
 //
 // Each copy runs in a goroutine owned by the Relay; Close stops them all.
 type Relay struct {
-	pipes   *Pipes
-	closers []io.Closer
+	pipes     *Pipes
+	stdinFifo *inputFifo // nil without stdin
+	closers   []io.Closer
 	// outputDone is closed when both output copies have reached end-of-file:
 	// every process holding the container's stdout/stderr has closed it, and
 	// every byte written is in the FIFOs.
@@ -30,7 +30,7 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 // StartRelay opens the FIFOs named in paths and starts copying. An error
 // means nothing was started and nothing is left open (pipes excepted: the
 // caller owns them until StartRelay succeeds).
-func StartRelay(ctx context.Context, paths Paths, pipes *Pipes) (_ *Relay, err error) {
+func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 	r := &Relay{pipes: pipes, outputDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -38,11 +38,12 @@ func StartRelay(ctx context.Context, paths Paths, pipes *Pipes) (_ *Relay, err e
 		}
 	}()
 
-	var stdin io.ReadCloser
+	var stdin *inputFifo
 	if paths.Stdin != "" {
-		if stdin, err = openInputFifo(ctx, paths.Stdin); err != nil {
+		if stdin, err = openInputFifo(paths.Stdin); err != nil {
 			return nil, err
 		}
+		r.stdinFifo = stdin
 		r.closers = append(r.closers, stdin)
 	}
 	var outputs []copyJob
@@ -101,6 +102,15 @@ func copyStream(to io.Writer, from io.Reader) {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
 	_, _ = io.CopyBuffer(to, from, *buf)
+}
+
+// CloseStdin is containerd's CloseIO: stdin is over. The shim gives up its
+// held writer; what containerd wrote is still delivered, and then the process
+// reads end-of-file.
+func (r *Relay) CloseStdin() {
+	if r.stdinFifo != nil {
+		r.stdinFifo.CloseWriter()
+	}
 }
 
 // OutputDone is closed once all of the process's output has been written to

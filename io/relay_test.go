@@ -1,7 +1,6 @@
 package stdio
 
 import (
-	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -32,7 +31,7 @@ func startRelay(t *testing.T, paths Paths) (*Pipes, *Relay) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := StartRelay(context.Background(), paths, pipes)
+	relay, err := StartRelay(paths, pipes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +103,7 @@ func TestOutputWaitsForAReaderWithoutEPIPE(t *testing.T) {
 func TestStdinEOFReachesTheContainer(t *testing.T) {
 	paths := fifos(t)
 	paths.Stdout, paths.Stderr = "", ""
-	pipes, _ := startRelay(t, paths)
+	pipes, relay := startRelay(t, paths)
 
 	writer, err := os.OpenFile(paths.Stdin, os.O_WRONLY, 0)
 	if err != nil {
@@ -112,12 +111,16 @@ func TestStdinEOFReachesTheContainer(t *testing.T) {
 	}
 	writer.WriteString("typed input\n")
 	writer.Close()
-
-	got, err := io.ReadAll(pipes.stdin.read)
-	if err != nil {
-		t.Fatal(err)
+	// containerd's writer is gone, but that alone is not the end of stdin
+	// (containerd may be restarting): only CloseIO is.
+	container := readAll(pipes.stdin.read)
+	select {
+	case <-container:
+		t.Fatal("stdin ended when containerd's writer closed, before CloseIO")
+	case <-time.After(200 * time.Millisecond):
 	}
-	if string(got) != "typed input\n" {
+	relay.CloseStdin()
+	if got := <-container; got != "typed input\n" {
 		t.Fatalf("container read %q", got)
 	}
 }
@@ -132,7 +135,7 @@ func TestStdioPathsThatAreNotFifos(t *testing.T) {
 	} {
 		paths := Paths{Stdout: path}
 		pipes, _ := NewPipes(paths)
-		_, err := StartRelay(context.Background(), paths, pipes)
+		_, err := StartRelay(paths, pipes)
 		if !check(err) {
 			t.Errorf("%s: got %v", path, err)
 		}
@@ -149,4 +152,14 @@ func TestAbsentStreamsGetNoPipe(t *testing.T) {
 	if pipes.Stdin() != nil || pipes.Stderr() != nil || pipes.Stdout() == nil {
 		t.Fatal("pipes made for the wrong streams")
 	}
+}
+
+// readAll reads r to its end in the background and then sends what it read.
+func readAll(r io.Reader) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		data, _ := io.ReadAll(r)
+		done <- string(data)
+	}()
+	return done
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
@@ -42,9 +43,7 @@ type InitProcess struct {
 
 // CreateInit runs `runc create`: runc sets up namespaces and cgroups and
 // leaves the container's process waiting, not yet running the user's program.
-// onPid is called with the process's pid as soon as runc has written it, so
-// the caller can route the process's exit to it before anything else runs.
-func CreateInit(ctx context.Context, cfg InitConfig, onPid func(pid int, p *InitProcess)) (_ *InitProcess, err error) {
+func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error) {
 	p := &InitProcess{
 		id:     cfg.ID,
 		bundle: cfg.Bundle,
@@ -56,8 +55,7 @@ func CreateInit(ctx context.Context, cfg InitConfig, onPid func(pid int, p *Init
 	if err != nil {
 		return nil, fmt.Errorf("create stdio pipes for %s: %w", cfg.ID, err)
 	}
-	// The relay outlives this request, so it must not be cancelled with it.
-	p.relay, err = stdio.StartRelay(context.WithoutCancel(ctx), cfg.Stdio, pipes)
+	p.relay, err = stdio.StartRelay(cfg.Stdio, pipes)
 	if err != nil {
 		pipes.Close()
 		return nil, err
@@ -86,7 +84,6 @@ func CreateInit(ctx context.Context, cfg InitConfig, onPid func(pid int, p *Init
 		return nil, fmt.Errorf("read pid file of %s: %w", p.id, err)
 	}
 	p.pid = pid
-	onPid(pid, p)
 	return p, nil
 }
 
@@ -97,6 +94,12 @@ func (p *InitProcess) Stdio() stdio.Paths          { return p.paths }
 func (p *InitProcess) Exited() <-chan struct{}     { return p.life.Exited() }
 func (p *InitProcess) Exit() (ExitStatus, bool)    { return p.life.Exit() }
 func (p *InitProcess) OutputDone() <-chan struct{} { return p.relay.OutputDone() }
+
+// Runc is the container's runc, shared by its exec processes.
+func (p *InitProcess) Runc() *runc.Runc { return p.runc }
+
+// CloseIO closes the process's stdin: it reads end-of-file.
+func (p *InitProcess) CloseIO() { p.relay.CloseStdin() }
 
 // Start runs `runc start`: the waiting process now executes the user's
 // program. The program may exit before runc start even returns; the Reaper
@@ -197,4 +200,42 @@ func (p *InitProcess) Pids(ctx context.Context) ([]int, error) {
 		return err
 	})
 	return pids, err
+}
+
+// Pause freezes every process in the container (`runc pause`: the cgroup
+// freezer).
+func (p *InitProcess) Pause(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.life.Check(Paused, p.id); err != nil {
+		return err
+	}
+	if err := runcCall(p.runc, "pause", p.id, func() error { return p.runc.Pause(ctx, p.id) }); err != nil {
+		return err
+	}
+	return p.life.MoveTo(Paused, p.id)
+}
+
+// Resume thaws a paused container (`runc resume`).
+func (p *InitProcess) Resume(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.life.State() != Paused {
+		return fmt.Errorf("container %s is %s, not paused: %w", p.id, p.life.State(), errdefs.ErrFailedPrecondition)
+	}
+	if err := runcCall(p.runc, "resume", p.id, func() error { return p.runc.Resume(ctx, p.id) }); err != nil {
+		return err
+	}
+	return p.life.MoveTo(Running, p.id)
+}
+
+// Update applies new resource limits to the running container (`runc
+// update`): cgroup values such as memory.limit_in_bytes or cpu shares.
+func (p *InitProcess) Update(ctx context.Context, resources *specs.LinuxResources) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if state := p.life.State(); state != Running && state != Paused && state != Created {
+		return fmt.Errorf("container %s is %s; only a live container can be updated: %w", p.id, state, errdefs.ErrFailedPrecondition)
+	}
+	return runcCall(p.runc, "update", p.id, func() error { return p.runc.Update(ctx, p.id, resources) })
 }

@@ -28,6 +28,8 @@ type Process interface {
 	Kill(ctx context.Context, signal uint32, all bool) error
 	// Delete releases everything the process holds and returns its exit.
 	Delete(ctx context.Context) (ExitStatus, error)
+	// CloseIO closes the process's stdin, so it reads end-of-file.
+	CloseIO()
 
 	// SetExited records the exit the Reaper collected for Pid.
 	SetExited(code int, at time.Time)

@@ -23,9 +23,10 @@ const (
 // refused with FailedPrecondition.
 var transitions = map[State][]State{
 	// A created process can be started, or die before it ever runs (killed,
-	// or its runc init failed). Deleting it kills it first, so it too passes
-	// through Stopped and has an exit status to report.
-	Created: {Running, Stopped},
+	// or its runc init failed). A created init is killed before it is
+	// deleted, so it passes through Stopped and has an exit status to
+	// report; a created exec is only a description and is dropped.
+	Created: {Running, Stopped, Deleted},
 	Running: {Paused, Stopped},
 	Paused:  {Running, Stopped},
 	Stopped: {Deleted},

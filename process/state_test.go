@@ -10,7 +10,7 @@ import (
 func TestTransitionTable(t *testing.T) {
 	all := []State{Created, Running, Paused, Stopped, Deleted}
 	legal := map[[2]State]bool{
-		{Created, Running}: true, {Created, Stopped}: true,
+		{Created, Running}: true, {Created, Stopped}: true, {Created, Deleted}: true,
 		{Running, Paused}: true, {Running, Stopped}: true,
 		{Paused, Running}: true, {Paused, Stopped}: true,
 		{Stopped, Deleted}: true,
@@ -26,8 +26,8 @@ func TestTransitionTable(t *testing.T) {
 
 func TestIllegalStepIsFailedPrecondition(t *testing.T) {
 	l := NewLifecycle()
-	if err := l.MoveTo(Deleted, "c1"); !errdefs.IsFailedPrecondition(err) {
-		t.Fatalf("created → deleted: got %v, want FailedPrecondition", err)
+	if err := l.MoveTo(Paused, "c1"); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("created → paused: got %v, want FailedPrecondition", err)
 	}
 	if err := l.MoveTo(Running, "c1"); err != nil {
 		t.Fatal(err)

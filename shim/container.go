@@ -14,8 +14,10 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/process"
 )
@@ -28,23 +30,63 @@ import (
 // forever; the exit must still be reported.
 const outputDrainLimit = 5 * time.Second
 
-// Container is one container the shim runs: its bundle, its mounted rootfs
-// and its init process.
+// tracked is one process of a container together with what the shim knows
+// about it beyond the process itself.
+type tracked struct {
+	process.Process
+	// exitReported is closed once TaskExit is queued for containerd; Wait
+	// answers and Delete proceeds only after it.
+	exitReported chan struct{}
+}
+
+func track(p process.Process) *tracked {
+	return &tracked{Process: p, exitReported: make(chan struct{})}
+}
+
+func (t *tracked) waitExitReported(ctx context.Context) error {
+	select {
+	case <-t.exitReported:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Container is one container the shim runs: its bundle, its mounted rootfs,
+// its init process and its exec processes.
 type Container struct {
 	ID     string
 	Bundle string
 	rootfs string // where the rootfs mounts were mounted; empty if none
-	init   *process.InitProcess
-	events *EventSink
+	// sharesHostPids: the container has no pid namespace of its own, so
+	// the kernel does not kill its other processes when init dies.
+	sharesHostPids bool
+	init           *process.InitProcess
+	initTracked    *tracked
+	events         *EventSink
 
 	// eventOrder keeps this container's events in the order containerd
 	// relies on: TaskCreate < TaskStart < TaskExit < TaskDelete. Start holds
 	// it across `runc start` and TaskStart, so an exit that races with
 	// Start is published after TaskStart.
 	eventOrder sync.Mutex
-	// exitReported is closed once TaskExit is published; Wait answers and
-	// Delete proceeds only after it.
-	exitReported chan struct{}
+
+	mu    sync.Mutex
+	execs map[string]*tracked // guarded by mu
+}
+
+// process finds the init process (execID "") or an exec process.
+func (c *Container) process(execID string) (*tracked, error) {
+	if execID == "" {
+		return c.initTracked, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("container %s has no exec process %q: %w", c.ID, execID, errdefs.ErrNotFound)
+	}
+	return p, nil
 }
 
 // mountRootfs mounts the snapshot containerd prepared at <bundle>/rootfs,
@@ -93,21 +135,59 @@ func (c *Container) publishCreate(req *taskAPI.CreateTaskRequest) {
 	})
 }
 
-// Start starts the init process and publishes TaskStart.
-func (c *Container) Start(ctx context.Context) error {
+// AddExec registers an exec process (TaskExecAdded); Start runs it.
+func (c *Container) AddExec(cfg process.ExecConfig) error {
+	if state := c.init.State(); state != process.Running {
+		return fmt.Errorf("container %s is %s; exec needs a running container: %w", c.ID, state, errdefs.ErrFailedPrecondition)
+	}
+	c.mu.Lock()
+	if _, exists := c.execs[cfg.ID]; exists {
+		c.mu.Unlock()
+		return fmt.Errorf("container %s already has an exec process %q: %w", c.ID, cfg.ID, errdefs.ErrAlreadyExists)
+	}
+	c.execs[cfg.ID] = track(process.NewExec(cfg))
+	c.mu.Unlock()
+
 	c.eventOrder.Lock()
 	defer c.eventOrder.Unlock()
-	if err := c.init.Start(ctx); err != nil {
-		return err
-	}
-	c.events.Publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
+	c.events.Publish(runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
 	return nil
+}
+
+// Start starts the init process or an exec process, and publishes TaskStart
+// or TaskExecStarted. For an exec the pid is learnt only when runc returns,
+// so its exit is routed through a StartWindow opened before.
+func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter) (int, error) {
+	p, err := c.process(execID)
+	if err != nil {
+		return 0, err
+	}
+	c.eventOrder.Lock()
+	defer c.eventOrder.Unlock()
+	if execID == "" {
+		if err := p.Start(ctx); err != nil {
+			return 0, err
+		}
+		c.events.Publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
+		return p.Pid(), nil
+	}
+	window := exits.OpenWindow()
+	if err := p.Start(ctx); err != nil {
+		window.Close()
+		return 0, err
+	}
+	window.Claim(p.Pid(), exitTarget{container: c, process: p})
+	c.events.Publish(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: execID, Pid: uint32(p.Pid())})
+	return p.Pid(), nil
 }
 
 // handleExit is the end of the exit pipeline (see exits.go): record the exit,
 // let the output drain, then tell containerd.
-func (c *Container) handleExit(p process.Process, exit runc.Exit) {
+func (c *Container) handleExit(p *tracked, exit runc.Exit) {
 	p.SetExited(exit.Status, exit.Timestamp)
+	if p == c.initTracked {
+		c.afterInitExit()
+	}
 	select {
 	case <-p.OutputDone():
 	case <-time.After(outputDrainLimit):
@@ -123,34 +203,80 @@ func (c *Container) handleExit(p process.Process, exit runc.Exit) {
 		ExitedAt:    protobuf.ToTimestamp(status.ExitedAt),
 	})
 	c.eventOrder.Unlock()
-	close(c.exitReported)
+	close(p.exitReported)
 }
 
-// WaitExitReported waits until TaskExit has been published.
-func (c *Container) WaitExitReported(ctx context.Context) error {
-	select {
-	case <-c.exitReported:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// afterInitExit ends the container's other processes with its init, and waits
+// for their exits to be reported first: containerd expects every exec's
+// TaskExit before the init's.
+func (c *Container) afterInitExit() {
+	if c.sharesHostPids {
+		// Without a pid namespace of its own, nothing kills the rest of
+		// the container when init dies; runc kill --all does.
+		ctx, cancel := context.WithTimeout(context.Background(), outputDrainLimit)
+		if err := c.init.Kill(ctx, uint32(unix.SIGKILL), true); err != nil && !errdefs.IsNotFound(err) {
+			log.L.WithError(err).WithField("id", c.ID).Warn("kill the container's remaining processes")
+		}
+		cancel()
 	}
-}
-
-// Delete deletes the init process, unmounts the rootfs and publishes
-// TaskDelete.
-func (c *Container) Delete(ctx context.Context) (process.ExitStatus, error) {
-	if c.init.State() == process.Stopped {
-		// Let the exit handler finish delivering output before the
-		// relay is closed.
-		if err := c.WaitExitReported(ctx); err != nil {
-			return process.ExitStatus{}, err
+	c.mu.Lock()
+	var running []*tracked
+	for _, e := range c.execs {
+		if e.State() == process.Running || e.State() == process.Paused {
+			running = append(running, e)
 		}
 	}
-	exit, err := c.init.Delete(ctx)
+	c.mu.Unlock()
+	deadline := time.After(outputDrainLimit)
+	for _, e := range running {
+		select {
+		case <-e.exitReported:
+		case <-deadline:
+			log.L.WithField("id", c.ID).Warn("an exec process outlived its container's init; reporting the init's exit anyway")
+			return
+		}
+	}
+}
+
+// Wait waits until the process's exit is reported, and returns it.
+func (c *Container) Wait(ctx context.Context, execID string) (process.ExitStatus, error) {
+	p, err := c.process(execID)
 	if err != nil {
 		return process.ExitStatus{}, err
 	}
-	if err := c.WaitExitReported(ctx); err != nil {
+	if err := p.waitExitReported(ctx); err != nil {
+		return process.ExitStatus{}, err
+	}
+	exit, _ := p.Exit()
+	return exit, nil
+}
+
+// Delete deletes one exec process, or the container (execID ""): the init
+// process, the rootfs mounts, and TaskDelete.
+func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStatus, error) {
+	p, err := c.process(execID)
+	if err != nil {
+		return process.ExitStatus{}, err
+	}
+	if p.State() == process.Stopped {
+		// Let the exit handler finish delivering output before the
+		// relay is closed.
+		if err := p.waitExitReported(ctx); err != nil {
+			return process.ExitStatus{}, err
+		}
+	}
+	exit, err := p.Delete(ctx)
+	if err != nil {
+		return process.ExitStatus{}, err
+	}
+	if execID != "" {
+		c.mu.Lock()
+		delete(c.execs, execID)
+		c.mu.Unlock()
+		return exit, nil
+	}
+	// A created init was killed by Delete: its exit is reported too.
+	if err := p.waitExitReported(ctx); err != nil {
 		return process.ExitStatus{}, err
 	}
 	if err := unmountRootfs(c.rootfs); err != nil {
@@ -165,4 +291,26 @@ func (c *Container) Delete(ctx context.Context) (process.ExitStatus, error) {
 		ExitedAt:    protobuf.ToTimestamp(exit.ExitedAt),
 	})
 	return exit, nil
+}
+
+// Pause freezes the container and publishes TaskPaused.
+func (c *Container) Pause(ctx context.Context) error {
+	c.eventOrder.Lock()
+	defer c.eventOrder.Unlock()
+	if err := c.init.Pause(ctx); err != nil {
+		return err
+	}
+	c.events.Publish(runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
+	return nil
+}
+
+// Resume thaws the container and publishes TaskResumed.
+func (c *Container) Resume(ctx context.Context) error {
+	c.eventOrder.Lock()
+	defer c.eventOrder.Unlock()
+	if err := c.init.Resume(ctx); err != nil {
+		return err
+	}
+	c.events.Publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
+	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"sync"
 
 	runc "github.com/containerd/go-runc"
-
-	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
 // The exit pipeline, in one place:
@@ -23,7 +21,7 @@ import (
 // exitTarget is who an exit belongs to.
 type exitTarget struct {
 	container *Container
-	process   process.Process
+	process   *tracked
 }
 
 // ExitRouter hands each exit the Reaper collects to the process it belongs to.

@@ -55,6 +55,7 @@ func (p *exitedProcess) Kill(context.Context, uint32, bool) error { return nil }
 func (p *exitedProcess) Delete(context.Context) (process.ExitStatus, error) {
 	return process.ExitStatus{}, nil
 }
+func (p *exitedProcess) CloseIO()                         {}
 func (p *exitedProcess) Exited() <-chan struct{}          { return p.life.Exited() }
 func (p *exitedProcess) Exit() (process.ExitStatus, bool) { return p.life.Exit() }
 func (p *exitedProcess) OutputDone() <-chan struct{}      { return p.done }
@@ -65,16 +66,16 @@ func (p *exitedProcess) SetExited(code int, at time.Time) {
 func newTestContainer(id string) (*Container, *recordedEvents) {
 	recorded := &recordedEvents{}
 	sink := NewEventSink(namespaces.WithNamespace(context.Background(), "test"), recorded)
-	return &Container{ID: id, events: sink, exitReported: make(chan struct{})}, recorded
+	return &Container{ID: id, events: sink, execs: make(map[string]*tracked)}, recorded
 }
 
 // waitReported waits for TaskExit to be queued and sent, and returns the
 // exits containerd would have received.
-func waitReported(t *testing.T, c *Container, recorded *recordedEvents) []*eventstypes.TaskExit {
+func waitReported(t *testing.T, c *Container, p *tracked, recorded *recordedEvents) []*eventstypes.TaskExit {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.WaitExitReported(ctx); err != nil {
+	if err := p.waitExitReported(ctx); err != nil {
 		t.Fatal("TaskExit never published")
 	}
 	c.events.Flush(ctx)
@@ -86,12 +87,12 @@ func waitReported(t *testing.T, c *Container, recorded *recordedEvents) []*event
 func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
 	router := NewExitRouter()
 	c, recorded := newTestContainer("c1")
-	p := newExitedProcess("c1", 100)
+	p := track(newExitedProcess("c1", 100))
 	w := router.OpenWindow()
 	w.Claim(100, exitTarget{container: c, process: p})
 
 	router.route(runc.Exit{Pid: 100, Status: 3, Timestamp: time.Now()})
-	exits := waitReported(t, c, recorded)
+	exits := waitReported(t, c, p, recorded)
 	if len(exits) != 1 || exits[0].ExitStatus != 3 || exits[0].Pid != 100 {
 		t.Fatalf("exits published: %v", exits)
 	}
@@ -101,12 +102,12 @@ func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
 func TestExitBeforeThePidIsKnownIsKeptByTheWindow(t *testing.T) {
 	router := NewExitRouter()
 	c, recorded := newTestContainer("c1")
-	p := newExitedProcess("c1", 200)
+	p := track(newExitedProcess("c1", 200))
 	w := router.OpenWindow()
 	router.route(runc.Exit{Pid: 999, Status: 1}) // someone else's
 	router.route(runc.Exit{Pid: 200, Status: 0, Timestamp: time.Now()})
 	w.Claim(200, exitTarget{container: c, process: p})
-	exits := waitReported(t, c, recorded)
+	exits := waitReported(t, c, p, recorded)
 	if len(exits) != 1 || exits[0].Pid != 200 {
 		t.Fatalf("exits published: %v", exits)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -64,4 +65,40 @@ func loadRuncOptions(bundle string) (*options.Options, error) {
 		return nil, fmt.Errorf("read %s in %s: %w", optionsFile, bundle, err)
 	}
 	return opts, nil
+}
+
+// processSpec reads the OCI process of an exec request: what to run, as
+// whom, with which environment.
+func processSpec(any *anypb.Any) (*specs.Process, error) {
+	if any == nil {
+		return nil, fmt.Errorf("exec request has no process spec: %w", errdefs.ErrInvalidArgument)
+	}
+	value, err := typeurl.UnmarshalAny(any)
+	if err != nil {
+		return nil, fmt.Errorf("exec process spec of type %q cannot be read: %v: %w", any.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	spec, ok := value.(*specs.Process)
+	if !ok {
+		return nil, fmt.Errorf("exec process spec is a %q, not an OCI process: %w", any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	}
+	if len(spec.Args) == 0 {
+		return nil, fmt.Errorf("exec process spec has no args: %w", errdefs.ErrInvalidArgument)
+	}
+	return spec, nil
+}
+
+// linuxResources reads the resources of an Update request.
+func linuxResources(any *anypb.Any) (*specs.LinuxResources, error) {
+	if any == nil {
+		return nil, fmt.Errorf("update request has no resources: %w", errdefs.ErrInvalidArgument)
+	}
+	value, err := typeurl.UnmarshalAny(any)
+	if err != nil {
+		return nil, fmt.Errorf("resources of type %q cannot be read: %v: %w", any.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	resources, ok := value.(*specs.LinuxResources)
+	if !ok {
+		return nil, fmt.Errorf("resources are a %q, not OCI Linux resources: %w", any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	}
+	return resources, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
@@ -67,7 +68,8 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	}
 	defer s.release(req.ID)
 
-	if _, err := readBundleSpec(req.Bundle); err != nil {
+	spec, err := readBundleSpec(req.Bundle)
+	if err != nil {
 		return nil, err
 	}
 	opts, err := runcOptions(req.Options)
@@ -87,9 +89,18 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		}
 	}()
 
-	c := &Container{ID: req.ID, Bundle: req.Bundle, rootfs: rootfs, events: s.events, exitReported: make(chan struct{})}
+	c := &Container{
+		ID:             req.ID,
+		Bundle:         req.Bundle,
+		rootfs:         rootfs,
+		sharesHostPids: !hasNamespace(spec, specs.PIDNamespace),
+		events:         s.events,
+		execs:          make(map[string]*tracked),
+	}
+	// The init process can die as soon as runc has created it (killed, or
+	// its setup failed); the window keeps such an exit until its pid is
+	// claimed.
 	window := s.exits.OpenWindow()
-	defer window.Close()
 	c.init, err = process.CreateInit(ctx, process.InitConfig{
 		ID:     req.ID,
 		Bundle: req.Bundle,
@@ -103,12 +114,13 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		Stdio:        stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
-	}, func(pid int, p *process.InitProcess) {
-		window.Claim(pid, exitTarget{container: c, process: p})
 	})
 	if err != nil {
+		window.Close()
 		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
+	c.initTracked = track(c.init)
+	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 
 	s.mu.Lock()
 	s.containers[req.ID] = c
@@ -135,40 +147,77 @@ func (s *TaskService) release(id string) {
 	s.mu.Unlock()
 }
 
-// container finds a container, and refuses exec ids until exec processes
-// exist.
-func (s *TaskService) container(id, execID string) (*Container, error) {
+// container finds a container.
+func (s *TaskService) container(id string) (*Container, error) {
 	s.mu.Lock()
 	c, ok := s.containers[id]
 	s.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("container %s is not in this shim: %w", id, errdefs.ErrNotFound)
 	}
-	if execID != "" {
-		return nil, fmt.Errorf("container %s has no exec process %q: %w", id, execID, errdefs.ErrNotFound)
-	}
 	return c, nil
 }
 
-// Start runs `runc start`.
+// process finds the init process (execID "") or an exec process of a
+// container.
+func (s *TaskService) process(id, execID string) (*Container, *tracked, error) {
+	c, err := s.container(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.process(execID)
+	return c, p, err
+}
+
+// Start runs `runc start` for the init process, `runc exec` for an exec.
 func (s *TaskService) Start(ctx context.Context, req *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
-	c, err := s.container(req.ID, req.ExecID)
+	c, err := s.container(req.ID)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Start(ctx); err != nil {
+	pid, err := c.Start(ctx, req.ExecID, s.exits)
+	if err != nil {
 		return nil, err
 	}
-	return &taskAPI.StartResponse{Pid: uint32(c.init.Pid())}, nil
+	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
+}
+
+// Exec registers a process to run in a running container; Start runs it.
+func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest) (*emptypb.Empty, error) {
+	if err := validateID("exec", req.ExecID); err != nil {
+		return nil, err
+	}
+	if req.Terminal {
+		return nil, fmt.Errorf("exec %s: terminals are not supported yet: %w", req.ExecID, errdefs.ErrNotImplemented)
+	}
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := processSpec(req.Spec)
+	if err != nil {
+		return nil, err
+	}
+	err = c.AddExec(process.ExecConfig{
+		ID:          req.ExecID,
+		ContainerID: c.ID,
+		Bundle:      c.Bundle,
+		Runc:        c.init.Runc(),
+		Spec:        spec,
+		Stdio:       stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, nil
 }
 
 // State reports a process's state and, once it has exited, its exit status.
 func (s *TaskService) State(ctx context.Context, req *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
-	c, err := s.container(req.ID, req.ExecID)
+	c, p, err := s.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	p := c.init
 	paths := p.Stdio()
 	resp := &taskAPI.StateResponse{
 		ID:       p.ID(),
@@ -205,11 +254,11 @@ func taskStatus(state process.State) task.Status {
 // Kill relays a signal to the container's process (all: to every process in
 // it).
 func (s *TaskService) Kill(ctx context.Context, req *taskAPI.KillRequest) (*emptypb.Empty, error) {
-	c, err := s.container(req.ID, req.ExecID)
+	_, p, err := s.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.init.Kill(ctx, req.Signal, req.All); err != nil {
+	if err := p.Kill(ctx, req.Signal, req.All); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
@@ -218,36 +267,38 @@ func (s *TaskService) Kill(ctx context.Context, req *taskAPI.KillRequest) (*empt
 // Wait answers once the process has exited and its exit has been published,
 // which is after all of its output reached the FIFOs.
 func (s *TaskService) Wait(ctx context.Context, req *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
-	c, err := s.container(req.ID, req.ExecID)
+	c, err := s.container(req.ID)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.WaitExitReported(ctx); err != nil {
+	exit, err := c.Wait(ctx, req.ExecID)
+	if err != nil {
 		return nil, err
 	}
-	exit, _ := c.init.Exit()
 	return &taskAPI.WaitResponse{ExitStatus: uint32(exit.Code), ExitedAt: protobuf.ToTimestamp(exit.ExitedAt)}, nil
 }
 
-// Delete removes a stopped (or never started) container.
+// Delete removes a stopped (or never started) container or exec process.
 func (s *TaskService) Delete(ctx context.Context, req *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
-	c, err := s.container(req.ID, req.ExecID)
+	c, err := s.container(req.ID)
 	if err != nil {
 		return nil, err
 	}
-	exit, err := c.Delete(ctx)
+	exit, err := c.Delete(ctx, req.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	delete(s.containers, req.ID)
-	s.mu.Unlock()
+	if req.ExecID == "" {
+		s.mu.Lock()
+		delete(s.containers, req.ID)
+		s.mu.Unlock()
+	}
 	return &taskAPI.DeleteResponse{Pid: uint32(exit.Pid), ExitStatus: uint32(exit.Code), ExitedAt: protobuf.ToTimestamp(exit.ExitedAt)}, nil
 }
 
 // Pids lists the container's processes.
 func (s *TaskService) Pids(ctx context.Context, req *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
-	c, err := s.container(req.ID, "")
+	c, err := s.container(req.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -255,18 +306,14 @@ func (s *TaskService) Pids(ctx context.Context, req *taskAPI.PidsRequest) (*task
 	if err != nil {
 		return nil, err
 	}
-	resp := &taskAPI.PidsResponse{}
-	for _, pid := range pids {
-		resp.Processes = append(resp.Processes, &task.ProcessInfo{Pid: uint32(pid)})
-	}
-	return resp, nil
+	return &taskAPI.PidsResponse{Processes: c.describePids(pids)}, nil
 }
 
 // Connect tells containerd (again, after a restart) which shim and which
 // process it is talking to.
 func (s *TaskService) Connect(ctx context.Context, req *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
 	resp := &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: version.Version}
-	if c, err := s.container(req.ID, ""); err == nil {
+	if c, err := s.container(req.ID); err == nil {
 		resp.TaskPid = uint32(c.init.Pid())
 	}
 	return resp, nil

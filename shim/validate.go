@@ -53,3 +53,17 @@ func readBundleSpec(bundle string) (*specs.Spec, error) {
 	}
 	return &spec, nil
 }
+
+// hasNamespace reports whether the container gets a namespace of this type
+// of its own (one listed without a path to join).
+func hasNamespace(spec *specs.Spec, ns specs.LinuxNamespaceType) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, n := range spec.Linux.Namespaces {
+		if n.Type == ns && n.Path == "" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,270 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Exec processes join a running container: `docker exec`, `kubectl exec`,
+// `ctr task exec`. Each gets its own stdio, its own exit status and its own
+// events, and dies with the container.
+
+// runningTask starts `sleep 1000` and returns its task; the test's cleanup
+// kills and deletes it.
+func (s *session) runningTask(t *testing.T, id string) (client.Container, client.Task, <-chan client.ExitStatus) {
+	t.Helper()
+	container := s.newContainer(t, id, []string{"sleep", "1000"})
+	task, exitCh := s.startTask(t, container, &stdio{})
+	return container, task, exitCh
+}
+
+// execSpec is the container's process spec with other args: what
+// `ctr task exec` sends.
+func execSpec(t *testing.T, s *session, container client.Container, args ...string) *specs.Process {
+	t.Helper()
+	spec, err := container.Spec(s.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	process := *spec.Process
+	process.Args = args
+	process.Terminal = false
+	return &process
+}
+
+// execResult is what one exec process left behind.
+type execResult struct {
+	code           uint32
+	stdout, stderr string
+}
+
+func runExec(s *session, task client.Task, execID string, spec *specs.Process, stdin string) (execResult, error) {
+	streams := &stdio{}
+	opts := []cio.Opt{cio.WithStreams(nil, &streams.stdout, &streams.stderr)}
+	var closer *stdinCloser
+	if stdin != "" {
+		closer = &stdinCloser{reader: strings.NewReader(stdin), ctx: s.ctx}
+		opts = []cio.Opt{cio.WithStreams(closer, &streams.stdout, &streams.stderr)}
+	}
+	process, err := task.Exec(s.ctx, execID, spec, cio.NewCreator(opts...))
+	if err != nil {
+		return execResult{}, fmt.Errorf("exec %s: %w", execID, err)
+	}
+	defer process.Delete(s.ctx)
+	exitCh, err := process.Wait(s.ctx)
+	if err != nil {
+		return execResult{}, err
+	}
+	if err := process.Start(s.ctx); err != nil {
+		return execResult{}, fmt.Errorf("start exec %s: %w", execID, err)
+	}
+	if closer != nil {
+		closer.attach(process)
+	}
+	code, err := awaitExit(exitCh, time.Minute)
+	if err != nil {
+		return execResult{}, fmt.Errorf("exec %s: %w", execID, err)
+	}
+	if _, err := process.Delete(s.ctx); err != nil {
+		return execResult{}, fmt.Errorf("delete exec %s: %w", execID, err)
+	}
+	return execResult{code: code, stdout: streams.stdout.String(), stderr: streams.stderr.String()}, nil
+}
+
+func TestExecOutputAndExitCode(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		container, task, _ := s.runningTask(t, "exec-target")
+		spec := execSpec(t, s, container, "sh", "-c", "echo exec-out; echo exec-err >&2; exit 5")
+		result, err := runExec(s, task, "e1", spec, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if result.code != 5 || result.stdout != "exec-out\n" || result.stderr != "exec-err\n" {
+			t.Fatalf("exec: code %d, stdout %q, stderr %q; want 5, \"exec-out\\n\", \"exec-err\\n\"", result.code, result.stdout, result.stderr)
+		}
+		status, err := task.Status(s.ctx)
+		if err != nil || status.Status != client.Running {
+			t.Fatalf("container after its exec ended: %v, %v", status.Status, err)
+		}
+	})
+}
+
+func TestExecStdinAndCloseIO(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		container, task, _ := s.runningTask(t, "exec-cat")
+		result, err := runExec(s, task, "cat", execSpec(t, s, container, "cat"), "typed into exec\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if result.code != 0 || result.stdout != "typed into exec\n" {
+			t.Fatalf("cat: code %d, stdout %q", result.code, result.stdout)
+		}
+	})
+}
+
+func TestExecThatCannotStartSaysWhy(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		container, task, _ := s.runningTask(t, "exec-fails")
+		_, err := runExec(s, task, "nosuch", execSpec(t, s, container, "/no/such/binary"), "")
+		if err == nil || !strings.Contains(err.Error(), "/no/such/binary") {
+			t.Fatalf("exec of a missing binary: %v; want runc's reason naming the binary", err)
+		}
+		result, err := runExec(s, task, "after", execSpec(t, s, container, "true"), "")
+		if err != nil || result.code != 0 {
+			t.Fatalf("the next exec: %+v, %v", result, err)
+		}
+	})
+}
+
+func TestManyConcurrentExecs(t *testing.T) {
+	const execs = 100
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		container, task, _ := s.runningTask(t, "exec-many")
+		var wg sync.WaitGroup
+		errs := make(chan error, execs)
+		for i := range execs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				want := uint32(i % 50)
+				spec := execSpec(t, s, container, "sh", "-c", fmt.Sprintf("echo %d; exit %d", i, want))
+				result, err := runExec(s, task, fmt.Sprintf("e%d", i), spec, "")
+				switch {
+				case err != nil:
+					errs <- err
+				case result.code != want || result.stdout != fmt.Sprintf("%d\n", i):
+					errs <- fmt.Errorf("exec %d: code %d, stdout %q; want %d", i, result.code, result.stdout, want)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+}
+
+func TestExecsDieWithTheContainer(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		container, task, initExit := s.runningTask(t, "exec-orphans")
+		process, err := task.Exec(s.ctx, "sleeper", execSpec(t, s, container, "sleep", "1000"), cio.NewCreator())
+		if err != nil {
+			t.Fatal(err)
+		}
+		execExit, err := process.Wait(s.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := process.Start(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Kill(s.ctx, unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if code, err := awaitExit(execExit, time.Minute); err != nil || code != 137 {
+			t.Fatalf("exec after its container was killed: %d, %v; want 137", code, err)
+		}
+		if code, err := awaitExit(initExit, time.Minute); err != nil || code != 137 {
+			t.Fatalf("init: %d, %v; want 137", code, err)
+		}
+		process.Delete(s.ctx)
+	})
+}
+
+func TestPauseAndResume(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		_, task, _ := s.runningTask(t, "pausable")
+		if err := task.Pause(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if status, err := task.Status(s.ctx); err != nil || status.Status != client.Paused {
+			t.Fatalf("after pause: %v, %v", status.Status, err)
+		}
+		if state := freezerState(t, int(task.Pid())); state != "FROZEN" {
+			t.Fatalf("freezer state %q after pause", state)
+		}
+		if err := task.Resume(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if status, err := task.Status(s.ctx); err != nil || status.Status != client.Running {
+			t.Fatalf("after resume: %v, %v", status.Status, err)
+		}
+		if state := freezerState(t, int(task.Pid())); state != "THAWED" {
+			t.Fatalf("freezer state %q after resume", state)
+		}
+	})
+}
+
+func TestUpdateMemoryLimit(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		_, task, _ := s.runningTask(t, "updatable")
+		limit := int64(96 << 20)
+		err := task.Update(s.ctx, client.WithResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := memoryLimit(t, int(task.Pid())); got != fmt.Sprint(limit) {
+			t.Fatalf("memory limit in the cgroup: %s, want %d", got, limit)
+		}
+	})
+}
+
+// cgroupFile reads a file of the cgroup a process is in: the v1 hierarchy of
+// controller, or the unified v2 hierarchy.
+func cgroupFile(t *testing.T, pid int, controller, v1File, v2File string) string {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var path string
+		switch {
+		case parts[0] == "0" && parts[1] == "": // cgroup v2
+			path = filepath.Join("/sys/fs/cgroup", parts[2], v2File)
+		case strings.Contains(","+parts[1]+",", ","+controller+","):
+			path = filepath.Join("/sys/fs/cgroup", controller, parts[2], v1File)
+		default:
+			continue
+		}
+		value, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(value))
+	}
+	t.Fatalf("pid %d is in no %s cgroup", pid, controller)
+	return ""
+}
+
+func memoryLimit(t *testing.T, pid int) string {
+	return cgroupFile(t, pid, "memory", "memory.limit_in_bytes", "memory.max")
+}
+
+// freezerState is FROZEN or THAWED, as cgroup v1 says; on v2 cgroup.freeze
+// (1 or 0) is translated to the same words.
+func freezerState(t *testing.T, pid int) string {
+	state := cgroupFile(t, pid, "freezer", "freezer.state", "cgroup.freeze")
+	switch state {
+	case "1":
+		return "FROZEN"
+	case "0":
+		return "THAWED"
+	}
+	return state
+}

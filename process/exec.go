@@ -1,0 +1,169 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	stdio "github.com/teach/containerd-shim-teach-v2/io"
+)
+
+// ExecConfig describes a process to run inside a running container.
+type ExecConfig struct {
+	ID          string // the exec id, unique within the container
+	ContainerID string
+	Bundle      string
+	Runc        *runc.Runc // the container's runc: same binary, root and log
+	Spec        *specs.Process
+	Stdio       stdio.Paths
+}
+
+// ExecProcess is a process added to a running container: `docker exec`,
+// `ctr task exec`, `kubectl exec`. containerd first registers it (Exec), then
+// starts it (Start); until then it is only a description.
+type ExecProcess struct {
+	cfg  ExecConfig
+	life *Lifecycle
+
+	// mu serialises Start, Kill and Delete.
+	mu    sync.Mutex
+	pid   int
+	relay *stdio.Relay // nil until started
+}
+
+// NewExec records an exec process in the Created state; nothing runs yet.
+func NewExec(cfg ExecConfig) *ExecProcess {
+	return &ExecProcess{cfg: cfg, life: NewLifecycle()}
+}
+
+func (e *ExecProcess) ID() string               { return e.cfg.ID }
+func (e *ExecProcess) State() State             { return e.life.State() }
+func (e *ExecProcess) Stdio() stdio.Paths       { return e.cfg.Stdio }
+func (e *ExecProcess) Exited() <-chan struct{}  { return e.life.Exited() }
+func (e *ExecProcess) Exit() (ExitStatus, bool) { return e.life.Exit() }
+
+func (e *ExecProcess) Pid() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pid
+}
+
+// OutputDone is closed once the output has reached the FIFOs; for a process
+// that never started there is no output, so it is closed at once.
+func (e *ExecProcess) OutputDone() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.relay == nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return e.relay.OutputDone()
+}
+
+// Start runs `runc exec --detach`: runc joins the container's namespaces and
+// cgroup, starts the process and returns, leaving it a child of the shim
+// (the subreaper). The process may exit before runc even returns; the
+// caller's StartWindow keeps that exit until the pid is claimed.
+func (e *ExecProcess) Start(ctx context.Context) (err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.life.Check(Running, e.cfg.ID); err != nil {
+		return err
+	}
+	pipes, err := stdio.NewPipes(e.cfg.Stdio)
+	if err != nil {
+		return fmt.Errorf("create stdio pipes for exec %s: %w", e.cfg.ID, err)
+	}
+	relay, err := stdio.StartRelay(e.cfg.Stdio, pipes)
+	if err != nil {
+		pipes.Close()
+		return err
+	}
+	defer func() {
+		if err != nil {
+			relay.Close()
+		}
+	}()
+	pidFile := filepath.Join(e.cfg.Bundle, e.cfg.ID+".pid")
+	opts := &runc.ExecOpts{IO: pipes, PidFile: pidFile, Detach: true}
+	if err := runcCall(e.cfg.Runc, "exec", e.cfg.ContainerID, func() error {
+		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
+	}); err != nil {
+		return err
+	}
+	pid, err := runc.ReadPidFile(pidFile)
+	if err != nil {
+		return fmt.Errorf("read pid file of exec %s: %w", e.cfg.ID, err)
+	}
+	e.pid, e.relay = pid, relay
+	if err := e.life.MoveTo(Running, e.cfg.ID); err != nil && e.life.State() != Stopped {
+		return err
+	}
+	return nil
+}
+
+// Kill signals the exec process directly: runc kill addresses only a
+// container's init (or all of its processes), not one exec.
+func (e *ExecProcess) Kill(ctx context.Context, signal uint32, all bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch e.life.State() {
+	case Created:
+		return fmt.Errorf("exec %s has not been started: %w", e.cfg.ID, errdefs.ErrFailedPrecondition)
+	case Stopped, Deleted:
+		return fmt.Errorf("exec %s already finished: %w", e.cfg.ID, errdefs.ErrNotFound)
+	}
+	// The pid is still ours: the process has not been reaped (its state
+	// would be Stopped), so the kernel cannot have given the pid to
+	// another process.
+	if err := unix.Kill(e.pid, unix.Signal(signal)); err != nil {
+		if err == unix.ESRCH {
+			return fmt.Errorf("exec %s already finished: %w", e.cfg.ID, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("signal %d to exec %s: %w", signal, e.cfg.ID, err)
+	}
+	return nil
+}
+
+// Delete forgets the exec process and closes its stdio. A running exec must
+// be killed first; one that was never started is simply dropped.
+func (e *ExecProcess) Delete(ctx context.Context) (ExitStatus, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if state := e.life.State(); state == Running || state == Paused {
+		return ExitStatus{}, fmt.Errorf("exec %s is still running; kill it before deleting it: %w", e.cfg.ID, errdefs.ErrFailedPrecondition)
+	}
+	if e.relay != nil {
+		e.relay.Close()
+	}
+	exit, _ := e.life.Exit()
+	if err := e.life.MoveTo(Deleted, e.cfg.ID); err != nil {
+		return ExitStatus{}, err
+	}
+	return exit, nil
+}
+
+// CloseIO closes the process's stdin: it reads end-of-file.
+func (e *ExecProcess) CloseIO() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.relay != nil {
+		e.relay.CloseStdin()
+	}
+}
+
+// SetExited records the exit the Reaper collected.
+func (e *ExecProcess) SetExited(code int, at time.Time) {
+	e.mu.Lock()
+	pid := e.pid
+	e.mu.Unlock()
+	e.life.SetExited(ExitStatus{Pid: pid, Code: code, ExitedAt: at})
+}

@@ -1,0 +1,78 @@
+package shim
+
+import (
+	"context"
+
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// The calls that act on a running container as a whole.
+
+// Pause freezes every process of the container.
+func (s *TaskService) Pause(ctx context.Context, req *taskAPI.PauseRequest) (*emptypb.Empty, error) {
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, c.Pause(ctx)
+}
+
+// Resume thaws a paused container.
+func (s *TaskService) Resume(ctx context.Context, req *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, c.Resume(ctx)
+}
+
+// Update applies new resource limits (docker update, kubelet resize).
+func (s *TaskService) Update(ctx context.Context, req *taskAPI.UpdateTaskRequest) (*emptypb.Empty, error) {
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	resources, err := linuxResources(req.Resources)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, c.init.Update(ctx, resources)
+}
+
+// CloseIO closes a process's stdin, so it reads end-of-file.
+func (s *TaskService) CloseIO(ctx context.Context, req *taskAPI.CloseIORequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if req.Stdin {
+		p.CloseIO()
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// describePids labels each pid of the container with its exec id, when it
+// is an exec process, as the stock runc shim does: `ctr task ps` shows it.
+func (c *Container) describePids(pids []int) []*task.ProcessInfo {
+	execOf := make(map[int]string)
+	c.mu.Lock()
+	for id, e := range c.execs {
+		execOf[e.Pid()] = id
+	}
+	c.mu.Unlock()
+	var infos []*task.ProcessInfo
+	for _, pid := range pids {
+		info := &task.ProcessInfo{Pid: uint32(pid)}
+		if id, ok := execOf[pid]; ok && pid != 0 {
+			if details, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: id}); err == nil {
+				info.Info = details
+			}
+		}
+		infos = append(infos, info)
+	}
+	return infos
+}
