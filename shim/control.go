@@ -76,3 +76,17 @@ func (c *Container) describePids(pids []int) []*task.ProcessInfo {
 	}
 	return infos
 }
+
+// Stats returns the container's cgroup metrics (ctr task metrics, docker
+// stats, the kubelet's summary API).
+func (s *TaskService) Stats(ctx context.Context, req *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := c.Metrics()
+	if err != nil {
+		return nil, err
+	}
+	return &taskAPI.StatsResponse{Stats: metrics}, nil
+}

@@ -122,6 +122,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	c.initTracked = track(c.init)
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 
+	c.watchResources()
 	s.mu.Lock()
 	s.containers[req.ID] = c
 	s.mu.Unlock()

@@ -23,7 +23,3 @@ func (s *TaskService) ResizePty(ctx context.Context, req *taskAPI.ResizePtyReque
 func (s *TaskService) Checkpoint(ctx context.Context, req *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, notYet("checkpoint", req.ID)
 }
-
-func (s *TaskService) Stats(ctx context.Context, req *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
-	return nil, notYet("stats", req.ID)
-}
