@@ -39,9 +39,11 @@ func startRelay(t *testing.T, paths Paths) (*Pipes, *Relay) {
 	return pipes, relay
 }
 
+// openReader opens a FIFO's read end as containerd does: without waiting
+// for a writer (the relay may already have closed its write end).
 func openReader(t *testing.T, path string) *os.File {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,12 +28,12 @@ type InitConfig struct {
 // InitProcess is a container's first process: the one runc creates from the
 // bundle's config.json. Its exit is the container's exit.
 type InitProcess struct {
-	id     string
-	bundle string
-	runc   *runc.Runc
-	paths  stdio.Paths
-	relay  *stdio.Relay
-	life   *Lifecycle
+	id      string
+	bundle  string
+	runc    *runc.Runc
+	paths   stdio.Paths
+	streams stdio.Streams
+	life    *Lifecycle
 
 	// mu serialises the runc commands that change the process (start,
 	// kill, delete) so that each sees the state the previous one left.
@@ -51,35 +51,32 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		paths:  cfg.Stdio,
 		life:   NewLifecycle(),
 	}
-	pipes, err := stdio.NewPipes(cfg.Stdio)
+	setup, err := prepareStdio(cfg.Stdio)
 	if err != nil {
-		return nil, fmt.Errorf("create stdio pipes for %s: %w", cfg.ID, err)
+		return nil, fmt.Errorf("set up stdio for %s: %w", cfg.ID, err)
 	}
-	p.relay, err = stdio.StartRelay(cfg.Stdio, pipes)
-	if err != nil {
-		pipes.Close()
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			p.relay.Close()
-		}
-	}()
-
 	pidFile := filepath.Join(cfg.Bundle, "init.pid")
 	opts := &runc.CreateOpts{
-		IO:           pipes,
-		PidFile:      pidFile,
-		NoPivot:      cfg.NoPivotRoot,
-		NoNewKeyring: cfg.NoNewKeyring,
+		IO:            setup.runcIO(),
+		ConsoleSocket: setup.consoleSocket(),
+		PidFile:       pidFile,
+		NoPivot:       cfg.NoPivotRoot,
+		NoNewKeyring:  cfg.NoNewKeyring,
 	}
 	if err := runcCall(p.runc, "create", p.id, func() error {
 		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
 	}); err != nil {
+		setup.abort()
+		return nil, err
+	}
+	if p.streams, err = setup.started(); err != nil {
+		setup.abort()
+		p.forceDelete(ctx)
 		return nil, err
 	}
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
+		p.streams.Close()
 		p.forceDelete(ctx)
 		return nil, fmt.Errorf("read pid file of %s: %w", p.id, err)
 	}
@@ -93,13 +90,16 @@ func (p *InitProcess) State() State                { return p.life.State() }
 func (p *InitProcess) Stdio() stdio.Paths          { return p.paths }
 func (p *InitProcess) Exited() <-chan struct{}     { return p.life.Exited() }
 func (p *InitProcess) Exit() (ExitStatus, bool)    { return p.life.Exit() }
-func (p *InitProcess) OutputDone() <-chan struct{} { return p.relay.OutputDone() }
+func (p *InitProcess) OutputDone() <-chan struct{} { return p.streams.OutputDone() }
 
 // Runc is the container's runc, shared by its exec processes.
 func (p *InitProcess) Runc() *runc.Runc { return p.runc }
 
 // CloseIO closes the process's stdin: it reads end-of-file.
-func (p *InitProcess) CloseIO() { p.relay.CloseStdin() }
+func (p *InitProcess) CloseIO() { p.streams.CloseStdin() }
+
+// Resize sets the window size of the process's terminal.
+func (p *InitProcess) Resize(width, height uint32) error { return p.streams.Resize(width, height) }
 
 // Start runs `runc start`: the waiting process now executes the user's
 // program. The program may exit before runc start even returns; the Reaper
@@ -161,7 +161,7 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 	if err := p.forceDelete(ctx); err != nil {
 		return ExitStatus{}, err
 	}
-	p.relay.Close()
+	p.streams.Close()
 	exit, _ := p.life.Exit()
 	if err := p.life.MoveTo(Deleted, p.id); err != nil {
 		return ExitStatus{}, err
@@ -190,6 +190,7 @@ func ForceDelete(ctx context.Context, rc *runc.Runc, id string) error {
 // SetExited records the exit the Reaper collected.
 func (p *InitProcess) SetExited(code int, at time.Time) {
 	p.life.SetExited(ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
+	p.streams.ProcessExited()
 }
 
 // Pids lists every process in the container, as runc sees them.

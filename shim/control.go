@@ -90,3 +90,13 @@ func (s *TaskService) Stats(ctx context.Context, req *taskAPI.StatsRequest) (*ta
 	}
 	return &taskAPI.StatsResponse{Stats: metrics}, nil
 }
+
+// ResizePty sets the window size of a process's terminal: the client's own
+// terminal was resized (SIGWINCH in ctr, docker, kubectl).
+func (s *TaskService) ResizePty(ctx context.Context, req *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, p.Resize(req.Width, req.Height)
+}

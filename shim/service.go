@@ -57,9 +57,6 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	if err := validateID("container", req.ID); err != nil {
 		return nil, err
 	}
-	if req.Terminal {
-		return nil, fmt.Errorf("create %s: terminal containers are not supported yet: %w", req.ID, errdefs.ErrNotImplemented)
-	}
 	if req.Checkpoint != "" {
 		return nil, fmt.Errorf("create %s: restoring from a checkpoint is not supported yet: %w", req.ID, errdefs.ErrNotImplemented)
 	}
@@ -187,9 +184,6 @@ func (s *TaskService) Start(ctx context.Context, req *taskAPI.StartRequest) (*ta
 func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest) (*emptypb.Empty, error) {
 	if err := validateID("exec", req.ExecID); err != nil {
 		return nil, err
-	}
-	if req.Terminal {
-		return nil, fmt.Errorf("exec %s: terminals are not supported yet: %w", req.ExecID, errdefs.ErrNotImplemented)
 	}
 	c, err := s.container(req.ID)
 	if err != nil {

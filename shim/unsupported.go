@@ -16,10 +16,6 @@ func notYet(operation, id string) error {
 	return fmt.Errorf("%s on %s: io.containerd.teach.v2 does not support %s yet: %w", operation, id, operation, errdefs.ErrNotImplemented)
 }
 
-func (s *TaskService) ResizePty(ctx context.Context, req *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
-	return nil, notYet("resize pty", req.ID)
-}
-
 func (s *TaskService) Checkpoint(ctx context.Context, req *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, notYet("checkpoint", req.ID)
 }
