@@ -42,6 +42,9 @@ func openOutputFifo(path string) (*outputFifo, error) {
 	return &outputFifo{write: writer, heldReader: reader}, nil
 }
 
+// File is the FIFO's write end.
+func (f *outputFifo) File() *os.File { return f.write }
+
 // CloseWriter closes the write end once the output has ended. The held
 // reader stays open: if containerd is away, what is still in the FIFO's
 // buffer must wait for it, and the kernel discards a FIFO's contents when the

@@ -8,11 +8,19 @@
 // process's output has been fully delivered.
 package stdio
 
-// Paths are the FIFOs containerd created for one process. An empty path means
-// the stream is not wanted: the process gets /dev/null for it.
+// Paths are the FIFOs containerd created for one process, or for stdout and
+// stderr a binary:// or file:// URI (see logger.go). An empty path means the
+// stream is not wanted: the process gets /dev/null for it.
 type Paths struct {
 	Stdin    string
 	Stdout   string
 	Stderr   string
 	Terminal bool
+	Owner    Owner
+}
+
+// Owner is the container a process belongs to; a logging program is told.
+type Owner struct {
+	ContainerID string
+	Namespace   string
 }

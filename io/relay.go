@@ -2,8 +2,12 @@ package stdio
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"sync"
+
+	"github.com/containerd/errdefs"
 )
 
 // Relay copies between a process's pipes and containerd's FIFOs:
@@ -46,6 +50,24 @@ func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 		r.stdinFifo = stdin
 		r.closers = append(r.closers, stdin)
 	}
+	if uri, isURI, err := outputURI(paths.Stdout); err != nil {
+		return nil, err
+	} else if isURI && uri.Scheme == "binary" {
+		// The logging program reads the pipes itself; the shim only
+		// waits for it to finish.
+		logger, err := startBinaryLogger(uri, paths.Owner, pipes)
+		if err != nil {
+			return nil, err
+		}
+		if stdin != nil {
+			go r.copyStdin(stdin)
+		}
+		go func() {
+			<-logger.exited
+			close(r.outputDone)
+		}()
+		return r, nil
+	}
 	var outputs []copyJob
 	for _, stream := range []struct {
 		path string
@@ -54,7 +76,7 @@ func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 		if stream.path == "" {
 			continue
 		}
-		out, err := openOutputFifo(stream.path)
+		out, err := openOutput(stream.path)
 		if err != nil {
 			return nil, err
 		}
@@ -69,8 +91,34 @@ func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 	return r, nil
 }
 
+// output is where a stream's bytes go: a FIFO or a file.
+type output interface {
+	// File is what the copy writes to. It is an *os.File so that the copy
+	// from the pipe can use os.File.ReadFrom, which lets the kernel move
+	// the bytes (splice) where it can.
+	File() *os.File
+	// CloseWriter is called when the process's output has ended.
+	CloseWriter() error
+	Close() error
+}
+
+// openOutput opens a stdout or stderr destination: a FIFO path, or a
+// file:// URI.
+func openOutput(path string) (output, error) {
+	uri, isURI, err := outputURI(path)
+	switch {
+	case err != nil:
+		return nil, err
+	case !isURI:
+		return openOutputFifo(path)
+	case uri.Scheme == "file":
+		return openOutputFile(uri.Path)
+	}
+	return nil, fmt.Errorf("%s cannot be combined with another output: %w", path, errdefs.ErrInvalidArgument)
+}
+
 type copyJob struct {
-	to   *outputFifo
+	to   output
 	from io.Reader
 }
 
@@ -88,7 +136,7 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			copyStream(job.to.write, job.from)
+			copyStream(job.to.File(), job.from)
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()

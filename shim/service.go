@@ -108,7 +108,8 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			Bundle:        req.Bundle,
 			SystemdCgroup: opts.SystemdCgroup,
 		},
-		Stdio:        stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
+		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
+			Owner: stdio.Owner{ContainerID: req.ID, Namespace: s.namespace}},
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
 	})
@@ -199,7 +200,8 @@ func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest)
 		Bundle:      c.Bundle,
 		Runc:        c.init.Runc(),
 		Spec:        spec,
-		Stdio:       stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
+		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
+			Owner: stdio.Owner{ContainerID: c.ID, Namespace: s.namespace}},
 	})
 	if err != nil {
 		return nil, err
