@@ -17,6 +17,10 @@ type Paths struct {
 	Stderr   string
 	Terminal bool
 	Owner    Owner
+	// IOUid and IOGid own the pipes (runc options IoUid/IoGid): a
+	// container process running as another user, or in a user namespace,
+	// can then reopen its own stdio (/dev/stdout, /proc/self/fd/1).
+	IOUid, IOGid int
 }
 
 // Owner is the container a process belongs to; a logging program is told.

@@ -63,10 +63,13 @@ type Container struct {
 	// sharesHostPids: the container has no pid namespace of its own, so
 	// the kernel does not kill its other processes when init dies.
 	sharesHostPids bool
-	init           *process.InitProcess
-	initTracked    *tracked
-	events         *EventSink
-	cgroup         cgroup.Cgroup // nil if it could not be found
+	// ioUID and ioGID own the stdio pipes of every process (runc options
+	// IoUid/IoGid); exec processes get the same as the init.
+	ioUID, ioGID int
+	init         *process.InitProcess
+	initTracked  *tracked
+	events       *EventSink
+	cgroup       cgroup.Cgroup // nil if it could not be found
 
 	// eventOrder keeps this container's events in the order containerd
 	// relies on: TaskCreate < TaskStart < TaskExit < TaskDelete. Start holds

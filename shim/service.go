@@ -91,6 +91,8 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		Bundle:         req.Bundle,
 		rootfs:         rootfs,
 		sharesHostPids: !hasNamespace(spec, specs.PIDNamespace),
+		ioUID:          int(opts.IoUid),
+		ioGID:          int(opts.IoGid),
 		events:         s.events,
 		execs:          make(map[string]*tracked),
 	}
@@ -109,7 +111,8 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			SystemdCgroup: opts.SystemdCgroup,
 		},
 		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
-			Owner: stdio.Owner{ContainerID: req.ID, Namespace: s.namespace}},
+			Owner: stdio.Owner{ContainerID: req.ID, Namespace: s.namespace},
+			IOUid: int(opts.IoUid), IOGid: int(opts.IoGid)},
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
 	})
@@ -201,7 +204,8 @@ func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest)
 		Runc:        c.init.Runc(),
 		Spec:        spec,
 		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
-			Owner: stdio.Owner{ContainerID: c.ID, Namespace: s.namespace}},
+			Owner: stdio.Owner{ContainerID: c.ID, Namespace: s.namespace},
+			IOUid: c.ioUID, IOGid: c.ioGID},
 	})
 	if err != nil {
 		return nil, err
