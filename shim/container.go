@@ -368,3 +368,15 @@ func (c *Container) Metrics() (*anypb.Any, error) {
 	}
 	return c.cgroup.Metrics()
 }
+
+// Checkpoint saves the container and publishes TaskCheckpointed (which the
+// stock runc shim never sends).
+func (c *Container) Checkpoint(ctx context.Context, cfg process.CheckpointConfig) error {
+	c.eventOrder.Lock()
+	defer c.eventOrder.Unlock()
+	if err := c.init.Checkpoint(ctx, cfg); err != nil {
+		return err
+	}
+	c.events.Publish(runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
+	return nil
+}

@@ -100,3 +100,17 @@ func (s *TaskService) ResizePty(ctx context.Context, req *taskAPI.ResizePtyReque
 	}
 	return &emptypb.Empty{}, p.Resize(req.Width, req.Height)
 }
+
+// Checkpoint saves the container with CRIU (ctr task checkpoint) and
+// publishes TaskCheckpointed.
+func (s *TaskService) Checkpoint(ctx context.Context, req *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := checkpointConfig(req)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, c.Checkpoint(ctx, cfg)
+}

@@ -6,11 +6,14 @@ import (
 	"os"
 	"path/filepath"
 
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
 // runcOptions reads the runtime options containerd sends with Create: the
@@ -101,4 +104,33 @@ func linuxResources(any *anypb.Any) (*specs.LinuxResources, error) {
 		return nil, fmt.Errorf("resources are a %q, not OCI Linux resources: %w", any.GetTypeUrl(), errdefs.ErrInvalidArgument)
 	}
 	return resources, nil
+}
+
+// checkpointConfig reads a Checkpoint request: the image path comes from the
+// request or its CheckpointOptions, which also say how to save.
+func checkpointConfig(req *taskAPI.CheckpointTaskRequest) (process.CheckpointConfig, error) {
+	cfg := process.CheckpointConfig{ImagePath: req.Path}
+	if req.Options == nil || len(req.Options.GetValue()) == 0 {
+		return cfg, nil
+	}
+	value, err := typeurl.UnmarshalAny(req.Options)
+	if err != nil {
+		return cfg, fmt.Errorf("checkpoint options of type %q cannot be read: %v: %w", req.Options.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	opts, ok := value.(*options.CheckpointOptions)
+	if !ok {
+		return cfg, fmt.Errorf("checkpoint options are a %q, not containerd.runc.v1.CheckpointOptions: %w", req.Options.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	}
+	if opts.ImagePath != "" {
+		cfg.ImagePath = opts.ImagePath
+	}
+	cfg.WorkPath = opts.WorkPath
+	cfg.Exit = opts.Exit
+	cfg.OpenTCP = opts.OpenTcp
+	cfg.ExternalSockets = opts.ExternalUnixSockets
+	cfg.Terminal = opts.Terminal
+	cfg.FileLocks = opts.FileLocks
+	cfg.EmptyNamespaces = opts.EmptyNamespaces
+	cfg.CgroupsMode = opts.CgroupsMode
+	return cfg, nil
 }
