@@ -36,7 +36,8 @@ func TestCheckpointFailureKeepsTheContainerRunning(t *testing.T) {
 		if result.ExitCode == 0 {
 			t.Fatalf("checkpoint succeeded although criu check fails: %s", problem)
 		}
-		if s.runtime == harness.TeachRuntime && !strings.Contains(string(result.Stderr), "CRIU says: (") || !strings.Contains(string(result.Stderr), "Error (criu/") {
+		stderr := string(result.Stderr)
+		if s.runtime == harness.TeachRuntime && (!strings.Contains(stderr, "CRIU says: (") || !strings.Contains(stderr, "Error (criu/")) {
 			t.Errorf("the caller does not get CRIU's reason:\n%s", result.Stderr)
 		}
 		if status, err := task.Status(s.ctx); err != nil || status.Status != client.Running {
