@@ -116,3 +116,22 @@ func readCounter(path, name string) (uint64, error) {
 	}
 	return 0, nil
 }
+
+// MoveProcess puts pid into the cgroup at path (relative to the cgroup
+// mount), creating nothing: the runtime option ShimCgroup names a cgroup the
+// operator made, to account the shim's own memory and CPU there. On cgroup v1
+// the process joins the path in every hierarchy where it exists.
+func MoveProcess(path string, pid int) error {
+	if cgroups.Mode() == cgroups.Unified {
+		manager, err := cgroup2.Load(path)
+		if err != nil {
+			return fmt.Errorf("load cgroup %s: %w", path, err)
+		}
+		return manager.AddProc(uint64(pid))
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	if err != nil {
+		return fmt.Errorf("load cgroup %s: %w", path, err)
+	}
+	return cg.AddProc(uint64(pid))
+}

@@ -4,16 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/containerd/cgroups/v3"
 	v1 "github.com/containerd/cgroups/v3/cgroup1/stats"
 	v2 "github.com/containerd/cgroups/v3/cgroup2/stats"
+	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/harness"
 )
 
 // The container's cgroup as the shim reports it: metrics (ctr task metrics,
@@ -99,4 +106,39 @@ func withSpecOpts(opts ...oci.SpecOpts) client.NewContainerOpts {
 		container.Spec = any
 		return nil
 	}
+}
+
+// The runtime option ShimCgroup moves the shim itself into a cgroup the
+// operator made, so the shim's own use is accounted there.
+func TestShimCgroupOption(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		name := "/" + s.ns + "-shim"
+		// One hierarchy is enough: the shim joins the path where it exists.
+		dir := filepath.Join("/sys/fs/cgroup/pids", name)
+		if cgroups.Mode() == cgroups.Unified {
+			dir = filepath.Join("/sys/fs/cgroup", name)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// Registered first, so it runs last: after the container, and
+		// with it the shim, is gone.
+		t.Cleanup(func() {
+			harness.Eventually(t, time.Minute, "the shim's cgroup to empty", func() error { return os.Remove(dir) })
+		})
+		container := s.newContainer(t, "shimcg", []string{"sleep", "1000"},
+			client.WithRuntime(s.runtime, &options.Options{ShimCgroup: name}))
+		task, _ := s.startTask(t, container, &stdio{})
+		shim, err := harness.ParentPID(int(task.Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", shim))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), ":"+name+"\n") {
+			t.Fatalf("shim %d is not in %s:\n%s", shim, name, data)
+		}
+	})
 }

@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
 	"github.com/teach/containerd-shim-teach-v2/process"
 	"github.com/teach/containerd-shim-teach-v2/version"
@@ -75,6 +76,11 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	}
 	if err := saveRuncOptions(req.Bundle, opts); err != nil {
 		return nil, err
+	}
+	if opts.ShimCgroup != "" {
+		if err := cgroup.MoveProcess(opts.ShimCgroup, os.Getpid()); err != nil {
+			return nil, fmt.Errorf("move the shim into cgroup %s (runtime option ShimCgroup): %w", opts.ShimCgroup, err)
+		}
 	}
 	rootfs, err := mountRootfs(req.Bundle, req.Rootfs)
 	if err != nil {
