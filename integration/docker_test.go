@@ -16,7 +16,8 @@ import (
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
 )
 
-// Docker users meet the shim through daemon.json:
+// Docker users meet the shim through daemon.json (docs/examples/daemon.json,
+// the file these tests give dockerd):
 //
 //	{"runtimes": {"teach": {"runtimeType": "io.containerd.teach.v2"}}, "live-restore": true}
 //
@@ -72,7 +73,7 @@ func TestDocker(t *testing.T) {
 			roots := t.TempDir() // removed after dockerd is gone
 			harness.ShimBinary(t)
 			d := harness.StartContainerd(t, release.Version)
-			daemonJSON := harness.TeachDaemonJSON()
+			daemonJSON := harness.TeachDaemonJSON(t)
 			runtimes := daemonJSON["runtimes"].(map[string]any)
 			for _, runtime := range []string{harness.TeachRuntime, harness.RuncRuntime} {
 				name := map[string]string{harness.TeachRuntime: "teach", harness.RuncRuntime: "runc"}[runtime]

@@ -2,7 +2,7 @@
 // way a user adds the shim to Docker: a daemon.json that names the runtime.
 //
 //	d := harness.StartContainerd(t, "v2.4.2")
-//	dd := harness.StartDockerd(t, d, harness.TeachDaemonJSON())
+//	dd := harness.StartDockerd(t, d, harness.TeachDaemonJSON(t))
 //	dd.LoadBusybox(t)
 //	dd.Docker(t, "run", "--rm", "--runtime", "teach", harness.DockerBusybox, "echo", "hi")
 
@@ -36,17 +36,26 @@ const (
 	dockerdStartTimeout = 60 * time.Second
 )
 
-// TeachDaemonJSON is the daemon.json a user writes to run containers with
-// `docker run --runtime teach`: the runtime's name for Docker, the containerd
-// runtime behind it, and live-restore, with which containers keep running
-// while dockerd restarts (the shim, not dockerd, is their parent).
-func TeachDaemonJSON() map[string]any {
-	return map[string]any{
-		"runtimes": map[string]any{
-			"teach": map[string]any{"runtimeType": TeachRuntime},
-		},
-		"live-restore": true,
+// DaemonJSONExample is the daemon.json of the Docker recipe
+// (docs/docker.md): the tests run dockerd with this very file.
+const DaemonJSONExample = "docs/examples/daemon.json"
+
+// TeachDaemonJSON reads DaemonJSONExample, the daemon.json a user writes to
+// run containers with `docker run --runtime teach`: the runtime's name for
+// Docker, the containerd runtime behind it, and live-restore, with which
+// containers keep running while dockerd restarts (the shim, not dockerd,
+// is their parent).
+func TeachDaemonJSON(t testing.TB) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(RepoRoot(t), DaemonJSONExample))
+	if err != nil {
+		t.Fatal(err)
 	}
+	var config map[string]any
+	if err := json.Unmarshal(data, &config); err != nil {
+		t.Fatalf("%s: %v", DaemonJSONExample, err)
+	}
+	return config
 }
 
 // Dockerd is one private dockerd: its own data-root, exec-root, socket,
