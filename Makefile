@@ -20,17 +20,22 @@ GOBUILD := CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$(
 UNIT_PACKAGES = $(shell go list ./... | grep -v /integration)
 INTEGRATION_TIMEOUT ?= 25m
 
-.PHONY: all build tools demo test unit fuzz-seeds integration install uninstall clean
+.PHONY: all build tools tools-core demo test unit fuzz-seeds integration install uninstall clean
 
 all: build
 
 build:
 	$(GOBUILD) -o $(BIN) ./cmd/$(BINARY)
 
+# The integration tests drive dockerd and crictl too, so `make test` builds
+# every pinned tool; `make demo` needs only containerd and runc.
 tools:
+	hack/tools.sh all
+
+tools-core:
 	hack/tools.sh
 
-demo: tools build
+demo: tools-core build
 	hack/demo.sh
 
 test: tools build unit integration

@@ -47,9 +47,12 @@ type Containerd struct {
 	LogPath      string // the daemon's stdout and stderr, debug level
 	FIFODir      string // where the tests' clients make their stdio FIFOs
 
-	binDir   string   // the release's containerd, ctr and runc shim
-	runcPath string   // the pinned runc, for the last-resort cleanup
-	env      []string // PATH puts our shim, then the pinned runc, first
+	options   Options
+	cri       criState
+	crictlDir string   // the pinned crictl's folder
+	binDir    string   // the release's containerd, ctr and runc shim
+	runcPath  string   // the pinned runc, for the last-resort cleanup
+	env       []string // PATH puts our shim, then the pinned runc, first
 
 	mu      sync.Mutex // guards process, exited, client, namespaces
 	process *exec.Cmd
@@ -63,12 +66,30 @@ type Containerd struct {
 // or "v1.7.35") and stops it, with everything it left, when the test ends.
 func StartContainerd(t testing.TB, version string) *Containerd {
 	t.Helper()
+	return StartContainerdWith(t, version, Options{})
+}
+
+// StartContainerdWith is StartContainerd with the Kubernetes API, another
+// log level or another shim folder (see Options).
+func StartContainerdWith(t testing.TB, version string, opts Options) *Containerd {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("containerd and runc need root")
 	}
-	d := newContainerd(t, FindContainerdRelease(t, version))
+	d := newContainerd(t, FindContainerdRelease(t, version), opts)
+	if opts.CRI {
+		// Registered before the daemon's own cleanup, so it runs after it:
+		// the pods' runc state and cgroups go once the daemon has stopped.
+		t.Cleanup(func() { d.removePodLeftovers(t) })
+	}
 	t.Cleanup(func() { d.cleanup(t) })
-
+	if opts.CRI {
+		// Runs first: pods are removed through the CRI while the daemon runs.
+		t.Cleanup(func() { d.removePods(t) })
+		if err := d.prepareCRI(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := d.writeConfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,19 +103,25 @@ func StartContainerd(t testing.TB, version string) *Containerd {
 	d.mu.Lock()
 	d.client = c
 	d.mu.Unlock()
+	if opts.CRI {
+		d.ImportCRIImages(t)
+	}
 	return d
 }
 
-func newContainerd(t testing.TB, release ContainerdRelease) *Containerd {
+func newContainerd(t testing.TB, release ContainerdRelease, opts Options) *Containerd {
 	t.Helper()
 	binaries := ToolDir(t, release.Tool)
 	for _, name := range []string{"containerd", "ctr", RuncShimBinaryName} {
 		ToolBinary(t, release.Tool, name)
 	}
 	runc := ToolBinary(t, "runc", "runc")
-	shims, err := shimDir()
-	if err != nil {
-		t.Fatal(err)
+	shims := opts.ShimDir
+	if shims == "" {
+		var err error
+		if shims, err = shimDir(); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	dir := shortTempDir(t)
@@ -107,12 +134,16 @@ func newContainerd(t testing.TB, release ContainerdRelease) *Containerd {
 		TTRPCAddress: filepath.Join(dir, "containerd.sock.ttrpc"),
 		LogPath:      filepath.Join(dir, "containerd.log"),
 		FIFODir:      filepath.Join(dir, "fifo"),
+		options:      opts,
 		binDir:       binaries,
 		runcPath:     runc,
 	}
 	// containerd finds a shim binary, and the runc shim finds runc, through
 	// PATH: putting ours first is what makes the pinned versions win over
 	// anything installed on the machine.
+	if opts.CRI {
+		d.crictlDir = filepath.Dir(ToolBinary(t, "crictl", "crictl"))
+	}
 	path := strings.Join([]string{shims, filepath.Dir(runc), binaries, os.Getenv("PATH")}, string(os.PathListSeparator))
 	d.env = append(withoutEnv(os.Environ(), "PATH"), "PATH="+path)
 	return d
