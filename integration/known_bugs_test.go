@@ -15,4 +15,7 @@ var knownShimBugs = map[string]string{
 		"before any client can Wait or subscribe (the stock runc shim, answering an empty list, loses it the same way)",
 	"shim-delete-leaves-socket": "after the shim is killed with SIGKILL, `containerd-shim-teach-v2 delete` leaves the shim's " +
 		"socket in /run/containerd/s (it removes the runc state and the rootfs mount, but never the socket the dead server listened on)",
+	"runc-call-without-deadline": "a runc command that never returns hangs the RPC that ran it for as long as the caller waits: " +
+		"the shim runs runc with the request's context and no deadline of its own, so a Kill without a client deadline " +
+		"never answers while `runc kill` hangs (State still answers; the stock runc shim hangs too, and its State with it)",
 }

@@ -49,6 +49,22 @@ func OpenFDs(pid int) ([]OpenFD, error) {
 	return fds, nil
 }
 
+// WithoutPidfds drops the pidfds from a descriptor list. Go's os/exec holds a
+// pidfd for each process it starts until the process is waited for through
+// it, or until the garbage collector finalizes the os.Process: a shim whose
+// reaper collects runc with wait4(-1) keeps one per runc command for a while.
+// They are counted apart from the rest, which must not grow at all.
+func WithoutPidfds(fds []OpenFD) (others []OpenFD, pidfds int) {
+	for _, fd := range fds {
+		if fd.Target == "anon_inode:[pidfd]" {
+			pidfds++
+			continue
+		}
+		others = append(others, fd)
+	}
+	return others, pidfds
+}
+
 // FDKinds counts a process's descriptors by kind (pipe, socket, anon_inode,
 // or "file"), the summary a leak report needs: 40 more pipes says more than
 // 40 more descriptors.
