@@ -18,4 +18,7 @@ var knownShimBugs = map[string]string{
 	"runc-call-without-deadline": "a runc command that never returns hangs the RPC that ran it for as long as the caller waits: " +
 		"the shim runs runc with the request's context and no deadline of its own, so a Kill without a client deadline " +
 		"never answers while `runc kill` hangs (State still answers; the stock runc shim hangs too, and its State with it)",
+	"writes-through-bundle-symlinks": "the shim writes files in the bundle with os.WriteFile, which follows a symlink " +
+		"out of it: `start` writes the socket address into `address` in its working folder, and Create writes the " +
+		"runtime options into `options.json`, each through whatever symlink is there",
 }
