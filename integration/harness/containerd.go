@@ -316,6 +316,17 @@ func (d *Containerd) Kill(t testing.TB) {
 func (d *Containerd) Restart(t testing.TB) {
 	t.Helper()
 	d.Stop(t)
+	d.Start(t)
+}
+
+// Start starts a daemon that Stop or Kill ended, on the same folder. A test
+// that wants to act while containerd is away (kill a container, let output
+// pile up) calls Stop or Kill, does so, then Start.
+func (d *Containerd) Start(t testing.TB) {
+	t.Helper()
+	if d.Running() {
+		t.Fatalf("containerd pid %d is still running", d.PID())
+	}
 	if err := d.start(); err != nil {
 		t.Fatalf("restart containerd: %v\n%s", err, d.LogTail(40))
 	}
@@ -361,4 +372,24 @@ func withoutEnv(env []string, key string) []string {
 		}
 	}
 	return kept
+}
+
+// LogLinesWith returns the lines of the daemon's log that mention substr, at
+// most max of the last ones: what containerd and the shims (whose logs it
+// copies into its own) said about one container.
+func (d *Containerd) LogLinesWith(substr string, max int) string {
+	data, err := os.ReadFile(d.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, substr) {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > max {
+		lines = lines[len(lines)-max:]
+	}
+	return strings.Join(lines, "\n")
 }
