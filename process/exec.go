@@ -84,7 +84,7 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 	}
 	pidFile := filepath.Join(e.cfg.Bundle, e.cfg.ID+".pid")
 	opts := &runc.ExecOpts{IO: setup.runcIO(), ConsoleSocket: setup.consoleSocket(), PidFile: pidFile, Detach: true}
-	if err := runcCall(e.cfg.Runc, "exec", e.cfg.ContainerID, func() error {
+	if err := runcCall(ctx, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
 		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
 	}); err != nil {
 		setup.abort()

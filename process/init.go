@@ -63,7 +63,7 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		NoPivot:       cfg.NoPivotRoot,
 		NoNewKeyring:  cfg.NoNewKeyring,
 	}
-	if err := runcCall(p.runc, "create", p.id, func() error {
+	if err := runcCall(ctx, p.runc, "create", p.id, func(ctx context.Context) error {
 		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
 	}); err != nil {
 		setup.abort()
@@ -110,7 +110,7 @@ func (p *InitProcess) Start(ctx context.Context) error {
 	if err := p.life.Check(Running, p.id); err != nil {
 		return err
 	}
-	if err := runcCall(p.runc, "start", p.id, func() error { return p.runc.Start(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) }); err != nil {
 		return err
 	}
 	if err := p.life.MoveTo(Running, p.id); err != nil && p.life.State() != Stopped {
@@ -132,7 +132,7 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 		// callers (CRI's StopContainer among them) rely on that kind.
 		return fmt.Errorf("process %s already finished: %w", p.id, errdefs.ErrNotFound)
 	}
-	return runcCall(p.runc, "kill", p.id, func() error {
+	return runcCall(ctx, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(signal), &runc.KillOpts{All: all})
 	})
 }
@@ -178,7 +178,7 @@ func (p *InitProcess) forceDelete(ctx context.Context) error {
 // ForceDelete removes container id from runc, killing whatever still runs in
 // it. The shim's `delete` action uses it to clean up after a dead shim.
 func ForceDelete(ctx context.Context, rc *runc.Runc, id string) error {
-	err := runcCall(rc, "delete", id, func() error {
+	err := runcCall(ctx, rc, "delete", id, func(ctx context.Context) error {
 		return rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
 	})
 	if err != nil && !errdefs.IsNotFound(err) {
@@ -196,7 +196,7 @@ func (p *InitProcess) SetExited(code int, at time.Time) {
 // Pids lists every process in the container, as runc sees them.
 func (p *InitProcess) Pids(ctx context.Context) ([]int, error) {
 	var pids []int
-	err := runcCall(p.runc, "ps", p.id, func() (err error) {
+	err := runcCall(ctx, p.runc, "ps", p.id, func(ctx context.Context) (err error) {
 		pids, err = p.runc.Ps(ctx, p.id)
 		return err
 	})
@@ -211,7 +211,7 @@ func (p *InitProcess) Pause(ctx context.Context) error {
 	if err := p.life.Check(Paused, p.id); err != nil {
 		return err
 	}
-	if err := runcCall(p.runc, "pause", p.id, func() error { return p.runc.Pause(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.runc, "pause", p.id, func(ctx context.Context) error { return p.runc.Pause(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Paused, p.id)
@@ -224,7 +224,7 @@ func (p *InitProcess) Resume(ctx context.Context) error {
 	if p.life.State() != Paused {
 		return fmt.Errorf("container %s is %s, not paused: %w", p.id, p.life.State(), errdefs.ErrFailedPrecondition)
 	}
-	if err := runcCall(p.runc, "resume", p.id, func() error { return p.runc.Resume(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.runc, "resume", p.id, func(ctx context.Context) error { return p.runc.Resume(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Running, p.id)
@@ -238,5 +238,5 @@ func (p *InitProcess) Update(ctx context.Context, resources *specs.LinuxResource
 	if state := p.life.State(); state != Running && state != Paused && state != Created {
 		return fmt.Errorf("container %s is %s; only a live container can be updated: %w", p.id, state, errdefs.ErrFailedPrecondition)
 	}
-	return runcCall(p.runc, "update", p.id, func() error { return p.runc.Update(ctx, p.id, resources) })
+	return runcCall(ctx, p.runc, "update", p.id, func(ctx context.Context) error { return p.runc.Update(ctx, p.id, resources) })
 }

@@ -61,7 +61,7 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 		// Another container of the group started the shim: this
 		// container joins it. containerd connects to that address and
 		// calls Create there.
-		if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
+		if err := writeBundleFile("address", []byte(address)); err != nil {
 			return nil, fmt.Errorf("write shim address into bundle: %w", err)
 		}
 		return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
@@ -85,7 +85,7 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	}
 	// The bundle is the working folder: pkg/shim's server reads "address"
 	// from it at shutdown to remove the socket.
-	if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
+	if err := writeBundleFile("address", []byte(address)); err != nil {
 		cmd.Process.Kill()
 		shim.RemoveSocket(address)
 		return nil, fmt.Errorf("write shim address into bundle: %w", err)
@@ -174,8 +174,22 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	if err := unmountRootfs(filepath.Join(bundle, "rootfs")); err != nil {
 		return shim.StopStatus{}, err
 	}
+	removeDeadShimSocket(ctx, bundle)
 	pid, _ := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
 	return shim.StopStatus{Pid: pid, ExitStatus: 128 + int(unix.SIGKILL), ExitedAt: time.Now()}, nil
+}
+
+// removeDeadShimSocket removes the socket a dead shim listened on, named in
+// the bundle's "address" file. A socket that still answers belongs to a live
+// shim (the group's, serving other containers) and stays.
+func removeDeadShimSocket(ctx context.Context, bundle string) {
+	address, err := shim.ReadAddress(filepath.Join(bundle, "address"))
+	if err != nil || shim.CanConnect(address) {
+		return
+	}
+	if err := shim.RemoveSocket(address); err != nil && !os.IsNotExist(err) {
+		log.G(ctx).WithError(err).Warn("remove the dead shim's socket")
+	}
 }
 
 // bundleFolder is the bundle of the `delete` action: named by -bundle, or the

@@ -47,7 +47,7 @@ func saveRuncOptions(bundle string, opts *options.Options) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(bundle, optionsFile), data, 0o600); err != nil {
+	if err := writeBundleFile(filepath.Join(bundle, optionsFile), data); err != nil {
 		return fmt.Errorf("save runtime options in bundle: %w", err)
 	}
 	return nil

@@ -304,10 +304,19 @@ func (s *TaskService) Delete(ctx context.Context, req *taskAPI.DeleteRequest) (*
 }
 
 // Pids lists the container's processes.
+//
+// A container that has exited but is not yet deleted answers with its init's
+// pid alone, the process whose exit it holds. containerd, reconnecting to its
+// shims after a restart, takes an empty list (1.7: any error; 2.x: NotFound)
+// for a leftover shim and deletes its task, and the exit that happened while
+// containerd was down would never reach anyone who Waits for it.
 func (s *TaskService) Pids(ctx context.Context, req *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
 	c, err := s.container(req.ID)
 	if err != nil {
 		return nil, err
+	}
+	if _, exited := c.init.Exit(); exited {
+		return &taskAPI.PidsResponse{Processes: []*task.ProcessInfo{{Pid: uint32(c.init.Pid())}}}, nil
 	}
 	pids, err := c.init.Pids(ctx)
 	if err != nil {

@@ -134,6 +134,9 @@ func (w *RuncWrapper) WaitHung(t testing.TB, timeout time.Duration) int {
 // FIFO for writing without blocking succeeds only while a reader waits;
 // each open and close ends one read.
 func (w *RuncWrapper) Release() {
+	// Without the FIFO, later calls no longer wait: `read _ < missing`
+	// fails and the script goes on to the real runc.
+	defer os.Remove(w.releasePath())
 	for range 100 {
 		f, err := os.OpenFile(w.releasePath(), os.O_WRONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
