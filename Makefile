@@ -64,7 +64,7 @@ integration:
 # exits, 2000 cycles, 1 GiB of output...). The document is written even when
 # a test failed, so that it shows the failure; make still fails then.
 soak: tools build
-	mkdir -p bin && rm -f $(RELIABILITY_RECORDS)
+	mkdir -p bin docs && rm -f $(RELIABILITY_RECORDS)
 	status=0; \
 	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) TEACH_SOAK=1 TEACH_RELIABILITY_REPORT=$(CURDIR)/$(RELIABILITY_RECORDS) \
 		go test -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestReliability' ./integration/ || status=$$?; \
