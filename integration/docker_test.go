@@ -75,12 +75,22 @@ func TestDocker(t *testing.T) {
 			d := harness.StartContainerd(t, release.Version)
 			daemonJSON := harness.TeachDaemonJSON(t)
 			runtimes := daemonJSON["runtimes"].(map[string]any)
-			for _, runtime := range []string{harness.TeachRuntime, harness.RuncRuntime} {
-				name := map[string]string{harness.TeachRuntime: "teach", harness.RuncRuntime: "runc"}[runtime]
-				runtimes[name+"-options"] = map[string]any{
-					"runtimeType": runtime,
-					"options":     map[string]any{"Root": filepath.Join(roots, name)},
-				}
+			// dockerd decodes "options" into the stock runc shim's
+			// options type, but for any other runtime type into
+			// runtimeoptions.v1.Options, keeping only its own keys: our
+			// runtime's options are a TOML file named by ConfigPath (see
+			// docs/docker.md).
+			runtimes["runc-options"] = map[string]any{
+				"runtimeType": harness.RuncRuntime,
+				"options":     map[string]any{"Root": filepath.Join(roots, "runc")},
+			}
+			teachOptions := filepath.Join(roots, "teach-options.toml")
+			if err := os.WriteFile(teachOptions, []byte(fmt.Sprintf("Root = %q\n", filepath.Join(roots, "teach"))), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			runtimes["teach-options"] = map[string]any{
+				"runtimeType": harness.TeachRuntime,
+				"options":     map[string]any{"ConfigPath": teachOptions},
 			}
 			dd := harness.StartDockerd(t, d, daemonJSON)
 			dd.LoadBusybox(t)

@@ -40,8 +40,11 @@ func TestFileOutputAppends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := StartRelay(paths, pipes)
+	relay, err := OpenRelay(paths, pipes)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer relay.Close()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"sync"
 
@@ -16,7 +17,10 @@ import (
 // Each copy runs in a goroutine owned by the Relay; Close stops them all.
 type Relay struct {
 	pipes     *Pipes
+	paths     Paths
 	stdinFifo *inputFifo // nil without stdin
+	outputs   []copyJob  // FIFOs and files to copy to, from Start on
+	logger    *url.URL   // a binary:// output, started by Start
 	closers   []io.Closer
 	// outputDone is closed when both output copies have reached end-of-file:
 	// every process holding the container's stdout/stderr has closed it, and
@@ -31,44 +35,34 @@ const copyBufferSize = 64 << 10
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
-// StartRelay opens the FIFOs named in paths and starts copying. An error
-// means nothing was started and nothing is left open (pipes excepted: the
-// caller owns them until StartRelay succeeds).
-func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
-	r := &Relay{pipes: pipes, outputDone: make(chan struct{})}
+// OpenRelay opens the FIFOs (or files) named in paths, before runc runs, so
+// a bad path fails the request early. Nothing is copied until Start: the
+// shim starts the relay only once runc has created the process, so what runc
+// itself writes to the process's stderr when it fails (its error message,
+// which the caller gets anyway) is not also passed on as the container's
+// output. An error means nothing is left open (pipes excepted: the caller
+// owns them until OpenRelay succeeds).
+func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
+	r := &Relay{pipes: pipes, paths: paths, outputDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			r.closeFifos()
 		}
 	}()
-
-	var stdin *inputFifo
 	if paths.Stdin != "" {
-		if stdin, err = openInputFifo(paths.Stdin); err != nil {
+		if r.stdinFifo, err = openInputFifo(paths.Stdin); err != nil {
 			return nil, err
 		}
-		r.stdinFifo = stdin
-		r.closers = append(r.closers, stdin)
+		r.closers = append(r.closers, r.stdinFifo)
 	}
-	if uri, isURI, err := outputURI(paths.Stdout); err != nil {
+	uri, isURI, err := outputURI(paths.Stdout)
+	if err != nil {
 		return nil, err
-	} else if isURI && uri.Scheme == "binary" {
-		// The logging program reads the pipes itself; the shim only
-		// waits for it to finish.
-		logger, err := startBinaryLogger(uri, paths.Owner, pipes)
-		if err != nil {
-			return nil, err
-		}
-		if stdin != nil {
-			go r.copyStdin(stdin)
-		}
-		go func() {
-			<-logger.exited
-			close(r.outputDone)
-		}()
+	}
+	if isURI && uri.Scheme == "binary" {
+		r.logger = uri // the logging program reads the pipes itself
 		return r, nil
 	}
-	var outputs []copyJob
 	for _, stream := range []struct {
 		path string
 		from io.Reader
@@ -81,14 +75,29 @@ func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 			return nil, err
 		}
 		r.closers = append(r.closers, out)
-		outputs = append(outputs, copyJob{to: out, from: stream.from})
+		r.outputs = append(r.outputs, copyJob{to: out, from: stream.from})
 	}
-
-	if stdin != nil {
-		go r.copyStdin(stdin)
-	}
-	go r.copyOutputs(outputs)
 	return r, nil
+}
+
+// Start starts copying, or the logging program of a binary:// output.
+func (r *Relay) Start() error {
+	if r.logger != nil {
+		logger, err := startBinaryLogger(r.logger, r.paths.Owner, r.pipes)
+		if err != nil {
+			return err
+		}
+		go func() {
+			<-logger.exited
+			close(r.outputDone)
+		}()
+	} else {
+		go r.copyOutputs(r.outputs)
+	}
+	if r.stdinFifo != nil {
+		go r.copyStdin(r.stdinFifo)
+	}
+	return nil
 }
 
 // output is where a stream's bytes go: a FIFO or a file.

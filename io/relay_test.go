@@ -31,8 +31,11 @@ func startRelay(t *testing.T, paths Paths) (*Pipes, *Relay) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := StartRelay(paths, pipes)
+	relay, err := OpenRelay(paths, pipes)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
@@ -137,7 +140,7 @@ func TestStdioPathsThatAreNotFifos(t *testing.T) {
 	} {
 		paths := Paths{Stdout: path}
 		pipes, _ := NewPipes(paths)
-		_, err := StartRelay(paths, pipes)
+		_, err := OpenRelay(paths, pipes)
 		if !check(err) {
 			t.Errorf("%s: got %v", path, err)
 		}

@@ -32,7 +32,7 @@ func prepareStdio(paths stdio.Paths) (*processStdio, error) {
 	if err != nil {
 		return nil, err
 	}
-	relay, err := stdio.StartRelay(paths, pipes)
+	relay, err := stdio.OpenRelay(paths, pipes)
 	if err != nil {
 		pipes.Close()
 		return nil, err
@@ -63,6 +63,9 @@ func (s *processStdio) consoleSocket() runc.ConsoleSocket {
 // process's streams.
 func (s *processStdio) started() (stdio.Streams, error) {
 	if s.socket == nil {
+		if err := s.relay.Start(); err != nil {
+			return nil, err
+		}
 		return s.relay, nil
 	}
 	defer s.socket.Close()

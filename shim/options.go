@@ -8,8 +8,10 @@ import (
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	"github.com/pelletier/go-toml/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -29,10 +31,31 @@ func runcOptions(any *anypb.Any) (*options.Options, error) {
 		return nil, fmt.Errorf("runtime options of type %q cannot be read (%v); io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
 			any.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
 	}
-	opts, ok := value.(*options.Options)
-	if !ok {
-		return nil, fmt.Errorf("runtime options of type %q are not supported; io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
-			any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	switch opts := value.(type) {
+	case *options.Options:
+		return opts, nil
+	case *runtimeoptions.Options:
+		return fromRuntimeOptionsTable(opts)
+	}
+	return nil, fmt.Errorf("runtime options of type %q are not supported; io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
+		any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+}
+
+// fromRuntimeOptionsTable reads the runtime's `options` table that
+// containerd's CRI plugin (and dockerd's daemon.json "options") pass, for a
+// runtime type they do not know, as TOML text: the same keys as
+// containerd.runc.v1.Options (BinaryName = "...", SystemdCgroup = true…).
+func fromRuntimeOptionsTable(table *runtimeoptions.Options) (*options.Options, error) {
+	body := []byte(table.ConfigBody)
+	if len(body) == 0 && table.ConfigPath != "" {
+		var err error
+		if body, err = os.ReadFile(table.ConfigPath); err != nil {
+			return nil, fmt.Errorf("read runtime options file %s: %v: %w", table.ConfigPath, err, errdefs.ErrInvalidArgument)
+		}
+	}
+	opts := &options.Options{}
+	if err := toml.Unmarshal(body, opts); err != nil {
+		return nil, fmt.Errorf("runtime options table is not valid TOML of containerd.runc.v1.Options: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return opts, nil
 }
