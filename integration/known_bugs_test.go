@@ -10,9 +10,9 @@ package integration
 // the bug is still there.
 var knownShimBugs = map[string]string{
 	"exit-lost-across-restart": "an exit that happens while containerd is down is never reported: when containerd starts again " +
-		"it asks the shim for the task's pids, ours answers NotFound for a stopped task (runc ps: container not running), " +
+		"it asks the shim for the task's pids, ours answers an empty list for a task whose init has exited, " +
 		"so containerd takes the shim for a leftover, deletes the task and shuts the shim down during its own start-up, " +
-		"before any client can Wait or subscribe (the stock runc shim, answering an empty list, loses it the same way)",
+		"before any client can Wait or subscribe (the stock runc shim answers the same and loses the exit the same way)",
 	"shim-delete-leaves-socket": "after the shim is killed with SIGKILL, `containerd-shim-teach-v2 delete` leaves the shim's " +
 		"socket in /run/containerd/s (it removes the runc state and the rootfs mount, but never the socket the dead server listened on)",
 	"runc-call-without-deadline": "a runc command that never returns hangs the RPC that ran it for as long as the caller waits: " +
