@@ -176,8 +176,9 @@ func daemonOutage(t *testing.T, s *session, sc *scenario, label string, stopDaem
 // containerd was away, reaches a client afterwards with status 7.
 //
 // containerd 2.4 and 1.7 both, when they load a shim at start, ask it for the
-// task's pids, and treat a shim whose task has none (the stock shim answers an
-// empty list, ours NotFound) as a leftover: they delete the task at once. The
+// task's pids, and treat a shim whose task has none (both shims answer an
+// empty list once the init has exited) as a leftover: they delete the task at
+// once, and shut the shim down. The
 // stopped task is then gone from `ctr task ls` and Wait, and the status is
 // only reported by the events the shim sends (TaskExit, retried until
 // containerd is back; TaskDelete, when containerd deletes the task). Either
