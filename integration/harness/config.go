@@ -44,12 +44,12 @@ disabled_plugins = [%s]
   address = %q
 
 [debug]
-  level = "debug"
+  level = %q
 
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, d.Release.ConfigVersion, d.RootDir, d.StateDir, strings.Join(quoted, ", "),
-		d.Address, d.TTRPCAddress, d.path("opt"))
+		d.Address, d.TTRPCAddress, d.logLevel, d.path("opt"))
 }
 
 func (d *Containerd) writeConfig() error {

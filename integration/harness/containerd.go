@@ -50,6 +50,7 @@ type Containerd struct {
 	binDir   string   // the release's containerd, ctr and runc shim
 	runcPath string   // the pinned runc, for the last-resort cleanup
 	env      []string // PATH puts our shim, then the pinned runc, first
+	logLevel string   // [debug] level in config.toml
 
 	mu      sync.Mutex // guards process, exited, client, namespaces
 	process *exec.Cmd
@@ -63,10 +64,29 @@ type Containerd struct {
 // or "v1.7.35") and stops it, with everything it left, when the test ends.
 func StartContainerd(t testing.TB, version string) *Containerd {
 	t.Helper()
+	return StartContainerdWith(t, version, Options{})
+}
+
+// Options change what StartContainerdWith starts; the zero value is what
+// every test gets from StartContainerd.
+type Options struct {
+	// ShimDirs are folders put first on the daemon's PATH, ahead of the
+	// pinned tools: a shim binary in one of them wins over the one of the
+	// same name in the containerd release's folder. The benchmark puts the
+	// release-style build of containerd-shim-runc-v2 there.
+	ShimDirs []string
+	// LogLevel is the daemon's log level, which containerd also hands to
+	// its shims (-debug). Empty means "debug", which failing tests print.
+	LogLevel string
+}
+
+// StartContainerdWith is StartContainerd with options.
+func StartContainerdWith(t testing.TB, version string, opts Options) *Containerd {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("containerd and runc need root")
 	}
-	d := newContainerd(t, FindContainerdRelease(t, version))
+	d := newContainerd(t, FindContainerdRelease(t, version), opts)
 	t.Cleanup(func() { d.cleanup(t) })
 
 	if err := d.writeConfig(); err != nil {
@@ -85,7 +105,7 @@ func StartContainerd(t testing.TB, version string) *Containerd {
 	return d
 }
 
-func newContainerd(t testing.TB, release ContainerdRelease) *Containerd {
+func newContainerd(t testing.TB, release ContainerdRelease, opts Options) *Containerd {
 	t.Helper()
 	binaries := ToolDir(t, release.Tool)
 	for _, name := range []string{"containerd", "ctr", RuncShimBinaryName} {
@@ -109,11 +129,16 @@ func newContainerd(t testing.TB, release ContainerdRelease) *Containerd {
 		FIFODir:      filepath.Join(dir, "fifo"),
 		binDir:       binaries,
 		runcPath:     runc,
+		logLevel:     opts.LogLevel,
+	}
+	if d.logLevel == "" {
+		d.logLevel = "debug"
 	}
 	// containerd finds a shim binary, and the runc shim finds runc, through
 	// PATH: putting ours first is what makes the pinned versions win over
 	// anything installed on the machine.
-	path := strings.Join([]string{shims, filepath.Dir(runc), binaries, os.Getenv("PATH")}, string(os.PathListSeparator))
+	dirs := append(append([]string(nil), opts.ShimDirs...), shims, filepath.Dir(runc), binaries, os.Getenv("PATH"))
+	path := strings.Join(dirs, string(os.PathListSeparator))
 	d.env = append(withoutEnv(os.Environ(), "PATH"), "PATH="+path)
 	return d
 }
