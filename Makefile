@@ -5,6 +5,7 @@
 #   make soak      the long reliability scenarios; rewrites docs/reliability.md from their figures
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make install   put containerd-shim-teach-v2 where containerd finds it (PREFIX, DESTDIR)
+#   make bench     measure it against containerd-shim-runc-v2, write docs/benchmarks.md
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -29,7 +30,7 @@ FUZZTIME            ?= 10s
 # lines of a soak run into docs/reliability.md.
 RELIABILITY_RECORDS := bin/reliability.jsonl
 
-.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz install uninstall clean
+.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench install uninstall clean
 
 all: build
 
@@ -80,6 +81,14 @@ fuzz:
 			go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+# The benchmark runs our shim as `make install` builds it against the stock
+# runc shim as containerd releases it (hack/tools.sh bench builds that), under
+# one private containerd. BENCH_FLAGS adds flags, e.g. for a quick look:
+#   make bench BENCH_FLAGS="-iterations 20 -stdio-mib 64 -fleet 10 -doc ''"
+bench: build
+	hack/tools.sh bench
+	go run ./bench -shim $(CURDIR)/$(BIN) $(BENCH_FLAGS)
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/$(BINARY)

@@ -4,6 +4,7 @@
 #
 #   hack/tools.sh            build what `make test` and `make demo` need
 #   hack/tools.sh all        also dockerd and crictl
+#   hack/tools.sh bench      also the release-style runc shim `make bench` compares against
 #   hack/tools.sh dir NAME   print the folder holding NAME's binaries
 #
 # Each tool gets its own folder, named with its version, so changing a pin in
@@ -23,6 +24,7 @@ tool_dir() {
 	runc) echo "$tools_dir/runc-$RUNC_VERSION" ;;
 	dockerd) echo "$tools_dir/dockerd-$DOCKERD_VERSION" ;;
 	crictl) echo "$tools_dir/crictl-$CRITOOLS_VERSION" ;;
+	runc-shim-release) echo "$tools_dir/runc-shim-release-$CONTAINERD_VERSION" ;;
 	*) echo "unknown tool $1" >&2; return 1 ;;
 	esac
 }
@@ -85,6 +87,22 @@ build_for_tests() {
 	build_containerd17
 }
 
+# build_runc_shim_release builds containerd-shim-runc-v2 of the pinned
+# containerd the way containerd's release does: static, without cgo, paths
+# trimmed and symbols stripped. The copy in the containerd folder is a plain
+# `go install` for the tests; a benchmark against it would flatter us (an
+# unstripped binary maps more memory), so it gets a folder of its own.
+build_runc_shim_release() {
+	local dir
+	dir=$(tool_dir runc-shim-release)
+	[ -f "$dir/.done" ] && return 0
+	say "building the release-style containerd-shim-runc-v2 $CONTAINERD_VERSION into $dir"
+	mkdir -p "$dir"
+	GOBIN="$dir" CGO_ENABLED=0 GOFLAGS=-buildvcs=false go install -trimpath -ldflags "-s -w -extldflags -static" \
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+	touch "$dir/.done"
+}
+
 build_all() {
 	build_for_tests
 	build dockerd 0 "" "github.com/moby/moby/v2/cmd/dockerd@$DOCKERD_VERSION"
@@ -94,6 +112,10 @@ build_all() {
 case "${1:-}" in
 "") build_for_tests ;;
 all) build_all ;;
+bench)
+	build_for_tests
+	build_runc_shim_release
+	;;
 dir) tool_dir "$2" ;;
-*) echo "usage: $0 [all | dir NAME]" >&2; exit 2 ;;
+*) echo "usage: $0 [all | bench | dir NAME]" >&2; exit 2 ;;
 esac

@@ -23,10 +23,18 @@ func registerBuildArtifact(path string) {
 // Use it from TestMain: os.Exit(harness.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
+	RemoveBuildArtifacts()
+	return code
+}
+
+// RemoveBuildArtifacts removes the shared builds. Main calls it after the
+// last test; a program that uses the harness without go test (the
+// benchmark) calls it before it exits.
+func RemoveBuildArtifacts() {
 	buildArtifacts.Lock()
 	defer buildArtifacts.Unlock()
 	for _, path := range buildArtifacts.paths {
 		os.RemoveAll(path)
 	}
-	return code
+	buildArtifacts.paths = nil
 }

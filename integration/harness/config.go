@@ -20,6 +20,11 @@ type Options struct {
 	// instead of the folder ShimBinary builds into: a test of `make install`
 	// names the folder it installed into.
 	ShimDir string
+	// ShimDirs are folders put first on the daemon's PATH, ahead of the
+	// pinned tools: a shim binary in one of them wins over the one of the
+	// same name in the containerd release's folder. The benchmark puts the
+	// release-style build of containerd-shim-runc-v2 there.
+	ShimDirs []string
 }
 
 // criPlugins are the plugins of the Kubernetes API: 2.x splits it into

@@ -144,7 +144,8 @@ func newContainerd(t testing.TB, release ContainerdRelease, opts Options) *Conta
 	if opts.CRI {
 		d.crictlDir = filepath.Dir(ToolBinary(t, "crictl", "crictl"))
 	}
-	path := strings.Join([]string{shims, filepath.Dir(runc), binaries, os.Getenv("PATH")}, string(os.PathListSeparator))
+	dirs := append(append([]string(nil), opts.ShimDirs...), shims, filepath.Dir(runc), binaries, os.Getenv("PATH"))
+	path := strings.Join(dirs, string(os.PathListSeparator))
 	d.env = append(withoutEnv(os.Environ(), "PATH"), "PATH="+path)
 	return d
 }

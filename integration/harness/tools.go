@@ -155,6 +155,9 @@ func ToolDir(t testing.TB, name string) string {
 		"runc":         "RUNC_VERSION",
 		"dockerd":      "DOCKERD_VERSION",
 		"crictl":       "CRITOOLS_VERSION",
+		// The release-style build of the stock runc shim that `make bench`
+		// compares against (hack/tools.sh bench).
+		"runc-shim-release": "CONTAINERD_VERSION",
 	}
 	key, ok := keys[name]
 	if !ok {

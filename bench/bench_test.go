@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+func TestParseSmapsRollup(t *testing.T) {
+	data := []byte(`00400000-7ffd1d3f9000 ---p 00000000 00:00 0                          [rollup]
+Rss:               14736 kB
+Pss:                9216 kB
+Pss_Dirty:          3700 kB
+Pss_Anon:           3700 kB
+Pss_File:           5516 kB
+Pss_Shmem:             0 kB
+Shared_Clean:       8000 kB
+Shared_Dirty:          0 kB
+Private_Clean:       300 kB
+Private_Dirty:      3700 kB
+Referenced:        14736 kB
+Anonymous:          3700 kB
+`)
+	m, err := parseSmapsRollup(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := memory{rss: 14736 << 10, pss: 9216 << 10, private: (300 + 3700) << 10}
+	if m != want {
+		t.Errorf("parseSmapsRollup = %+v, want %+v", m, want)
+	}
+	if _, err := parseSmapsRollup([]byte("Rss: 1 kB\n")); err == nil {
+		t.Error("a rollup without Pss and Private_* was accepted")
+	}
+}
+
+func TestReadMemoryOfThisProcess(t *testing.T) {
+	m, err := readMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.rss <= 0 || m.pss > m.rss || m.private > m.rss {
+		t.Errorf("implausible memory of this process: %+v", m)
+	}
+}
+
+func TestMedianAndPercentile(t *testing.T) {
+	var d durations
+	for i := 1; i <= 300; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	if got := d.median(); got != 150500*time.Microsecond {
+		t.Errorf("median = %v, want 150.5ms", got)
+	}
+	// Nearest rank: the 297th of 300.
+	if got := d.percentile(99); got != 297*time.Millisecond {
+		t.Errorf("p99 = %v, want 297ms", got)
+	}
+	if got := (durations{5 * time.Millisecond}).percentile(99); got != 5*time.Millisecond {
+		t.Errorf("p99 of one sample = %v", got)
+	}
+	if got := medianOf([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("medianOf = %v, want 2", got)
+	}
+}

@@ -1,0 +1,187 @@
+// Command bench measures containerd-shim-teach-v2 side by side with the
+// stock containerd-shim-runc-v2, built the way containerd releases it, under
+// one private containerd, and writes the result to docs/benchmarks.md.
+//
+//	make bench                         the full run, with the issue's counts
+//	go run ./bench -iterations 20 -stdio-mib 64 -fleet 10 -doc ''   a quick look
+//
+// The measures, in the order they run:
+//
+//  1. memory: per shim with 5 idle containers each (RSS, PSS, private, from
+//     /proc/<pid>/smaps_rollup; medians), and the total over 50 containers,
+//     ungrouped and with a group annotation (memory.go);
+//  2. lifecycle: create, start, wait and delete a task running /bin/true;
+//  3. exec: /bin/true in a running container (latency.go);
+//  4. stdio: a container writes to stdout, the client reads it (stdio.go);
+//  5. shim start: `start` until it answers with the address (shimstart.go).
+//
+// The daemon, the image and the cleanup come from integration/harness, the
+// same code the integration tests run on; runTB (tb.go) adapts it to a
+// program.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/harness"
+)
+
+// parameters are the run's flags, recorded in the document with the result.
+type parameters struct {
+	iterations, warmup int
+	idle, fleet        int
+	settle             time.Duration
+	stdioMiB           int64
+	stdioRuns          int
+	logLevel           string
+	shim               string
+	phases             []string
+	date               time.Time
+}
+
+var allPhases = []string{"memory", "lifecycle", "exec", "stdio", "start"}
+
+func (p parameters) describe() []string {
+	return []string{
+		fmt.Sprintf("Our shim: `%s`, built by `make build` as `make install` builds it (static, no cgo, `-trimpath`, `-s -w`).", harness.TeachShimBinaryName),
+		fmt.Sprintf("Reference: `%s` of containerd %s, built as containerd releases it: "+
+			"`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w -extldflags -static\"` (`hack/tools.sh bench`); "+
+			"it is first on the daemon's PATH, so `io.containerd.runc.v2` runs it.", harness.RuncShimBinaryName, "the pinned release"),
+		fmt.Sprintf("One private containerd (log level %s, so both shims run without -debug), one namespace, the busybox test image.", p.logLevel),
+		fmt.Sprintf("Memory: %d idle `sleep` containers per shim, read from `/proc/<shim pid>/smaps_rollup` after %v of settling "+
+			"(private = Private_Clean + Private_Dirty); then %d containers per shim, once plain and once all carrying the annotation "+
+			"`%s`, with the PSS of their shim processes summed. The shim of a container is the parent of its process.",
+			p.idle, p.settle, p.fleet, groupAnnotation),
+		fmt.Sprintf("Lifecycle: through the containerd Go client, NewTask, Wait, Start, the exit of `/bin/true`, Delete, on one container per shim "+
+			"(so snapshot work is not counted); stdout and stderr are FIFOs the client reads, as with `ctr run`. %d rounds after %d warm-up rounds, "+
+			"the two shims alternating within each round.", p.iterations, p.warmup),
+		fmt.Sprintf("Exec: Exec, Wait, Start, the exit of `/bin/true`, Delete, in a running container, FIFOs as above; %d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
+		fmt.Sprintf("Stdio: the container runs busybox `dd if=/dev/zero bs=1M count=%d` (%d MiB); timed from Start until the client has read every byte "+
+			"from the FIFO and the exit is known; MB/s is 10^6 bytes per second; median of %d runs. Host pipe: the same busybox dd piped to the host's `cat`, "+
+			"interleaved with the shims' runs.", p.stdioMiB, p.stdioMiB, p.stdioRuns),
+		fmt.Sprintf("Shim start: the shim binary run as containerd 2.x runs it (same flags, environment, bootstrap parameters on stdin, bundle as working folder "+
+			"with its log FIFO open), timed from exec until `start` exits with the address; the server it launched is then shut down through the task API. "+
+			"%d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
+	}
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() (code int) {
+	var p parameters
+	defaultShim := os.Getenv("TEACH_SHIM_BIN")
+	if defaultShim == "" {
+		defaultShim = "bin/" + harness.TeachShimBinaryName
+	}
+	flag.IntVar(&p.iterations, "iterations", 300, "measured rounds of lifecycle, exec and shim start")
+	flag.IntVar(&p.warmup, "warmup", 20, "unmeasured rounds before them")
+	flag.IntVar(&p.idle, "idle", 5, "idle containers per shim for the per-shim memory")
+	flag.IntVar(&p.fleet, "fleet", 50, "containers per shim for the total memory, ungrouped and grouped")
+	flag.DurationVar(&p.settle, "settle", 10*time.Second, "wait before reading the shims' memory")
+	flag.Int64Var(&p.stdioMiB, "stdio-mib", 2048, "MiB the container writes to stdout")
+	flag.IntVar(&p.stdioRuns, "stdio-runs", 3, "stdio runs per shim (the median is kept)")
+	flag.StringVar(&p.logLevel, "log-level", "info", "containerd's log level; debug also makes the shims log at debug")
+	flag.StringVar(&p.shim, "shim", defaultShim, "our shim binary, as `make build` makes it")
+	only := flag.String("only", strings.Join(allPhases, ","), "phases to run, comma separated; the document is written only when all ran")
+	doc := flag.String("doc", "docs/benchmarks.md", "where to write the result, relative to the repository; empty: do not write")
+	daemonLog := flag.String("daemon-log", "", "copy containerd's log (with the shims' logs in it) to this file at the end")
+	verbose := flag.Bool("v", false, "show the harness's notes")
+	flag.Parse()
+	p.phases = strings.Split(*only, ",")
+	p.date = time.Now()
+	for _, phase := range p.phases {
+		if !slices.Contains(allPhases, phase) {
+			fmt.Fprintf(os.Stderr, "unknown phase %q; phases: %s\n", phase, strings.Join(allPhases, ","))
+			return 2
+		}
+	}
+	shimPath, err := filepath.Abs(p.shim)
+	if err == nil {
+		_, err = os.Stat(shimPath)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "our shim: %v (run `make build`, or `make bench`)\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tb := &runTB{verbose: *verbose}
+	var s *session
+	defer func() {
+		if r := recover(); r != nil {
+			fatal, ok := r.(errFatal)
+			if !ok {
+				panic(r)
+			}
+			fmt.Fprintf(os.Stderr, "bench: %s\n", fatal.msg)
+			code = 1
+		}
+		if s != nil && *daemonLog != "" {
+			copyFile(s.daemon.LogPath, *daemonLog)
+		}
+		tb.runCleanups()
+		harness.RemoveBuildArtifacts()
+	}()
+
+	s = startSession(ctx, tb, shimPath, p.logLevel)
+	r := &results{params: p, machine: machineDescription(harness.PinnedVersions(tb))}
+	for _, phase := range p.phases {
+		switch phase {
+		case "memory":
+			r.memory = s.measureMemory(p.idle, p.fleet, p.settle)
+		case "lifecycle":
+			r.lifecycle, r.lifecycleSteps = s.measureLifecycle(p.warmup, p.iterations)
+		case "exec":
+			r.exec = s.measureExec(p.warmup, p.iterations)
+		case "stdio":
+			r.stdio, r.hostPipe = s.measureStdio(p.stdioMiB<<20, p.stdioRuns)
+		case "start":
+			r.start = s.measureShimStart(p.warmup, p.iterations)
+		}
+	}
+
+	fmt.Println()
+	fmt.Println("Ratios, not absolute times, are the result (teach ÷ runc-v2, same run, interleaved).")
+	fmt.Println()
+	fmt.Print(r.table())
+	for _, note := range r.notes() {
+		fmt.Println("- " + note)
+	}
+	if steps := r.stepTable(); steps != "" {
+		fmt.Println()
+		fmt.Print(steps)
+	}
+	if *doc != "" && len(p.phases) == len(allPhases) {
+		path := filepath.Join(harness.RepoRoot(tb), *doc)
+		if err := writeDoc(path, r); err != nil {
+			tb.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", path)
+	}
+	return 0
+}
+
+// copyFile keeps containerd's log, which holds the shims' logs too, for a
+// look at the timestamps after the run.
+func copyFile(from, to string) {
+	data, err := os.ReadFile(from)
+	if err == nil {
+		err = os.WriteFile(to, data, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "copy containerd's log: %v\n", err)
+	}
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/harness"
+)
+
+// groupAnnotation is the annotation the CRI plugin puts on every container
+// of a pod. The stock runc shim starts one shim per distinct value and runs
+// every container carrying it in that shim; both shims get it, and the
+// number of shim processes observed tells whether a shim grouped.
+const groupAnnotation = "io.kubernetes.cri.sandbox-id"
+
+// memory is one process's memory from /proc/<pid>/smaps_rollup, in bytes.
+type memory struct {
+	rss, pss, private int64
+}
+
+func (m memory) add(o memory) memory {
+	return memory{m.rss + o.rss, m.pss + o.pss, m.private + o.private}
+}
+
+// readMemory reads smaps_rollup, the kernel's sum over every mapping:
+// Rss counts every resident page, Pss divides each shared page among the
+// processes that map it, Private_Clean + Private_Dirty are the pages no
+// other process maps, what the system gets back when the shim exits.
+func readMemory(pid int) (memory, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return memory{}, err
+	}
+	return parseSmapsRollup(data)
+}
+
+func parseSmapsRollup(data []byte) (memory, error) {
+	var m memory
+	found := 0
+	scanner := bufio.NewScanner(bytes.NewReader(data))
+	for scanner.Scan() {
+		field, rest, ok := strings.Cut(scanner.Text(), ":")
+		if !ok {
+			continue
+		}
+		var into *int64
+		switch field {
+		case "Rss":
+			into = &m.rss
+		case "Pss":
+			into = &m.pss
+		case "Private_Clean", "Private_Dirty":
+			into = &m.private
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		if err != nil {
+			return memory{}, fmt.Errorf("smaps_rollup line %q: %w", scanner.Text(), err)
+		}
+		*into += kb << 10
+		found++
+	}
+	if found != 4 {
+		return memory{}, fmt.Errorf("smaps_rollup: found %d of Rss, Pss, Private_Clean, Private_Dirty", found)
+	}
+	return m, scanner.Err()
+}
+
+// fleet is a set of running containers of one shim, and the shim processes
+// that hold them.
+type fleet struct {
+	shim       shimUnderTest
+	containers []client.Container
+	shimPids   []int // distinct, in the order first seen
+}
+
+// startFleets starts count containers running `sleep` for each shim,
+// alternating between the shims, optionally all with one group annotation
+// per shim. It learns each container's shim as the parent of its process:
+// the shim, not containerd, is the container's parent.
+func (s *session) startFleets(name string, count int, grouped bool) []*fleet {
+	var fleets []*fleet
+	for _, shim := range s.shims {
+		fleets = append(fleets, &fleet{shim: shim})
+	}
+	for i := range count {
+		for _, f := range fleets {
+			var opts []oci.SpecOpts
+			if grouped {
+				opts = append(opts, oci.WithAnnotations(map[string]string{groupAnnotation: name + "-" + f.shim.label}))
+			}
+			id := fmt.Sprintf("%s-%s-%d", name, f.shim.label, i)
+			container := s.newContainer(f.shim, id, []string{"sleep", "1000000"}, opts...)
+			ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
+			task, _, err := s.startTask(ctx, container, s.discardIO(nil))
+			cancel()
+			if err != nil {
+				s.tb.Fatal(err)
+			}
+			shimPid, err := harness.ParentPID(int(task.Pid()))
+			if err != nil {
+				s.tb.Fatalf("shim of %s: %v", id, err)
+			}
+			s.checkShimBinary(f.shim, shimPid)
+			f.containers = append(f.containers, container)
+			if !containsPid(f.shimPids, shimPid) {
+				f.shimPids = append(f.shimPids, shimPid)
+			}
+		}
+		progress(name, i+1, count)
+	}
+	return fleets
+}
+
+// checkShimBinary makes sure the process is the binary under test: a run
+// that measured the runc shim of the containerd release folder instead of
+// the release-style build would compare the wrong thing.
+func (s *session) checkShimBinary(shim shimUnderTest, pid int) {
+	exe, err := harness.Executable(pid)
+	if err != nil {
+		s.tb.Fatalf("executable of shim %d: %v", pid, err)
+	}
+	want, err := filepath.EvalSymlinks(shim.binary)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	if exe != want {
+		s.tb.Fatalf("%s container is held by %s, want %s", shim.label, exe, want)
+	}
+}
+
+func containsPid(pids []int, pid int) bool {
+	for _, p := range pids {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// stop removes every container of the fleets.
+func (s *session) stopFleets(fleets []*fleet) {
+	for _, f := range fleets {
+		for _, c := range f.containers {
+			if err := removeContainer(s.ctx, c); err != nil {
+				s.tb.Fatal(err)
+			}
+		}
+	}
+}
+
+// shimMemory reads the memory of each shim process of a fleet.
+func (s *session) shimMemory(f *fleet) []memory {
+	var all []memory
+	for _, pid := range f.shimPids {
+		m, err := readMemory(pid)
+		if err != nil {
+			s.tb.Fatalf("%s shim %d: %v", f.shim.label, pid, err)
+		}
+		all = append(all, m)
+	}
+	return all
+}
+
+// memoryResult is what the memory phases found for one shim.
+type memoryResult struct {
+	// idle: the median of each figure over the shims of 5 idle containers.
+	idle memory
+	// ungrouped, grouped: the sum over the shim processes of 50 containers.
+	ungrouped, grouped         memory
+	ungroupedShims, groupShims int
+}
+
+// measureMemory runs the three memory phases. Each phase lets the shims
+// settle (the Go runtime returns freed memory to the kernel in the
+// background) before reading, and removes its containers before the next.
+func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration) map[string]*memoryResult {
+	results := make(map[string]*memoryResult)
+	for _, shim := range s.shims {
+		results[shim.label] = &memoryResult{}
+	}
+
+	fleets := s.startFleets("idle", idleCount, false)
+	s.sleep(settle)
+	for _, f := range fleets {
+		var rss, pss, private []float64
+		for _, m := range s.shimMemory(f) {
+			rss = append(rss, float64(m.rss))
+			pss = append(pss, float64(m.pss))
+			private = append(private, float64(m.private))
+		}
+		results[f.shim.label].idle = memory{int64(medianOf(rss)), int64(medianOf(pss)), int64(medianOf(private))}
+	}
+	s.stopFleets(fleets)
+
+	for _, grouped := range []bool{false, true} {
+		name := "ungrouped"
+		if grouped {
+			name = "grouped"
+		}
+		fleets := s.startFleets(name, fleetCount, grouped)
+		s.sleep(settle)
+		for _, f := range fleets {
+			var total memory
+			for _, m := range s.shimMemory(f) {
+				total = total.add(m)
+			}
+			r := results[f.shim.label]
+			if grouped {
+				r.grouped, r.groupShims = total, len(f.shimPids)
+			} else {
+				r.ungrouped, r.ungroupedShims = total, len(f.shimPids)
+			}
+		}
+		s.stopFleets(fleets)
+	}
+	return results
+}
+
+func (s *session) sleep(d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-s.ctx.Done():
+		s.tb.Fatal(s.ctx.Err())
+	}
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/image"
+)
+
+// ddBlock is dd's block size: the container writes the stream in 1 MiB
+// writes, more than a pipe holds, so the writer is never the slow side.
+const ddBlock = 1 << 20
+
+// ddArgs is the writer, the same busybox dd in the container and on the host.
+func ddArgs(bytes int64) []string {
+	return []string{"dd", "if=/dev/zero", fmt.Sprintf("bs=%d", ddBlock), fmt.Sprintf("count=%d", bytes/ddBlock)}
+}
+
+// byteCounter is the client's end of stdout: it counts and drops.
+type byteCounter struct{ n atomic.Int64 }
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// measureStdio times bytes of the container's stdout going through the
+// shim to the client: from Start until the client has read the last byte
+// from the FIFO and the exit is known. It returns MB/s (10^6 bytes) per shim
+// and for the host's own pipe (`dd | cat`), the limit no relay can pass;
+// the three are interleaved, run after run, and the medians kept.
+func (s *session) measureStdio(bytes int64, runs int) (map[string]float64, float64) {
+	containers := make(map[string]client.Container)
+	for _, shim := range s.shims {
+		containers[shim.label] = s.newContainer(shim, "stdio-"+shim.label, ddArgs(bytes))
+	}
+	rates := make(map[string][]float64)
+	var host []float64
+	for run := range runs {
+		for _, shim := range s.shims {
+			took, err := s.stdioRun(containers[shim.label], bytes)
+			if err != nil {
+				s.tb.Fatalf("stdio, %s, run %d: %v", shim.label, run, err)
+			}
+			rates[shim.label] = append(rates[shim.label], mbPerSecond(bytes, took))
+		}
+		took, err := hostPipe(s.ctx, bytes)
+		if err != nil {
+			s.tb.Fatalf("host pipe: %v", err)
+		}
+		host = append(host, mbPerSecond(bytes, took))
+		progress("stdio", run+1, runs)
+	}
+	medians := make(map[string]float64)
+	for label, r := range rates {
+		medians[label] = medianOf(r)
+	}
+	return medians, medianOf(host)
+}
+
+func (s *session) stdioRun(container client.Container, bytes int64) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*stepTimeout)
+	defer cancel()
+	var received byteCounter
+	task, err := container.NewTask(ctx, s.discardIO(&received))
+	if err != nil {
+		return 0, err
+	}
+	defer task.Delete(context.WithoutCancel(ctx), client.WithProcessKill)
+	exitCh, err := task.Wait(ctx)
+	if err != nil {
+		return 0, err
+	}
+	begin := time.Now()
+	if err := task.Start(ctx); err != nil {
+		return 0, err
+	}
+	if err := exitedWith(ctx, exitCh, 0); err != nil {
+		return 0, err
+	}
+	// The exit is reported once the shim has written the last byte to the
+	// FIFO; the client has read it when its copy ends.
+	task.IO().Wait()
+	took := time.Since(begin)
+	if got := received.n.Load(); got != bytes {
+		return 0, fmt.Errorf("client received %d bytes, want %d", got, bytes)
+	}
+	if _, err := task.Delete(ctx); err != nil {
+		return 0, err
+	}
+	return took, nil
+}
+
+// hostPipe is the same dd writing into a plain pipe that cat drains.
+func hostPipe(ctx context.Context, bytes int64) (time.Duration, error) {
+	dd := ddArgs(bytes)
+	script := fmt.Sprintf("%s %s %s %s %s 2>/dev/null | cat >/dev/null", image.DefaultBusybox, dd[0], dd[1], dd[2], dd[3])
+	begin := time.Now()
+	if out, err := exec.CommandContext(ctx, "sh", "-c", script).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("%s: %v %s", script, err, out)
+	}
+	return time.Since(begin), nil
+}
+
+func mbPerSecond(bytes int64, took time.Duration) float64 {
+	return float64(bytes) / 1e6 / took.Seconds()
+}
