@@ -158,7 +158,7 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 			return ExitStatus{}, fmt.Errorf("waiting for created container %s to die: %w", p.id, ctx.Err())
 		}
 	}
-	if err := p.forceDelete(ctx); err != nil {
+	if err := p.deleteStopped(ctx); err != nil {
 		return ExitStatus{}, err
 	}
 	p.streams.Close()
@@ -167,6 +167,21 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 		return ExitStatus{}, err
 	}
 	return exit, nil
+}
+
+// deleteStopped runs `runc delete` for a container whose process has exited.
+// Without --force: forcing makes runc signal the container first and poll,
+// in 100ms sleeps, for processes that are already gone. Should something
+// still run in it (a process outside the pid namespace), it falls back to
+// --force.
+func (p *InitProcess) deleteStopped(ctx context.Context) error {
+	err := runcCall(ctx, p.runc, "delete", p.id, func(ctx context.Context) error {
+		return p.runc.Delete(ctx, p.id, &runc.DeleteOpts{})
+	})
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	return p.forceDelete(ctx)
 }
 
 // forceDelete runs `runc delete --force`; a container runc no longer knows is
