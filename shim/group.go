@@ -18,24 +18,25 @@ const (
 
 // shimGroup names the shim a container belongs to: its group, read from the
 // annotations of the bundle's config.json (`start` runs in the bundle), or
-// the container's own id when it has none.
-func shimGroup(containerID string) string {
+// the container's own id when it has none (grouped is then false). A pod's
+// sandbox names itself: its sandbox-id annotation is its own id.
+func shimGroup(containerID string) (group string, grouped bool) {
 	data, err := os.ReadFile("config.json")
 	if err != nil {
-		return containerID
+		return containerID, false
 	}
 	var spec struct {
 		Annotations map[string]string `json:"annotations"`
 	}
 	if json.Unmarshal(data, &spec) != nil {
-		return containerID
+		return containerID, false
 	}
 	for _, key := range []string{GroupAnnotation, CRISandboxAnnotation} {
 		// The group names a socket; an unsafe value is ignored rather
 		// than trusted.
 		if group := spec.Annotations[key]; group != "" && identifiers.Validate(group) == nil {
-			return group
+			return group, true
 		}
 	}
-	return containerID
+	return containerID, false
 }

@@ -51,13 +51,22 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	if params.SocketDir != nil && *params.SocketDir != "" {
 		socketDir = *params.SocketDir
 	}
-	group := shimGroup(params.InstanceID)
-	address, err := shim.CreateSocketAddress(ctx, socketDir, params.ContainerdGrpcAddress, group, false)
+	group, grouped := shimGroup(params.InstanceID)
+	// A grouped shim's socket is named after its group, so the group's
+	// other containers find it. An ungrouped shim's socket is named after
+	// this start too: a container id is reused as soon as its task is
+	// deleted, and the old shim, while it exits, removes the socket named
+	// after the id (pkg/shim's cleanup) — which must not be the new one's.
+	socketName := group
+	if !grouped {
+		socketName = fmt.Sprintf("%s@%d.%d", group, os.Getpid(), time.Now().UnixNano())
+	}
+	address, err := shim.CreateSocketAddress(ctx, socketDir, params.ContainerdGrpcAddress, socketName, false)
 	if err != nil {
 		return nil, err
 	}
 	listener, err := listen(address)
-	if errors.Is(err, errShimRunning) && group != params.InstanceID {
+	if errors.Is(err, errShimRunning) && grouped {
 		// Another container of the group started the shim: this
 		// container joins it. containerd connects to that address and
 		// calls Create there.
@@ -75,7 +84,7 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	listener.SetUnlinkOnClose(false)
 	defer listener.Close()
 
-	cmd, err := serverCommand(params, group, listener)
+	cmd, err := serverCommand(params, group, address, listener)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +108,10 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	cmd.Process.Release()
 	return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
 }
+
+// shimAddressEnv tells the server the address it serves, so that it can
+// remove its own socket when it shuts down.
+const shimAddressEnv = "TEACH_SHIM_ADDRESS"
 
 // errShimRunning: a live shim already serves the address.
 var errShimRunning = errors.New("a shim already serves this address")
@@ -126,7 +139,7 @@ func listen(address string) (*net.UnixListener, error) {
 // serverCommand is the long-lived shim: this binary again, with no action. It
 // inherits the listening socket as fd 3, where pkg/shim's server looks for
 // it, and learns containerd's event address from TTRPC_ADDRESS.
-func serverCommand(params *bootapi.BootstrapParams, group string, listener *net.UnixListener) (*exec.Cmd, error) {
+func serverCommand(params *bootapi.BootstrapParams, group, address string, listener *net.UnixListener) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -147,7 +160,8 @@ func serverCommand(params *bootapi.BootstrapParams, group string, listener *net.
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Dir = cwd
-	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+params.ContainerdTtrpcAddress, "GRPC_ADDRESS="+params.ContainerdGrpcAddress)
+	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+params.ContainerdTtrpcAddress, "GRPC_ADDRESS="+params.ContainerdGrpcAddress,
+		shimAddressEnv+"="+address)
 	cmd.ExtraFiles = []*os.File{socket}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd, nil

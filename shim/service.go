@@ -10,6 +10,7 @@ import (
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -352,6 +353,12 @@ func (s *TaskService) Shutdown(ctx context.Context, req *taskAPI.ShutdownRequest
 	flushCtx, cancel := context.WithTimeout(ctx, eventFlushLimit)
 	defer cancel()
 	s.events.Flush(flushCtx)
+	// The socket goes before the server stops listening: connections in
+	// progress are unaffected, and no new one can reach a shim that is
+	// leaving.
+	if address := os.Getenv(shimAddressEnv); address != "" {
+		shim.RemoveSocket(address)
+	}
 	s.shutdown.Shutdown()
 	return &emptypb.Empty{}, nil
 }
