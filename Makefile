@@ -2,6 +2,8 @@
 #
 #   make demo      build, fetch the pinned daemons, run a container through the shim
 #   make test      every test: unit (with -race), fuzz seeds, integration against real daemons
+#   make soak      the long reliability scenarios; rewrites docs/reliability.md from their figures
+#   make fuzz      run every fuzz target for FUZZTIME each
 #   make install   put containerd-shim-teach-v2 where containerd finds it (PREFIX, DESTDIR)
 #   make bench     measure it against containerd-shim-runc-v2, write docs/benchmarks.md
 
@@ -20,18 +22,30 @@ GOBUILD := CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$(
 
 UNIT_PACKAGES = $(shell go list ./... | grep -v /integration)
 INTEGRATION_TIMEOUT ?= 25m
+SOAK_TIMEOUT        ?= 2h
+FUZZTIME            ?= 10s
 
-.PHONY: all build tools demo test unit fuzz-seeds integration bench install uninstall clean
+# The reliability tests append one JSON line per row they run to this file
+# (TEACH_RELIABILITY_REPORT); integration/cmd/reliability-report turns the
+# lines of a soak run into docs/reliability.md.
+RELIABILITY_RECORDS := bin/reliability.jsonl
+
+.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench install uninstall clean
 
 all: build
 
 build:
 	$(GOBUILD) -o $(BIN) ./cmd/$(BINARY)
 
+# The integration tests drive dockerd and crictl too, so `make test` builds
+# every pinned tool; `make demo` needs only containerd and runc.
 tools:
+	hack/tools.sh all
+
+tools-core:
 	hack/tools.sh
 
-demo: tools build
+demo: tools-core build
 	hack/demo.sh
 
 test: tools build unit integration
@@ -43,7 +57,30 @@ unit:
 # Integration tests start real daemons (containerd, runc) as root; the harness
 # builds nothing itself when TEACH_SHIM_BIN names the shim to test.
 integration:
-	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) go test -count=1 -timeout $(INTEGRATION_TIMEOUT) -v ./integration/...
+	mkdir -p bin && rm -f bin/reliability-short.jsonl
+	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) TEACH_RELIABILITY_REPORT=$(CURDIR)/bin/reliability-short.jsonl \
+		go test -count=1 -timeout $(INTEGRATION_TIMEOUT) -v ./integration/...
+
+# The long versions of the reliability scenarios (TEACH_SOAK=1: 1000 early
+# exits, 2000 cycles, 1 GiB of output...). The document is written even when
+# a test failed, so that it shows the failure; make still fails then.
+soak: tools build
+	mkdir -p bin docs && rm -f $(RELIABILITY_RECORDS)
+	status=0; \
+	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) TEACH_SOAK=1 TEACH_RELIABILITY_REPORT=$(CURDIR)/$(RELIABILITY_RECORDS) \
+		go test -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestReliability' ./integration/ || status=$$?; \
+	go run ./integration/cmd/reliability-report -in $(RELIABILITY_RECORDS) -out docs/reliability.md -command "make soak" && \
+	exit $$status
+
+# Each fuzz target on its own (go test -fuzz takes one at a time); the seed
+# corpora in testdata/fuzz run with every `make unit` already.
+fuzz:
+	@for pkg in $(UNIT_PACKAGES) ./integration/harness; do \
+		for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$target"; \
+			go test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
 
 # The benchmark runs our shim as `make install` builds it against the stock
 # runc shim as containerd releases it (hack/tools.sh bench builds that), under

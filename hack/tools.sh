@@ -33,7 +33,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 install_debian_packages() {
 	local missing=()
-	for pkg in busybox-static libseccomp-dev pkg-config; do
+	for pkg in busybox-static libseccomp-dev pkg-config criu; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0

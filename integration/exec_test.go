@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -267,4 +268,22 @@ func freezerState(t *testing.T, pid int) string {
 		return "THAWED"
 	}
 	return state
+}
+
+// IoUid/IoGid in the runtime options own the process's stdio pipes, so a
+// process running as that user can reopen them. runc then gives the owner
+// to the container process's own user (here root: 0) as it sets the
+// process up, and leaves the group: the group shows the shim's chown.
+func TestIoUidOwnsTheStdioPipes(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		container := s.newContainer(t, "iouid", []string{"stat", "-L", "-c", "%u:%g", "/proc/self/fd/1"},
+			client.WithRuntime(s.runtime, &options.Options{IoUid: 1234, IoGid: 5678}))
+		streams := &stdio{}
+		task, exitCh := s.startTask(t, container, streams)
+		code := exitCodeOf(t, exitCh)
+		deleteTask(t, s.ctx, task, code)
+		if got := strings.TrimSpace(streams.stdout.String()); code != 0 || got != "0:5678" {
+			t.Fatalf("stdout pipe owned by %q (exit %d), want 0:5678", got, code)
+		}
+	})
 }

@@ -19,5 +19,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as the probe the security tests run as
+	// another user (see connectProbe).
+	if socket := os.Getenv(connectProbeEnv); socket != "" {
+		os.Exit(connectProbe(socket))
+	}
 	os.Exit(harness.Main(m))
 }

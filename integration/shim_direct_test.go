@@ -49,10 +49,20 @@ type directShim struct {
 
 func startShimDirectly(t *testing.T) *directShim {
 	t.Helper()
+	return startShimDirectlyIn(t, nil)
+}
+
+// startShimDirectlyIn is startShimDirectly with a chance to put files into
+// the folder `start` runs in (containerd runs it in the bundle) first.
+func startShimDirectlyIn(t *testing.T, prepare func(shimWorkDir string)) *directShim {
+	t.Helper()
 	work := t.TempDir()
 	shimWorkDir := filepath.Join(work, "shim")
 	if err := os.Mkdir(shimWorkDir, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(shimWorkDir)
 	}
 	shimLog := captureShimLog(t, shimWorkDir)
 	// A containerd address that nothing serves: the shim derives its socket

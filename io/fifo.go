@@ -22,25 +22,39 @@ type outputFifo struct {
 	heldReader *os.File
 }
 
-// openOutputFifo opens path without waiting for containerd: the read end is
-// opened first with O_NONBLOCK, which never waits, and the write end then
-// finds a reader already there, so it does not wait either.
+// openOutputFifo opens a stdout or stderr FIFO: the shim writes, and holds
+// the read end.
 func openOutputFifo(path string) (*outputFifo, error) {
-	reader, err := os.OpenFile(path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	reader, writer, err := openBothEnds(path)
 	if err != nil {
-		return nil, fmt.Errorf("open stdio fifo %s: %w", path, kindOf(err))
-	}
-	if err := requireFifo(reader); err != nil {
-		reader.Close()
 		return nil, err
-	}
-	writer, err := os.OpenFile(path, unix.O_WRONLY, 0)
-	if err != nil {
-		reader.Close()
-		return nil, fmt.Errorf("open stdio fifo %s for writing: %w", path, kindOf(err))
 	}
 	return &outputFifo{write: writer, heldReader: reader}, nil
 }
+
+// openBothEnds opens both ends of a FIFO without waiting for containerd: the
+// read end is opened first with O_NONBLOCK, which never waits, and the write
+// end then finds a reader already there, so it does not wait either. (A
+// plain open of either end alone waits until the other end is open.)
+func openBothEnds(path string) (reader, writer *os.File, err error) {
+	reader, err = os.OpenFile(path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open stdio fifo %s: %w", path, kindOf(err))
+	}
+	if err := requireFifo(reader); err != nil {
+		reader.Close()
+		return nil, nil, err
+	}
+	writer, err = os.OpenFile(path, unix.O_WRONLY, 0)
+	if err != nil {
+		reader.Close()
+		return nil, nil, fmt.Errorf("open stdio fifo %s for writing: %w", path, kindOf(err))
+	}
+	return reader, writer, nil
+}
+
+// File is the FIFO's write end.
+func (f *outputFifo) File() *os.File { return f.write }
 
 // CloseWriter closes the write end once the output has ended. The held
 // reader stays open: if containerd is away, what is still in the FIFO's
@@ -82,22 +96,12 @@ type inputFifo struct {
 	heldWriter *os.File
 }
 
-// openInputFifo opens the stdin FIFO without waiting for containerd: the
-// read end is opened with O_NONBLOCK, which never waits, and the held write end
-// then finds a reader already there.
+// openInputFifo opens the stdin FIFO: the shim reads, and holds the write
+// end.
 func openInputFifo(path string) (*inputFifo, error) {
-	reader, err := os.OpenFile(path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	reader, writer, err := openBothEnds(path)
 	if err != nil {
-		return nil, fmt.Errorf("open stdin fifo %s: %w", path, kindOf(err))
-	}
-	if err := requireFifo(reader); err != nil {
-		reader.Close()
 		return nil, err
-	}
-	writer, err := os.OpenFile(path, unix.O_WRONLY, 0)
-	if err != nil {
-		reader.Close()
-		return nil, fmt.Errorf("open stdin fifo %s for writing: %w", path, kindOf(err))
 	}
 	return &inputFifo{read: reader, heldWriter: writer}, nil
 }

@@ -8,11 +8,23 @@
 // process's output has been fully delivered.
 package stdio
 
-// Paths are the FIFOs containerd created for one process. An empty path means
-// the stream is not wanted: the process gets /dev/null for it.
+// Paths are the FIFOs containerd created for one process, or for stdout and
+// stderr a binary:// or file:// URI (see logger.go). An empty path means the
+// stream is not wanted: the process gets /dev/null for it.
 type Paths struct {
 	Stdin    string
 	Stdout   string
 	Stderr   string
 	Terminal bool
+	Owner    Owner
+	// IOUid and IOGid own the pipes (runc options IoUid/IoGid): a
+	// container process running as another user, or in a user namespace,
+	// can then reopen its own stdio (/dev/stdout, /proc/self/fd/1).
+	IOUid, IOGid int
+}
+
+// Owner is the container a process belongs to; a logging program is told.
+type Owner struct {
+	ContainerID string
+	Namespace   string
 }

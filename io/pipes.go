@@ -2,6 +2,7 @@ package stdio
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -53,6 +54,12 @@ func NewPipes(paths Paths) (_ *Pipes, err error) {
 		}
 		if stream.pipe.read, stream.pipe.write, err = os.Pipe(); err != nil {
 			return nil, err
+		}
+		if paths.IOUid != 0 || paths.IOGid != 0 {
+			// Both ends are one pipe inode; chown-ing one owns both.
+			if err := stream.pipe.read.Chown(paths.IOUid, paths.IOGid); err != nil {
+				return nil, fmt.Errorf("give stdio pipe to %d:%d: %w", paths.IOUid, paths.IOGid, err)
+			}
 		}
 	}
 	return p, nil

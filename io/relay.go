@@ -2,8 +2,13 @@ package stdio
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"net/url"
+	"os"
 	"sync"
+
+	"github.com/containerd/errdefs"
 )
 
 // Relay copies between a process's pipes and containerd's FIFOs:
@@ -12,7 +17,10 @@ import (
 // Each copy runs in a goroutine owned by the Relay; Close stops them all.
 type Relay struct {
 	pipes     *Pipes
+	paths     Paths
 	stdinFifo *inputFifo // nil without stdin
+	outputs   []copyJob  // FIFOs and files to copy to, from Start on
+	logger    *url.URL   // a binary:// output, started by Start
 	closers   []io.Closer
 	// outputDone is closed when both output copies have reached end-of-file:
 	// every process holding the container's stdout/stderr has closed it, and
@@ -27,26 +35,34 @@ const copyBufferSize = 64 << 10
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
-// StartRelay opens the FIFOs named in paths and starts copying. An error
-// means nothing was started and nothing is left open (pipes excepted: the
-// caller owns them until StartRelay succeeds).
-func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
-	r := &Relay{pipes: pipes, outputDone: make(chan struct{})}
+// OpenRelay opens the FIFOs (or files) named in paths, before runc runs, so
+// a bad path fails the request early. Nothing is copied until Start: the
+// shim starts the relay only once runc has created the process, so what runc
+// itself writes to the process's stderr when it fails (its error message,
+// which the caller gets anyway) is not also passed on as the container's
+// output. An error means nothing is left open (pipes excepted: the caller
+// owns them until OpenRelay succeeds).
+func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
+	r := &Relay{pipes: pipes, paths: paths, outputDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			r.closeFifos()
 		}
 	}()
-
-	var stdin *inputFifo
 	if paths.Stdin != "" {
-		if stdin, err = openInputFifo(paths.Stdin); err != nil {
+		if r.stdinFifo, err = openInputFifo(paths.Stdin); err != nil {
 			return nil, err
 		}
-		r.stdinFifo = stdin
-		r.closers = append(r.closers, stdin)
+		r.closers = append(r.closers, r.stdinFifo)
 	}
-	var outputs []copyJob
+	uri, isURI, err := outputURI(paths.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	if isURI && uri.Scheme == "binary" {
+		r.logger = uri // the logging program reads the pipes itself
+		return r, nil
+	}
 	for _, stream := range []struct {
 		path string
 		from io.Reader
@@ -54,23 +70,64 @@ func StartRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 		if stream.path == "" {
 			continue
 		}
-		out, err := openOutputFifo(stream.path)
+		out, err := openOutput(stream.path)
 		if err != nil {
 			return nil, err
 		}
 		r.closers = append(r.closers, out)
-		outputs = append(outputs, copyJob{to: out, from: stream.from})
+		r.outputs = append(r.outputs, copyJob{to: out, from: stream.from})
 	}
-
-	if stdin != nil {
-		go r.copyStdin(stdin)
-	}
-	go r.copyOutputs(outputs)
 	return r, nil
 }
 
+// Start starts copying, or the logging program of a binary:// output.
+func (r *Relay) Start() error {
+	if r.logger != nil {
+		logger, err := startBinaryLogger(r.logger, r.paths.Owner, r.pipes)
+		if err != nil {
+			return err
+		}
+		go func() {
+			<-logger.exited
+			close(r.outputDone)
+		}()
+	} else {
+		go r.copyOutputs(r.outputs)
+	}
+	if r.stdinFifo != nil {
+		go r.copyStdin(r.stdinFifo)
+	}
+	return nil
+}
+
+// output is where a stream's bytes go: a FIFO or a file.
+type output interface {
+	// File is what the copy writes to. It is an *os.File so that the copy
+	// from the pipe can use os.File.ReadFrom, which lets the kernel move
+	// the bytes (splice) where it can.
+	File() *os.File
+	// CloseWriter is called when the process's output has ended.
+	CloseWriter() error
+	Close() error
+}
+
+// openOutput opens a stdout or stderr destination: a FIFO path, or a
+// file:// URI.
+func openOutput(path string) (output, error) {
+	uri, isURI, err := outputURI(path)
+	switch {
+	case err != nil:
+		return nil, err
+	case !isURI:
+		return openOutputFifo(path)
+	case uri.Scheme == "file":
+		return openOutputFile(uri.Path)
+	}
+	return nil, fmt.Errorf("%s cannot be combined with another output: %w", path, errdefs.ErrInvalidArgument)
+}
+
 type copyJob struct {
-	to   *outputFifo
+	to   output
 	from io.Reader
 }
 
@@ -88,7 +145,7 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			copyStream(job.to.write, job.from)
+			copyStream(job.to.File(), job.from)
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()

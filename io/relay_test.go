@@ -31,17 +31,22 @@ func startRelay(t *testing.T, paths Paths) (*Pipes, *Relay) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := StartRelay(paths, pipes)
+	relay, err := OpenRelay(paths, pipes)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
 	return pipes, relay
 }
 
+// openReader opens a FIFO's read end as containerd does: without waiting
+// for a writer (the relay may already have closed its write end).
 func openReader(t *testing.T, path string) *os.File {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +140,7 @@ func TestStdioPathsThatAreNotFifos(t *testing.T) {
 	} {
 		paths := Paths{Stdout: path}
 		pipes, _ := NewPipes(paths)
-		_, err := StartRelay(paths, pipes)
+		_, err := OpenRelay(paths, pipes)
 		if !check(err) {
 			t.Errorf("%s: got %v", path, err)
 		}

@@ -33,9 +33,9 @@ type ExecProcess struct {
 	life *Lifecycle
 
 	// mu serialises Start, Kill and Delete.
-	mu    sync.Mutex
-	pid   int
-	relay *stdio.Relay // nil until started
+	mu      sync.Mutex
+	pid     int
+	streams stdio.Streams // nil until started
 }
 
 // NewExec records an exec process in the Created state; nothing runs yet.
@@ -60,12 +60,12 @@ func (e *ExecProcess) Pid() int {
 func (e *ExecProcess) OutputDone() <-chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.relay == nil {
+	if e.streams == nil {
 		done := make(chan struct{})
 		close(done)
 		return done
 	}
-	return e.relay.OutputDone()
+	return e.streams.OutputDone()
 }
 
 // Start runs `runc exec --detach`: runc joins the container's namespaces and
@@ -78,32 +78,33 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 	if err := e.life.Check(Running, e.cfg.ID); err != nil {
 		return err
 	}
-	pipes, err := stdio.NewPipes(e.cfg.Stdio)
+	setup, err := prepareStdio(e.cfg.Stdio)
 	if err != nil {
-		return fmt.Errorf("create stdio pipes for exec %s: %w", e.cfg.ID, err)
+		return fmt.Errorf("set up stdio for exec %s: %w", e.cfg.ID, err)
 	}
-	relay, err := stdio.StartRelay(e.cfg.Stdio, pipes)
+	pidFile := filepath.Join(e.cfg.Bundle, e.cfg.ID+".pid")
+	opts := &runc.ExecOpts{IO: setup.runcIO(), ConsoleSocket: setup.consoleSocket(), PidFile: pidFile, Detach: true}
+	if err := runcCall(ctx, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
+		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
+	}); err != nil {
+		setup.abort()
+		return err
+	}
+	streams, err := setup.started()
 	if err != nil {
-		pipes.Close()
+		setup.abort()
 		return err
 	}
 	defer func() {
 		if err != nil {
-			relay.Close()
+			streams.Close()
 		}
 	}()
-	pidFile := filepath.Join(e.cfg.Bundle, e.cfg.ID+".pid")
-	opts := &runc.ExecOpts{IO: pipes, PidFile: pidFile, Detach: true}
-	if err := runcCall(e.cfg.Runc, "exec", e.cfg.ContainerID, func() error {
-		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
-	}); err != nil {
-		return err
-	}
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
 		return fmt.Errorf("read pid file of exec %s: %w", e.cfg.ID, err)
 	}
-	e.pid, e.relay = pid, relay
+	e.pid, e.streams = pid, streams
 	if err := e.life.MoveTo(Running, e.cfg.ID); err != nil && e.life.State() != Stopped {
 		return err
 	}
@@ -141,8 +142,8 @@ func (e *ExecProcess) Delete(ctx context.Context) (ExitStatus, error) {
 	if state := e.life.State(); state == Running || state == Paused {
 		return ExitStatus{}, fmt.Errorf("exec %s is still running; kill it before deleting it: %w", e.cfg.ID, errdefs.ErrFailedPrecondition)
 	}
-	if e.relay != nil {
-		e.relay.Close()
+	if e.streams != nil {
+		e.streams.Close()
 	}
 	exit, _ := e.life.Exit()
 	if err := e.life.MoveTo(Deleted, e.cfg.ID); err != nil {
@@ -155,15 +156,28 @@ func (e *ExecProcess) Delete(ctx context.Context) (ExitStatus, error) {
 func (e *ExecProcess) CloseIO() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.relay != nil {
-		e.relay.CloseStdin()
+	if e.streams != nil {
+		e.streams.CloseStdin()
 	}
+}
+
+// Resize sets the window size of the process's terminal.
+func (e *ExecProcess) Resize(width, height uint32) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.streams == nil {
+		return fmt.Errorf("exec %s has not been started: %w", e.cfg.ID, errdefs.ErrFailedPrecondition)
+	}
+	return e.streams.Resize(width, height)
 }
 
 // SetExited records the exit the Reaper collected.
 func (e *ExecProcess) SetExited(code int, at time.Time) {
 	e.mu.Lock()
-	pid := e.pid
+	pid, streams := e.pid, e.streams
 	e.mu.Unlock()
 	e.life.SetExited(ExitStatus{Pid: pid, Code: code, ExitedAt: at})
+	if streams != nil {
+		streams.ProcessExited()
+	}
 }

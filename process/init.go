@@ -28,12 +28,12 @@ type InitConfig struct {
 // InitProcess is a container's first process: the one runc creates from the
 // bundle's config.json. Its exit is the container's exit.
 type InitProcess struct {
-	id     string
-	bundle string
-	runc   *runc.Runc
-	paths  stdio.Paths
-	relay  *stdio.Relay
-	life   *Lifecycle
+	id      string
+	bundle  string
+	runc    *runc.Runc
+	paths   stdio.Paths
+	streams stdio.Streams
+	life    *Lifecycle
 
 	// mu serialises the runc commands that change the process (start,
 	// kill, delete) so that each sees the state the previous one left.
@@ -51,35 +51,32 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		paths:  cfg.Stdio,
 		life:   NewLifecycle(),
 	}
-	pipes, err := stdio.NewPipes(cfg.Stdio)
+	setup, err := prepareStdio(cfg.Stdio)
 	if err != nil {
-		return nil, fmt.Errorf("create stdio pipes for %s: %w", cfg.ID, err)
+		return nil, fmt.Errorf("set up stdio for %s: %w", cfg.ID, err)
 	}
-	p.relay, err = stdio.StartRelay(cfg.Stdio, pipes)
-	if err != nil {
-		pipes.Close()
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			p.relay.Close()
-		}
-	}()
-
 	pidFile := filepath.Join(cfg.Bundle, "init.pid")
 	opts := &runc.CreateOpts{
-		IO:           pipes,
-		PidFile:      pidFile,
-		NoPivot:      cfg.NoPivotRoot,
-		NoNewKeyring: cfg.NoNewKeyring,
+		IO:            setup.runcIO(),
+		ConsoleSocket: setup.consoleSocket(),
+		PidFile:       pidFile,
+		NoPivot:       cfg.NoPivotRoot,
+		NoNewKeyring:  cfg.NoNewKeyring,
 	}
-	if err := runcCall(p.runc, "create", p.id, func() error {
+	if err := runcCall(ctx, p.runc, "create", p.id, func(ctx context.Context) error {
 		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
 	}); err != nil {
+		setup.abort()
+		return nil, err
+	}
+	if p.streams, err = setup.started(); err != nil {
+		setup.abort()
+		p.forceDelete(ctx)
 		return nil, err
 	}
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
+		p.streams.Close()
 		p.forceDelete(ctx)
 		return nil, fmt.Errorf("read pid file of %s: %w", p.id, err)
 	}
@@ -93,13 +90,16 @@ func (p *InitProcess) State() State                { return p.life.State() }
 func (p *InitProcess) Stdio() stdio.Paths          { return p.paths }
 func (p *InitProcess) Exited() <-chan struct{}     { return p.life.Exited() }
 func (p *InitProcess) Exit() (ExitStatus, bool)    { return p.life.Exit() }
-func (p *InitProcess) OutputDone() <-chan struct{} { return p.relay.OutputDone() }
+func (p *InitProcess) OutputDone() <-chan struct{} { return p.streams.OutputDone() }
 
 // Runc is the container's runc, shared by its exec processes.
 func (p *InitProcess) Runc() *runc.Runc { return p.runc }
 
 // CloseIO closes the process's stdin: it reads end-of-file.
-func (p *InitProcess) CloseIO() { p.relay.CloseStdin() }
+func (p *InitProcess) CloseIO() { p.streams.CloseStdin() }
+
+// Resize sets the window size of the process's terminal.
+func (p *InitProcess) Resize(width, height uint32) error { return p.streams.Resize(width, height) }
 
 // Start runs `runc start`: the waiting process now executes the user's
 // program. The program may exit before runc start even returns; the Reaper
@@ -110,7 +110,7 @@ func (p *InitProcess) Start(ctx context.Context) error {
 	if err := p.life.Check(Running, p.id); err != nil {
 		return err
 	}
-	if err := runcCall(p.runc, "start", p.id, func() error { return p.runc.Start(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) }); err != nil {
 		return err
 	}
 	if err := p.life.MoveTo(Running, p.id); err != nil && p.life.State() != Stopped {
@@ -132,7 +132,7 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 		// callers (CRI's StopContainer among them) rely on that kind.
 		return fmt.Errorf("process %s already finished: %w", p.id, errdefs.ErrNotFound)
 	}
-	return runcCall(p.runc, "kill", p.id, func() error {
+	return runcCall(ctx, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(signal), &runc.KillOpts{All: all})
 	})
 }
@@ -158,15 +158,30 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 			return ExitStatus{}, fmt.Errorf("waiting for created container %s to die: %w", p.id, ctx.Err())
 		}
 	}
-	if err := p.forceDelete(ctx); err != nil {
+	if err := p.deleteStopped(ctx); err != nil {
 		return ExitStatus{}, err
 	}
-	p.relay.Close()
+	p.streams.Close()
 	exit, _ := p.life.Exit()
 	if err := p.life.MoveTo(Deleted, p.id); err != nil {
 		return ExitStatus{}, err
 	}
 	return exit, nil
+}
+
+// deleteStopped runs `runc delete` for a container whose process has exited.
+// Without --force: forcing makes runc signal the container first and poll,
+// in 100ms sleeps, for processes that are already gone. Should something
+// still run in it (a process outside the pid namespace), it falls back to
+// --force.
+func (p *InitProcess) deleteStopped(ctx context.Context) error {
+	err := runcCall(ctx, p.runc, "delete", p.id, func(ctx context.Context) error {
+		return p.runc.Delete(ctx, p.id, &runc.DeleteOpts{})
+	})
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	return p.forceDelete(ctx)
 }
 
 // forceDelete runs `runc delete --force`; a container runc no longer knows is
@@ -178,7 +193,7 @@ func (p *InitProcess) forceDelete(ctx context.Context) error {
 // ForceDelete removes container id from runc, killing whatever still runs in
 // it. The shim's `delete` action uses it to clean up after a dead shim.
 func ForceDelete(ctx context.Context, rc *runc.Runc, id string) error {
-	err := runcCall(rc, "delete", id, func() error {
+	err := runcCall(ctx, rc, "delete", id, func(ctx context.Context) error {
 		return rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
 	})
 	if err != nil && !errdefs.IsNotFound(err) {
@@ -190,12 +205,13 @@ func ForceDelete(ctx context.Context, rc *runc.Runc, id string) error {
 // SetExited records the exit the Reaper collected.
 func (p *InitProcess) SetExited(code int, at time.Time) {
 	p.life.SetExited(ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
+	p.streams.ProcessExited()
 }
 
 // Pids lists every process in the container, as runc sees them.
 func (p *InitProcess) Pids(ctx context.Context) ([]int, error) {
 	var pids []int
-	err := runcCall(p.runc, "ps", p.id, func() (err error) {
+	err := runcCall(ctx, p.runc, "ps", p.id, func(ctx context.Context) (err error) {
 		pids, err = p.runc.Ps(ctx, p.id)
 		return err
 	})
@@ -210,7 +226,7 @@ func (p *InitProcess) Pause(ctx context.Context) error {
 	if err := p.life.Check(Paused, p.id); err != nil {
 		return err
 	}
-	if err := runcCall(p.runc, "pause", p.id, func() error { return p.runc.Pause(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.runc, "pause", p.id, func(ctx context.Context) error { return p.runc.Pause(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Paused, p.id)
@@ -223,7 +239,7 @@ func (p *InitProcess) Resume(ctx context.Context) error {
 	if p.life.State() != Paused {
 		return fmt.Errorf("container %s is %s, not paused: %w", p.id, p.life.State(), errdefs.ErrFailedPrecondition)
 	}
-	if err := runcCall(p.runc, "resume", p.id, func() error { return p.runc.Resume(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.runc, "resume", p.id, func(ctx context.Context) error { return p.runc.Resume(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Running, p.id)
@@ -237,5 +253,5 @@ func (p *InitProcess) Update(ctx context.Context, resources *specs.LinuxResource
 	if state := p.life.State(); state != Running && state != Paused && state != Created {
 		return fmt.Errorf("container %s is %s; only a live container can be updated: %w", p.id, state, errdefs.ErrFailedPrecondition)
 	}
-	return runcCall(p.runc, "update", p.id, func() error { return p.runc.Update(ctx, p.id, resources) })
+	return runcCall(ctx, p.runc, "update", p.id, func(ctx context.Context) error { return p.runc.Update(ctx, p.id, resources) })
 }

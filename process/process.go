@@ -30,6 +30,8 @@ type Process interface {
 	Delete(ctx context.Context) (ExitStatus, error)
 	// CloseIO closes the process's stdin, so it reads end-of-file.
 	CloseIO()
+	// Resize sets the window size of the process's terminal, if it has one.
+	Resize(width, height uint32) error
 
 	// SetExited records the exit the Reaper collected for Pid.
 	SetExited(code int, at time.Time)

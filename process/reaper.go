@@ -37,6 +37,10 @@ type Reaper struct {
 // such as a container with many processes dying at once.
 const exitQueueSize = 1024
 
+// commandOutputDelay bounds how long a finished command's output may stay
+// open (see Start).
+const commandOutputDelay = 2 * time.Second
+
 // NewReaper starts reaping on SIGCHLD. It installs itself as go-runc's
 // Monitor, so it must be created once, before any runc command runs.
 func NewReaper() *Reaper {
@@ -94,6 +98,12 @@ func ExitCode(status unix.WaitStatus) int {
 // Start starts a runc command and registers it for its exit (go-runc's
 // ProcessMonitor).
 func (r *Reaper) Start(cmd *exec.Cmd) (chan runc.Exit, error) {
+	if cmd.WaitDelay == 0 {
+		// A runc killed at its deadline may leave a child holding its
+		// output pipe; cmd.Wait then waits for that pipe's end no longer
+		// than this.
+		cmd.WaitDelay = commandOutputDelay
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := cmd.Start(); err != nil {

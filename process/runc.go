@@ -2,16 +2,20 @@ package process
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 )
 
 // DefaultRuncRoot is where runc keeps its container state unless the runtime
@@ -51,15 +55,38 @@ func NewRunc(cfg RuncConfig) *runc.Runc {
 	}
 }
 
-// runcCall runs one runc command and, if it fails, wraps the failure with
-// runc's own reason, read from what the command appended to its log, so the
-// caller sees `exec: "nosuch": executable file not found in $PATH` rather than
-// "exit status 1".
-func runcCall(rc *runc.Runc, command, id string, call func() error) error {
+// runcDeadline is how long one runc command may run before the shim kills
+// it and answers the request with an error: a runc that hangs (a stuck
+// hook, a frozen cgroup, a wedged kernel call) must not hang the shim's RPCs
+// with it. Commands that only act on a container take milliseconds; those
+// that build one may run hooks; a checkpoint writes all of its memory.
+func runcDeadline(command string) time.Duration {
+	switch command {
+	case "create", "start", "exec":
+		return time.Minute
+	case "checkpoint":
+		return 10 * time.Minute
+	}
+	return 8 * time.Second
+}
+
+// runcCall runs one runc command under its deadline and, if it fails, wraps
+// the failure with runc's own reason, read from what the command appended to
+// its log, so the caller sees `exec: "nosuch": executable file not found in
+// $PATH` rather than "exit status 1".
+func runcCall(ctx context.Context, rc *runc.Runc, command, id string, call func(ctx context.Context) error) error {
+	limit := runcDeadline(command)
+	callCtx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	logOffset := fileSize(rc.Log)
-	err := call()
+	started := time.Now()
+	err := call(callCtx)
 	if err == nil {
 		return nil
+	}
+	if errors.Is(callCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		log.G(ctx).WithFields(log.Fields{"command": command, "id": id, "after": time.Since(started)}).Error("runc did not finish in time; killed it")
+		return fmt.Errorf("runc %s %s did not finish within %v and was killed: %w", command, id, limit, context.DeadlineExceeded)
 	}
 	// go-runc formats some errors with %s, losing ENOENT, so ask directly.
 	if _, lookErr := exec.LookPath(rc.Command); lookErr != nil {

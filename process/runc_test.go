@@ -1,6 +1,7 @@
 package process
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -22,7 +23,7 @@ func TestRuncCallReportsOnlyTheFailingCommandsReason(t *testing.T) {
 	if err := os.WriteFile(rc.Log, []byte(earlier), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := runcCall(rc, "start", "c1", func() error {
+	err := runcCall(t.Context(), rc, "start", "c1", func(context.Context) error {
 		appendTo(t, rc.Log, `{"level":"warning","msg":"not this"}`+"\n"+
 			`{"level":"error","msg":"container does not exist"}`+"\n")
 		return errors.New("exit status 1")
@@ -34,7 +35,7 @@ func TestRuncCallReportsOnlyTheFailingCommandsReason(t *testing.T) {
 		t.Fatalf("a container runc does not know is NotFound, got %v", err)
 	}
 
-	err = runcCall(rc, "kill", "c1", func() error { return errors.New("exit status 1") })
+	err = runcCall(t.Context(), rc, "kill", "c1", func(context.Context) error { return errors.New("exit status 1") })
 	if err == nil || strings.Contains(err.Error(), "container does not exist") || !strings.Contains(err.Error(), "exit status 1") {
 		t.Fatalf("a failure that logged nothing must not borrow an old reason: %v", err)
 	}
@@ -42,8 +43,8 @@ func TestRuncCallReportsOnlyTheFailingCommandsReason(t *testing.T) {
 
 func TestRuncCallNamesAMissingBinary(t *testing.T) {
 	rc := NewRunc(RuncConfig{Binary: "/nonexistent/runc", Namespace: "ns", Bundle: t.TempDir()})
-	err := runcCall(rc, "state", "c1", func() error {
-		_, err := rc.State(t.Context(), "c1")
+	err := runcCall(t.Context(), rc, "state", "c1", func(ctx context.Context) error {
+		_, err := rc.State(ctx, "c1")
 		return err
 	})
 	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), `"/nonexistent/runc"`) {
@@ -85,4 +86,17 @@ func FuzzLastRuncError(f *testing.F) {
 			t.Fatalf("found %q past the end of the log", msg)
 		}
 	})
+}
+
+func TestRuncCallKillsACommandPastItsDeadline(t *testing.T) {
+	rc := NewRunc(RuncConfig{Binary: "sh", Namespace: "ns", Bundle: t.TempDir()})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	err := runcCall(ctx, rc, "kill", "c1", func(callCtx context.Context) error {
+		<-callCtx.Done() // a runc that hangs until killed
+		return callCtx.Err()
+	})
+	if !errdefs.IsDeadlineExceeded(err) || !strings.Contains(err.Error(), "runc kill c1 did not finish within 8s") {
+		t.Fatalf("got %v", err)
+	}
 }

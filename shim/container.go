@@ -18,7 +18,9 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
@@ -61,15 +63,22 @@ type Container struct {
 	// sharesHostPids: the container has no pid namespace of its own, so
 	// the kernel does not kill its other processes when init dies.
 	sharesHostPids bool
-	init           *process.InitProcess
-	initTracked    *tracked
-	events         *EventSink
+	// ioUID and ioGID own the stdio pipes of every process (runc options
+	// IoUid/IoGid); exec processes get the same as the init.
+	ioUID, ioGID int
+	init         *process.InitProcess
+	initTracked  *tracked
+	events       *EventSink
+	cgroup       cgroup.Cgroup // nil if it could not be found
 
 	// eventOrder keeps this container's events in the order containerd
 	// relies on: TaskCreate < TaskStart < TaskExit < TaskDelete. Start holds
 	// it across `runc start` and TaskStart, so an exit that races with
 	// Start is published after TaskStart.
 	eventOrder sync.Mutex
+	// oomsReported counts the OOM kills already published as TaskOOM;
+	// guarded by eventOrder.
+	oomsReported uint64
 
 	mu    sync.Mutex
 	execs map[string]*tracked // guarded by mu
@@ -195,6 +204,9 @@ func (c *Container) handleExit(p *tracked, exit runc.Exit) {
 	}
 	status, _ := p.Exit()
 	c.eventOrder.Lock()
+	// An OOM kill and the exit it causes race to the shim (eventfd and
+	// SIGCHLD); containerd wants TaskOOM first, so the counter is read here.
+	c.reportOOMsLocked()
 	c.events.Publish(runtime.TaskExitEventTopic, &eventstypes.TaskExit{
 		ContainerID: c.ID,
 		ID:          p.ID(),
@@ -312,5 +324,59 @@ func (c *Container) Resume(ctx context.Context) error {
 		return err
 	}
 	c.events.Publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
+	return nil
+}
+
+// watchResources finds the container's cgroup, once runc has put the init
+// process in it, and starts watching it for OOM kills.
+func (c *Container) watchResources() {
+	cg, err := cgroup.Of(c.init.Pid())
+	if err != nil {
+		log.L.WithError(err).WithField("id", c.ID).Warn("no cgroup found: no stats or OOM events for this container")
+		return
+	}
+	c.cgroup = cg
+	if err := cg.WatchOOM(c.reportOOMs); err != nil {
+		log.L.WithError(err).WithField("id", c.ID).Warn("cannot watch for OOM kills")
+	}
+}
+
+func (c *Container) reportOOMs() {
+	c.eventOrder.Lock()
+	defer c.eventOrder.Unlock()
+	c.reportOOMsLocked()
+}
+
+// reportOOMsLocked publishes a TaskOOM for each OOM kill not yet reported.
+func (c *Container) reportOOMsLocked() {
+	if c.cgroup == nil {
+		return
+	}
+	kills, err := c.cgroup.OOMKills()
+	if err != nil {
+		return // the cgroup is gone: the container was deleted
+	}
+	for ; c.oomsReported < kills; c.oomsReported++ {
+		c.events.Publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.ID})
+	}
+}
+
+// Metrics reads the container's cgroup metrics.
+func (c *Container) Metrics() (*anypb.Any, error) {
+	if c.cgroup == nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID, cgroup.ErrNoCgroup)
+	}
+	return c.cgroup.Metrics()
+}
+
+// Checkpoint saves the container and publishes TaskCheckpointed (which the
+// stock runc shim never sends).
+func (c *Container) Checkpoint(ctx context.Context, cfg process.CheckpointConfig) error {
+	c.eventOrder.Lock()
+	defer c.eventOrder.Unlock()
+	if err := c.init.Checkpoint(ctx, cfg); err != nil {
+		return err
+	}
+	c.events.Publish(runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
 	return nil
 }

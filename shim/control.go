@@ -76,3 +76,41 @@ func (c *Container) describePids(pids []int) []*task.ProcessInfo {
 	}
 	return infos
 }
+
+// Stats returns the container's cgroup metrics (ctr task metrics, docker
+// stats, the kubelet's summary API).
+func (s *TaskService) Stats(ctx context.Context, req *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := c.Metrics()
+	if err != nil {
+		return nil, err
+	}
+	return &taskAPI.StatsResponse{Stats: metrics}, nil
+}
+
+// ResizePty sets the window size of a process's terminal: the client's own
+// terminal was resized (SIGWINCH in ctr, docker, kubectl).
+func (s *TaskService) ResizePty(ctx context.Context, req *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
+	_, p, err := s.process(req.ID, req.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, p.Resize(req.Width, req.Height)
+}
+
+// Checkpoint saves the container with CRIU (ctr task checkpoint) and
+// publishes TaskCheckpointed.
+func (s *TaskService) Checkpoint(ctx context.Context, req *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	c, err := s.container(req.ID)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := checkpointConfig(req)
+	if err != nil {
+		return nil, err
+	}
+	return &emptypb.Empty{}, c.Checkpoint(ctx, cfg)
+}

@@ -55,10 +55,11 @@ func (p *exitedProcess) Kill(context.Context, uint32, bool) error { return nil }
 func (p *exitedProcess) Delete(context.Context) (process.ExitStatus, error) {
 	return process.ExitStatus{}, nil
 }
-func (p *exitedProcess) CloseIO()                         {}
-func (p *exitedProcess) Exited() <-chan struct{}          { return p.life.Exited() }
-func (p *exitedProcess) Exit() (process.ExitStatus, bool) { return p.life.Exit() }
-func (p *exitedProcess) OutputDone() <-chan struct{}      { return p.done }
+func (p *exitedProcess) CloseIO()                          {}
+func (p *exitedProcess) Resize(width, height uint32) error { return nil }
+func (p *exitedProcess) Exited() <-chan struct{}           { return p.life.Exited() }
+func (p *exitedProcess) Exit() (process.ExitStatus, bool)  { return p.life.Exit() }
+func (p *exitedProcess) OutputDone() <-chan struct{}       { return p.done }
 func (p *exitedProcess) SetExited(code int, at time.Time) {
 	p.life.SetExited(process.ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
 }

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -50,11 +51,21 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	if params.SocketDir != nil && *params.SocketDir != "" {
 		socketDir = *params.SocketDir
 	}
-	address, err := shim.CreateSocketAddress(ctx, socketDir, params.ContainerdGrpcAddress, params.InstanceID, false)
+	group := shimGroup(params.InstanceID)
+	address, err := shim.CreateSocketAddress(ctx, socketDir, params.ContainerdGrpcAddress, group, false)
 	if err != nil {
 		return nil, err
 	}
 	listener, err := listen(address)
+	if errors.Is(err, errShimRunning) && group != params.InstanceID {
+		// Another container of the group started the shim: this
+		// container joins it. containerd connects to that address and
+		// calls Create there.
+		if err := writeBundleFile("address", []byte(address)); err != nil {
+			return nil, fmt.Errorf("write shim address into bundle: %w", err)
+		}
+		return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +75,7 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	listener.SetUnlinkOnClose(false)
 	defer listener.Close()
 
-	cmd, err := serverCommand(params, listener)
+	cmd, err := serverCommand(params, group, listener)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +85,7 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	}
 	// The bundle is the working folder: pkg/shim's server reads "address"
 	// from it at shutdown to remove the socket.
-	if err := os.WriteFile("address", []byte(address), 0o600); err != nil {
+	if err := writeBundleFile("address", []byte(address)); err != nil {
 		cmd.Process.Kill()
 		shim.RemoveSocket(address)
 		return nil, fmt.Errorf("write shim address into bundle: %w", err)
@@ -89,10 +100,12 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
 }
 
+// errShimRunning: a live shim already serves the address.
+var errShimRunning = errors.New("a shim already serves this address")
+
 // listen creates the shim's socket: a file, never an abstract socket, so its
 // permissions apply: pkg/shim makes it 0600 in a 0700 folder, root only. A
-// stale socket left by a dead shim is removed; a live one is an error, as two
-// shims must never serve the same task.
+// stale socket left by a dead shim is removed; a live one is errShimRunning.
 func listen(address string) (*net.UnixListener, error) {
 	l, err := shim.NewSocket(address)
 	if err == nil {
@@ -102,7 +115,7 @@ func listen(address string) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("create shim socket %s: %w", address, err)
 	}
 	if shim.CanConnect(address) {
-		return nil, fmt.Errorf("a shim already serves %s: %w", address, err)
+		return nil, fmt.Errorf("%s: %w", address, errShimRunning)
 	}
 	if err := shim.RemoveSocket(address); err != nil {
 		return nil, fmt.Errorf("remove stale shim socket %s: %w", address, err)
@@ -113,7 +126,7 @@ func listen(address string) (*net.UnixListener, error) {
 // serverCommand is the long-lived shim: this binary again, with no action. It
 // inherits the listening socket as fd 3, where pkg/shim's server looks for
 // it, and learns containerd's event address from TTRPC_ADDRESS.
-func serverCommand(params *bootapi.BootstrapParams, listener *net.UnixListener) (*exec.Cmd, error) {
+func serverCommand(params *bootapi.BootstrapParams, group string, listener *net.UnixListener) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -122,7 +135,9 @@ func serverCommand(params *bootapi.BootstrapParams, listener *net.UnixListener) 
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-namespace", params.Namespace, "-id", params.InstanceID, "-address", params.ContainerdGrpcAddress}
+	// -id names the shim, not a container: pkg/shim derives the socket
+	// path from it again to remove the socket at shutdown.
+	args := []string{"-namespace", params.Namespace, "-id", group, "-address", params.ContainerdGrpcAddress}
 	if params.LogLevel <= bootapi.LogLevel_LOG_LEVEL_DEBUG {
 		args = append(args, "-debug")
 	}
@@ -159,8 +174,22 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	if err := unmountRootfs(filepath.Join(bundle, "rootfs")); err != nil {
 		return shim.StopStatus{}, err
 	}
+	removeDeadShimSocket(ctx, bundle)
 	pid, _ := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
 	return shim.StopStatus{Pid: pid, ExitStatus: 128 + int(unix.SIGKILL), ExitedAt: time.Now()}, nil
+}
+
+// removeDeadShimSocket removes the socket a dead shim listened on, named in
+// the bundle's "address" file. A socket that still answers belongs to a live
+// shim (the group's, serving other containers) and stays.
+func removeDeadShimSocket(ctx context.Context, bundle string) {
+	address, err := shim.ReadAddress(filepath.Join(bundle, "address"))
+	if err != nil || shim.CanConnect(address) {
+		return
+	}
+	if err := shim.RemoveSocket(address); err != nil && !os.IsNotExist(err) {
+		log.G(ctx).WithError(err).Warn("remove the dead shim's socket")
+	}
 }
 
 // bundleFolder is the bundle of the `delete` action: named by -bundle, or the

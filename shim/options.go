@@ -6,11 +6,16 @@ import (
 	"os"
 	"path/filepath"
 
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/pelletier/go-toml/v2"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
 // runcOptions reads the runtime options containerd sends with Create: the
@@ -26,10 +31,31 @@ func runcOptions(any *anypb.Any) (*options.Options, error) {
 		return nil, fmt.Errorf("runtime options of type %q cannot be read (%v); io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
 			any.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
 	}
-	opts, ok := value.(*options.Options)
-	if !ok {
-		return nil, fmt.Errorf("runtime options of type %q are not supported; io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
-			any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	switch opts := value.(type) {
+	case *options.Options:
+		return opts, nil
+	case *runtimeoptions.Options:
+		return fromRuntimeOptionsTable(opts)
+	}
+	return nil, fmt.Errorf("runtime options of type %q are not supported; io.containerd.teach.v2 takes containerd.runc.v1.Options: %w",
+		any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+}
+
+// fromRuntimeOptionsTable reads the runtime's `options` table that
+// containerd's CRI plugin (and dockerd's daemon.json "options") pass, for a
+// runtime type they do not know, as TOML text: the same keys as
+// containerd.runc.v1.Options (BinaryName = "...", SystemdCgroup = true…).
+func fromRuntimeOptionsTable(table *runtimeoptions.Options) (*options.Options, error) {
+	body := []byte(table.ConfigBody)
+	if len(body) == 0 && table.ConfigPath != "" {
+		var err error
+		if body, err = os.ReadFile(table.ConfigPath); err != nil {
+			return nil, fmt.Errorf("read runtime options file %s: %v: %w", table.ConfigPath, err, errdefs.ErrInvalidArgument)
+		}
+	}
+	opts := &options.Options{}
+	if err := toml.Unmarshal(body, opts); err != nil {
+		return nil, fmt.Errorf("runtime options table is not valid TOML of containerd.runc.v1.Options: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return opts, nil
 }
@@ -44,7 +70,7 @@ func saveRuncOptions(bundle string, opts *options.Options) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(bundle, optionsFile), data, 0o600); err != nil {
+	if err := writeBundleFile(filepath.Join(bundle, optionsFile), data); err != nil {
 		return fmt.Errorf("save runtime options in bundle: %w", err)
 	}
 	return nil
@@ -101,4 +127,33 @@ func linuxResources(any *anypb.Any) (*specs.LinuxResources, error) {
 		return nil, fmt.Errorf("resources are a %q, not OCI Linux resources: %w", any.GetTypeUrl(), errdefs.ErrInvalidArgument)
 	}
 	return resources, nil
+}
+
+// checkpointConfig reads a Checkpoint request: the image path comes from the
+// request or its CheckpointOptions, which also say how to save.
+func checkpointConfig(req *taskAPI.CheckpointTaskRequest) (process.CheckpointConfig, error) {
+	cfg := process.CheckpointConfig{ImagePath: req.Path}
+	if req.Options == nil || len(req.Options.GetValue()) == 0 {
+		return cfg, nil
+	}
+	value, err := typeurl.UnmarshalAny(req.Options)
+	if err != nil {
+		return cfg, fmt.Errorf("checkpoint options of type %q cannot be read: %v: %w", req.Options.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	opts, ok := value.(*options.CheckpointOptions)
+	if !ok {
+		return cfg, fmt.Errorf("checkpoint options are a %q, not containerd.runc.v1.CheckpointOptions: %w", req.Options.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	}
+	if opts.ImagePath != "" {
+		cfg.ImagePath = opts.ImagePath
+	}
+	cfg.WorkPath = opts.WorkPath
+	cfg.Exit = opts.Exit
+	cfg.OpenTCP = opts.OpenTcp
+	cfg.ExternalSockets = opts.ExternalUnixSockets
+	cfg.Terminal = opts.Terminal
+	cfg.FileLocks = opts.FileLocks
+	cfg.EmptyNamespaces = opts.EmptyNamespaces
+	cfg.CgroupsMode = opts.CgroupsMode
+	return cfg, nil
 }

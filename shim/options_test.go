@@ -6,6 +6,7 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -61,4 +62,19 @@ func FuzzRuncOptions(f *testing.F) {
 			t.Fatalf("error of the wrong kind: %v", err)
 		}
 	})
+}
+
+func TestRuncOptionsFromTheRuntimeOptionsTable(t *testing.T) {
+	table, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{
+		TypeUrl:    "io.containerd.teach.v2",
+		ConfigBody: []byte("BinaryName = \"/opt/runc\"\nSystemdCgroup = true\nRoot = \"/run/teach\"\n"),
+	})
+	opts, err := runcOptions(table)
+	if err != nil || opts.BinaryName != "/opt/runc" || !opts.SystemdCgroup || opts.Root != "/run/teach" {
+		t.Fatalf("%+v, %v", opts, err)
+	}
+	bad, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("BinaryName = ")})
+	if _, err := runcOptions(bad); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("bad TOML: got %v", err)
+	}
 }

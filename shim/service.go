@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
 	"github.com/teach/containerd-shim-teach-v2/process"
 	"github.com/teach/containerd-shim-teach-v2/version"
@@ -57,9 +58,6 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	if err := validateID("container", req.ID); err != nil {
 		return nil, err
 	}
-	if req.Terminal {
-		return nil, fmt.Errorf("create %s: terminal containers are not supported yet: %w", req.ID, errdefs.ErrNotImplemented)
-	}
 	if req.Checkpoint != "" {
 		return nil, fmt.Errorf("create %s: restoring from a checkpoint is not supported yet: %w", req.ID, errdefs.ErrNotImplemented)
 	}
@@ -79,6 +77,11 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	if err := saveRuncOptions(req.Bundle, opts); err != nil {
 		return nil, err
 	}
+	if opts.ShimCgroup != "" {
+		if err := cgroup.MoveProcess(opts.ShimCgroup, os.Getpid()); err != nil {
+			return nil, fmt.Errorf("move the shim into cgroup %s (runtime option ShimCgroup): %w", opts.ShimCgroup, err)
+		}
+	}
 	rootfs, err := mountRootfs(req.Bundle, req.Rootfs)
 	if err != nil {
 		return nil, err
@@ -94,6 +97,8 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		Bundle:         req.Bundle,
 		rootfs:         rootfs,
 		sharesHostPids: !hasNamespace(spec, specs.PIDNamespace),
+		ioUID:          int(opts.IoUid),
+		ioGID:          int(opts.IoGid),
 		events:         s.events,
 		execs:          make(map[string]*tracked),
 	}
@@ -111,7 +116,9 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			Bundle:        req.Bundle,
 			SystemdCgroup: opts.SystemdCgroup,
 		},
-		Stdio:        stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
+		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
+			Owner: stdio.Owner{ContainerID: req.ID, Namespace: s.namespace},
+			IOUid: int(opts.IoUid), IOGid: int(opts.IoGid)},
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
 	})
@@ -122,6 +129,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	c.initTracked = track(c.init)
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 
+	c.watchResources()
 	s.mu.Lock()
 	s.containers[req.ID] = c
 	s.mu.Unlock()
@@ -187,9 +195,6 @@ func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest)
 	if err := validateID("exec", req.ExecID); err != nil {
 		return nil, err
 	}
-	if req.Terminal {
-		return nil, fmt.Errorf("exec %s: terminals are not supported yet: %w", req.ExecID, errdefs.ErrNotImplemented)
-	}
 	c, err := s.container(req.ID)
 	if err != nil {
 		return nil, err
@@ -204,7 +209,9 @@ func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest)
 		Bundle:      c.Bundle,
 		Runc:        c.init.Runc(),
 		Spec:        spec,
-		Stdio:       stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal},
+		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
+			Owner: stdio.Owner{ContainerID: c.ID, Namespace: s.namespace},
+			IOUid: c.ioUID, IOGid: c.ioGID},
 	})
 	if err != nil {
 		return nil, err
@@ -297,10 +304,19 @@ func (s *TaskService) Delete(ctx context.Context, req *taskAPI.DeleteRequest) (*
 }
 
 // Pids lists the container's processes.
+//
+// A container that has exited but is not yet deleted answers with its init's
+// pid alone, the process whose exit it holds. containerd, reconnecting to its
+// shims after a restart, takes an empty list (1.7: any error; 2.x: NotFound)
+// for a leftover shim and deletes its task, and the exit that happened while
+// containerd was down would never reach anyone who Waits for it.
 func (s *TaskService) Pids(ctx context.Context, req *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
 	c, err := s.container(req.ID)
 	if err != nil {
 		return nil, err
+	}
+	if _, exited := c.init.Exit(); exited {
+		return &taskAPI.PidsResponse{Processes: []*task.ProcessInfo{{Pid: uint32(c.init.Pid())}}}, nil
 	}
 	pids, err := c.init.Pids(ctx)
 	if err != nil {

@@ -40,7 +40,7 @@ func (d *Containerd) cleanup(t testing.TB) {
 	}
 	d.killLeftoverShims(t)
 	for _, ns := range d.handedOutNamespaces() {
-		removeRuncContainers(t, d.runcPath, ns)
+		removeRuncContainers(t, d.runcPath, filepath.Join(RuncRoot, ns))
 		removeCgroups(ns)
 	}
 	if err := UnmountAllUnder(d.Dir); err != nil {
@@ -118,8 +118,7 @@ func aliveError(pid int) error {
 // killed shim could not delete: runc delete --force kills their processes
 // and removes their state and cgroups. It is what keeps a test that killed
 // a shim from leaving a `sleep 1000` running on the machine.
-func removeRuncContainers(t testing.TB, runc, namespace string) {
-	root := filepath.Join(RuncRoot, namespace)
+func removeRuncContainers(t testing.TB, runc, root string) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return // no container ever got as far as runc
@@ -127,9 +126,9 @@ func removeRuncContainers(t testing.TB, runc, namespace string) {
 	for _, entry := range entries {
 		out, err := exec.Command(runc, "--root", root, "delete", "--force", entry.Name()).CombinedOutput()
 		if err != nil {
-			t.Logf("cleanup: runc delete --force %s/%s: %v %s", namespace, entry.Name(), err, out)
+			t.Logf("cleanup: runc delete --force %s/%s: %v %s", root, entry.Name(), err, out)
 		} else {
-			t.Logf("cleanup: removed leftover runc container %s/%s", namespace, entry.Name())
+			t.Logf("cleanup: removed leftover runc container %s/%s", root, entry.Name())
 		}
 	}
 	os.RemoveAll(root)

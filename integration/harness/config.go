@@ -6,21 +6,51 @@ import (
 	"strings"
 )
 
+// Options change the daemon StartContainerdWith starts; the zero value is
+// the daemon StartContainerd starts.
+type Options struct {
+	// CRI turns on containerd's Kubernetes API, with RuntimeHandlers next to
+	// the built-in "runc" handler (cri.go).
+	CRI             bool
+	RuntimeHandlers []RuntimeHandler
+	// LogLevel is the daemon's [debug] level, "debug" when empty. containerd
+	// hands it on to the shims it starts.
+	LogLevel string
+	// ShimDir is where containerd finds containerd-shim-teach-v2 on its PATH,
+	// instead of the folder ShimBinary builds into: a test of `make install`
+	// names the folder it installed into.
+	ShimDir string
+	// ShimDirs are folders put first on the daemon's PATH, ahead of the
+	// pinned tools: a shim binary in one of them wins over the one of the
+	// same name in the containerd release's folder. The benchmark puts the
+	// release-style build of containerd-shim-runc-v2 there.
+	ShimDirs []string
+}
+
+// criPlugins are the plugins of the Kubernetes API: 2.x splits it into
+// several, 1.7 has one (io.containerd.grpc.v1.cri).
+var criPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.cri.v1.images",
+	"io.containerd.cri.v1.runtime",
+	"io.containerd.podsandbox.controller.v1.podsandbox",
+}
+
 // Plugins no test here needs, disabled so that a test daemon touches nothing
 // outside its own folder and starts fast:
-//   - CRI (the Kubernetes API) would set up CNI and its own image service;
-//     2.x splits it into several plugins, 1.7 has one.
+//   - CRI (the Kubernetes API), unless Options.CRI: it would set up CNI and
+//     its own image service.
 //   - NRI listens on the fixed socket /var/run/nri/nri.sock, which two daemons
 //     running side by side would fight over.
 //
 // containerd ignores names of plugins it does not have, so one list serves
 // both versions.
-var disabledPlugins = []string{
-	"io.containerd.grpc.v1.cri",
-	"io.containerd.cri.v1.images",
-	"io.containerd.cri.v1.runtime",
-	"io.containerd.podsandbox.controller.v1.podsandbox",
-	"io.containerd.nri.v1.nri",
+func (d *Containerd) disabledPlugins() []string {
+	disabled := []string{"io.containerd.nri.v1.nri"}
+	if !d.options.CRI {
+		disabled = append(disabled, criPlugins...)
+	}
+	return disabled
 }
 
 // configTOML is the daemon's whole configuration. Every path in it is under
@@ -28,9 +58,14 @@ var disabledPlugins = []string{
 // /run/containerd/containerd.sock are never used. The "opt" plugin would
 // otherwise install into the shared /opt/containerd.
 func (d *Containerd) configTOML() string {
-	quoted := make([]string, len(disabledPlugins))
-	for i, p := range disabledPlugins {
+	disabled := d.disabledPlugins()
+	quoted := make([]string, len(disabled))
+	for i, p := range disabled {
 		quoted[i] = fmt.Sprintf("%q", p)
+	}
+	level := d.options.LogLevel
+	if level == "" {
+		level = "debug"
 	}
 	return fmt.Sprintf(`version = %d
 root = %q
@@ -49,7 +84,7 @@ disabled_plugins = [%s]
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, d.Release.ConfigVersion, d.RootDir, d.StateDir, strings.Join(quoted, ", "),
-		d.Address, d.TTRPCAddress, d.logLevel, d.path("opt"))
+		d.Address, d.TTRPCAddress, level, d.path("opt")) + d.criTOML()
 }
 
 func (d *Containerd) writeConfig() error {

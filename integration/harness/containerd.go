@@ -47,10 +47,12 @@ type Containerd struct {
 	LogPath      string // the daemon's stdout and stderr, debug level
 	FIFODir      string // where the tests' clients make their stdio FIFOs
 
-	binDir   string   // the release's containerd, ctr and runc shim
-	runcPath string   // the pinned runc, for the last-resort cleanup
-	env      []string // PATH puts our shim, then the pinned runc, first
-	logLevel string   // [debug] level in config.toml
+	options   Options
+	cri       criState
+	crictlDir string   // the pinned crictl's folder
+	binDir    string   // the release's containerd, ctr and runc shim
+	runcPath  string   // the pinned runc, for the last-resort cleanup
+	env       []string // PATH puts our shim, then the pinned runc, first
 
 	mu      sync.Mutex // guards process, exited, client, namespaces
 	process *exec.Cmd
@@ -67,28 +69,27 @@ func StartContainerd(t testing.TB, version string) *Containerd {
 	return StartContainerdWith(t, version, Options{})
 }
 
-// Options change what StartContainerdWith starts; the zero value is what
-// every test gets from StartContainerd.
-type Options struct {
-	// ShimDirs are folders put first on the daemon's PATH, ahead of the
-	// pinned tools: a shim binary in one of them wins over the one of the
-	// same name in the containerd release's folder. The benchmark puts the
-	// release-style build of containerd-shim-runc-v2 there.
-	ShimDirs []string
-	// LogLevel is the daemon's log level, which containerd also hands to
-	// its shims (-debug). Empty means "debug", which failing tests print.
-	LogLevel string
-}
-
-// StartContainerdWith is StartContainerd with options.
+// StartContainerdWith is StartContainerd with the Kubernetes API, another
+// log level or another shim folder (see Options).
 func StartContainerdWith(t testing.TB, version string, opts Options) *Containerd {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("containerd and runc need root")
 	}
 	d := newContainerd(t, FindContainerdRelease(t, version), opts)
+	if opts.CRI {
+		// Registered before the daemon's own cleanup, so it runs after it:
+		// the pods' runc state and cgroups go once the daemon has stopped.
+		t.Cleanup(func() { d.removePodLeftovers(t) })
+	}
 	t.Cleanup(func() { d.cleanup(t) })
-
+	if opts.CRI {
+		// Runs first: pods are removed through the CRI while the daemon runs.
+		t.Cleanup(func() { d.removePods(t) })
+		if err := d.prepareCRI(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := d.writeConfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +103,9 @@ func StartContainerdWith(t testing.TB, version string, opts Options) *Containerd
 	d.mu.Lock()
 	d.client = c
 	d.mu.Unlock()
+	if opts.CRI {
+		d.ImportCRIImages(t)
+	}
 	return d
 }
 
@@ -112,9 +116,12 @@ func newContainerd(t testing.TB, release ContainerdRelease, opts Options) *Conta
 		ToolBinary(t, release.Tool, name)
 	}
 	runc := ToolBinary(t, "runc", "runc")
-	shims, err := shimDir()
-	if err != nil {
-		t.Fatal(err)
+	shims := opts.ShimDir
+	if shims == "" {
+		var err error
+		if shims, err = shimDir(); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	dir := shortTempDir(t)
@@ -127,16 +134,16 @@ func newContainerd(t testing.TB, release ContainerdRelease, opts Options) *Conta
 		TTRPCAddress: filepath.Join(dir, "containerd.sock.ttrpc"),
 		LogPath:      filepath.Join(dir, "containerd.log"),
 		FIFODir:      filepath.Join(dir, "fifo"),
+		options:      opts,
 		binDir:       binaries,
 		runcPath:     runc,
-		logLevel:     opts.LogLevel,
-	}
-	if d.logLevel == "" {
-		d.logLevel = "debug"
 	}
 	// containerd finds a shim binary, and the runc shim finds runc, through
 	// PATH: putting ours first is what makes the pinned versions win over
 	// anything installed on the machine.
+	if opts.CRI {
+		d.crictlDir = filepath.Dir(ToolBinary(t, "crictl", "crictl"))
+	}
 	dirs := append(append([]string(nil), opts.ShimDirs...), shims, filepath.Dir(runc), binaries, os.Getenv("PATH"))
 	path := strings.Join(dirs, string(os.PathListSeparator))
 	d.env = append(withoutEnv(os.Environ(), "PATH"), "PATH="+path)
@@ -310,6 +317,17 @@ func (d *Containerd) Kill(t testing.TB) {
 func (d *Containerd) Restart(t testing.TB) {
 	t.Helper()
 	d.Stop(t)
+	d.Start(t)
+}
+
+// Start starts a daemon that Stop or Kill ended, on the same folder. A test
+// that wants to act while containerd is away (kill a container, let output
+// pile up) calls Stop or Kill, does so, then Start.
+func (d *Containerd) Start(t testing.TB) {
+	t.Helper()
+	if d.Running() {
+		t.Fatalf("containerd pid %d is still running", d.PID())
+	}
 	if err := d.start(); err != nil {
 		t.Fatalf("restart containerd: %v\n%s", err, d.LogTail(40))
 	}
@@ -355,4 +373,24 @@ func withoutEnv(env []string, key string) []string {
 		}
 	}
 	return kept
+}
+
+// LogLinesWith returns the lines of the daemon's log that mention substr, at
+// most max of the last ones: what containerd and the shims (whose logs it
+// copies into its own) said about one container.
+func (d *Containerd) LogLinesWith(substr string, max int) string {
+	data, err := os.ReadFile(d.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, substr) {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > max {
+		lines = lines[len(lines)-max:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,4 +85,50 @@ func pathExists(path string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// ShimSocket is the path of the socket the task's shim serves, read from the
+// "address" file both shims leave in the bundle (unix:///run/containerd/s/<hash>).
+func (d *Containerd) ShimSocket(namespace, id string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(d.BundleDir(namespace, id), "address"))
+	if err != nil {
+		return "", err
+	}
+	address := strings.TrimSpace(string(data))
+	path, ok := strings.CutPrefix(address, "unix://")
+	if !ok {
+		return "", fmt.Errorf("shim address %q is not a unix socket path", address)
+	}
+	return path, nil
+}
+
+// PathGone is nil once path no longer exists, an error naming it until then.
+func PathGone(path string) error {
+	exists, err := pathExists(path)
+	if err != nil {
+		return err
+	}
+	if exists {
+		return fmt.Errorf("still there: %s", path)
+	}
+	return nil
+}
+
+// FilesUnder lists the files (FIFOs and sockets included) at or below dir; a
+// missing dir has none.
+func FilesUnder(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, entry fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !entry.IsDir() {
+			files = append(files, path)
+		}
+		return nil
+	})
+	return files, err
 }

@@ -173,3 +173,20 @@ func LogProcessForest(t testing.TB) {
 	}
 	t.Logf("ps -ef --forest:\n%s", out)
 }
+
+// ShimsServing lists the live shims a daemon started that serve container
+// id: containerd starts a shim with `-id <id>` for the first container it
+// serves (a pod's shim is named after its sandbox).
+func ShimsServing(address, id string) ([]int, error) {
+	shims, err := ShimsOf(address)
+	if err != nil {
+		return nil, err
+	}
+	var serving []int
+	for _, pid := range shims {
+		if args, err := Cmdline(pid); err == nil && hasFlag(args, "-id", id) {
+			serving = append(serving, pid)
+		}
+	}
+	return serving, nil
+}

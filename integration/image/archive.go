@@ -1,11 +1,12 @@
-// Package image builds, without any network, the busybox image the integration
-// tests run: an OCI image layout in a tar archive, as `ctr images import` and the
-// containerd Go client's Import read it.
+// Package image builds, without any network, the images the integration tests
+// run: an OCI image layout in a tar archive, as `ctr images import`, the
+// containerd Go client's Import and `docker load` read it.
 //
-// The archive holds one manifest for linux/GOARCH with a single gzip layer made
-// from the host's statically linked /bin/busybox (Debian's busybox-static).
-// Every byte is a function of that binary and the image name, so the archive
-// and the digests in it are the same on every build.
+// The archive holds one manifest for linux/GOARCH with a single gzip layer.
+// For busybox the layer is made from the host's statically linked
+// /bin/busybox (Debian's busybox-static); for the pod sandbox image, from a
+// static pause binary. Every byte is a function of that binary and the image
+// name, so the archive and the digests in it are the same on every build.
 package image
 
 import (
@@ -46,7 +47,30 @@ func Write(w io.Writer, name string) error {
 
 // WriteFrom writes the image archive built from the busybox binary at busyboxPath.
 func WriteFrom(w io.Writer, busyboxPath, name string) error {
-	blobs, index, err := buildImage(busyboxPath, name)
+	applets, err := Applets(busyboxPath)
+	if err != nil {
+		return err
+	}
+	layerTar, err := LayerTar(busyboxPath, applets)
+	if err != nil {
+		return err
+	}
+	return writeImage(w, name, layerTar, ocispec.ImageConfig{Env: []string{defaultPath}, Cmd: []string{"sh"}})
+}
+
+// WritePause writes the archive of a pod sandbox image: the static binary at
+// pausePath as /pause, its entrypoint. It stands in for registry.k8s.io/pause
+// where no registry can be reached.
+func WritePause(w io.Writer, pausePath, name string) error {
+	layerTar, err := SingleFileLayerTar(pausePath, "pause")
+	if err != nil {
+		return err
+	}
+	return writeImage(w, name, layerTar, ocispec.ImageConfig{Entrypoint: []string{"/pause"}})
+}
+
+func writeImage(w io.Writer, name string, layerTar []byte, config ocispec.ImageConfig) error {
+	blobs, index, err := buildImage(layerTar, config, name)
 	if err != nil {
 		return err
 	}
@@ -79,22 +103,14 @@ func newJSONBlob(mediaType string, v any) (blob, error) {
 // manifest) and the index that names the manifest. The order of the chain
 // matters: the config records the digest of the *uncompressed* layer (its
 // diff ID), the manifest the digest of the compressed one.
-func buildImage(busyboxPath, name string) ([]blob, ocispec.Index, error) {
-	applets, err := Applets(busyboxPath)
-	if err != nil {
-		return nil, ocispec.Index{}, err
-	}
-	layerTar, err := LayerTar(busyboxPath, applets)
-	if err != nil {
-		return nil, ocispec.Index{}, err
-	}
+func buildImage(layerTar []byte, runConfig ocispec.ImageConfig, name string) ([]blob, ocispec.Index, error) {
 	layerGzip, err := Gzip(layerTar)
 	if err != nil {
 		return nil, ocispec.Index{}, err
 	}
 	layer := newBlob(ocispec.MediaTypeImageLayerGzip, layerGzip)
 
-	config, err := newJSONBlob(ocispec.MediaTypeImageConfig, imageConfig(digest.FromBytes(layerTar)))
+	config, err := newJSONBlob(ocispec.MediaTypeImageConfig, imageConfig(digest.FromBytes(layerTar), runConfig))
 	if err != nil {
 		return nil, ocispec.Index{}, err
 	}
@@ -122,17 +138,14 @@ func buildImage(busyboxPath, name string) ([]blob, ocispec.Index, error) {
 	return []blob{layer, config, manifest}, index, nil
 }
 
-// imageConfig is what a container inherits from the image: `sh` as the
-// default command and a PATH that finds the applets in /bin.
-// Created is left out on purpose: a build time would change the digest.
-func imageConfig(layerDiffID digest.Digest) ocispec.Image {
+// imageConfig is what a container inherits from the image (runConfig: for
+// busybox, `sh` as the default command and a PATH that finds the applets in
+// /bin). Created is left out on purpose: a build time would change the digest.
+func imageConfig(layerDiffID digest.Digest, runConfig ocispec.ImageConfig) ocispec.Image {
 	return ocispec.Image{
 		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config: ocispec.ImageConfig{
-			Env: []string{defaultPath},
-			Cmd: []string{"sh"},
-		},
-		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDiffID}},
+		Config:   runConfig,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDiffID}},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -169,5 +170,48 @@ func TestTagOf(t *testing.T) {
 		if got := tagOf(name); got != want {
 			t.Errorf("tagOf(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// The pause image runs /pause as its entrypoint, the one file of its layer.
+func TestPauseImage(t *testing.T) {
+	binary := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(binary, []byte("#!/bin/true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := WritePause(&buf, binary, "localhost/pause:test"); err != nil {
+		t.Fatal(err)
+	}
+	files := readArchive(t, buf.Bytes())
+	var index ocispec.Index
+	if err := json.Unmarshal(files[ocispec.ImageIndexFile], &index); err != nil {
+		t.Fatal(err)
+	}
+	var manifest ocispec.Manifest
+	if err := json.Unmarshal(readBlob(t, files, index.Manifests[0]), &manifest); err != nil {
+		t.Fatal(err)
+	}
+	var config ocispec.Image
+	if err := json.Unmarshal(readBlob(t, files, manifest.Config), &config); err != nil {
+		t.Fatal(err)
+	}
+	if got := config.Config.Entrypoint; len(got) != 1 || got[0] != "/pause" {
+		t.Errorf("entrypoint %q, want [/pause]", got)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(readBlob(t, files, manifest.Layers[0])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	hdr, err := tr.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr.Name != "pause" || hdr.Mode != 0o755 {
+		t.Errorf("layer entry %q mode %o, want pause 755", hdr.Name, hdr.Mode)
+	}
+	if _, err := tr.Next(); err != io.EOF {
+		t.Errorf("layer has more than /pause (%v)", err)
 	}
 }

@@ -70,6 +70,27 @@ func LayerTar(busyboxPath string, applets []string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// SingleFileLayerTar returns a layer holding one executable, the file at
+// path, as /name.
+func SingleFileLayerTar(path, name string) ([]byte, error) {
+	binary, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := writeHeader(tw, regularFile(name, 0o755, int64(len(binary)))); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(binary); err != nil {
+		return nil, fmt.Errorf("write %s into layer: %w", name, err)
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("close layer tar: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
 // Gzip compresses data with an empty gzip header: no file name and a zero
 // modification time, so the compressed bytes depend on the input alone.
 func Gzip(data []byte) ([]byte, error) {

@@ -1,0 +1,81 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/harness"
+)
+
+// Output can go to a logging program or a file instead of FIFOs:
+// `ctr run --log-uri binary:///path?args` or `--log-uri file:///path`.
+
+var (
+	testLoggerOnce sync.Once
+	testLoggerPath string
+	testLoggerErr  error
+)
+
+// testLogger builds integration/cmd/testlogger once per test binary.
+func testLogger(t *testing.T) string {
+	t.Helper()
+	testLoggerOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "teach-testlogger-")
+		if err != nil {
+			testLoggerErr = err
+			return
+		}
+		testLoggerPath = filepath.Join(dir, "testlogger")
+		build := exec.Command("go", "build", "-o", testLoggerPath, "./integration/cmd/testlogger")
+		build.Dir = harness.RepoRoot(t)
+		if out, err := build.CombinedOutput(); err != nil {
+			testLoggerErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if testLoggerErr != nil {
+		t.Fatalf("build testlogger: %v", testLoggerErr)
+	}
+	return testLoggerPath
+}
+
+func TestOutputToALoggingProgram(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		logFile := filepath.Join(t.TempDir(), "container.log")
+		uri := "binary://" + testLogger(t) + "?file=" + logFile
+		result := s.daemon.Ctr(t, s.ns, "run", "--rm", "--runtime", s.runtime, "--log-uri", uri,
+			harness.BusyboxImage, "logged", "sh", "-c", "echo to-out; echo to-err >&2; exit 6")
+		if result.ExitCode != 6 {
+			t.Fatalf("ctr run: exit %d, stderr %s", result.ExitCode, result.Stderr)
+		}
+		data, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(data); !strings.Contains(got, "stdout: to-out\n") || !strings.Contains(got, "stderr: to-err\n") {
+			t.Fatalf("the logging program received %q", got)
+		}
+	})
+}
+
+func TestOutputToAFile(t *testing.T) {
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		logFile := filepath.Join(t.TempDir(), "container.log")
+		result := s.daemon.Ctr(t, s.ns, "run", "--rm", "--runtime", s.runtime, "--log-uri", "file://"+logFile,
+			harness.BusyboxImage, "filelogged", "sh", "-c", "echo to-out; echo to-err >&2")
+		if result.ExitCode != 0 {
+			t.Fatalf("ctr run: exit %d, stderr %s", result.ExitCode, result.Stderr)
+		}
+		data, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(data); !strings.Contains(got, "to-out\n") || !strings.Contains(got, "to-err\n") {
+			t.Fatalf("log file holds %q", got)
+		}
+	})
+}

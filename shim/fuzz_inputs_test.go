@@ -1,0 +1,82 @@
+package shim
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// The parsers of outside input that the other fuzz targets do not cover:
+// the exec process spec and the Update resources (from a client, through
+// containerd), the options.json the `delete` action reads back from a
+// bundle, and the v2 → v3 re-encoding every containerd 1.7 request goes
+// through. Each must answer with an errdefs kind, never panic. The seed
+// corpora are in testdata/fuzz/<target>.
+
+// FuzzProcessSpec: an exec's spec is read or refused as InvalidArgument.
+func FuzzProcessSpec(f *testing.F) {
+	good, _ := typeurl.MarshalAnyToProto(&specs.Process{Args: []string{"sh"}, Cwd: "/"})
+	f.Add(good.TypeUrl, good.Value)
+	f.Fuzz(func(t *testing.T, typeURL string, value []byte) {
+		spec, err := processSpec(&anypb.Any{TypeUrl: typeURL, Value: value})
+		if err != nil && !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("error of the wrong kind: %v", err)
+		}
+		if err == nil && len(spec.Args) == 0 {
+			t.Fatal("accepted a process with no args")
+		}
+	})
+}
+
+// FuzzLinuxResources: Update's resources are read or refused as InvalidArgument.
+func FuzzLinuxResources(f *testing.F) {
+	limit := int64(64 << 20)
+	good, _ := typeurl.MarshalAnyToProto(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}})
+	f.Add(good.TypeUrl, good.Value)
+	f.Fuzz(func(t *testing.T, typeURL string, value []byte) {
+		if _, err := linuxResources(&anypb.Any{TypeUrl: typeURL, Value: value}); err != nil && !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("error of the wrong kind: %v", err)
+		}
+	})
+}
+
+// FuzzLoadRuncOptions: whatever options.json holds, reading it back never
+// panics.
+func FuzzLoadRuncOptions(f *testing.F) {
+	f.Add([]byte(`{"binary_name":"/usr/sbin/runc","root":"/run/r"}`))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		bundle := t.TempDir()
+		if err := os.WriteFile(filepath.Join(bundle, optionsFile), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = loadRuncOptions(bundle)
+	})
+}
+
+// FuzzReencodeV2Request: any bytes that decode as a v2 CreateTaskRequest
+// re-encode as a v3 one carrying the same id and bundle.
+func FuzzReencodeV2Request(f *testing.F) {
+	good, _ := proto.Marshal(&taskv2.CreateTaskRequest{ID: "c1", Bundle: "/b", Stdout: "/f/out"})
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v2 taskv2.CreateTaskRequest
+		if proto.Unmarshal(data, &v2) != nil {
+			return
+		}
+		var v3 taskAPI.CreateTaskRequest
+		if err := reencode(&v2, &v3); err != nil {
+			return
+		}
+		if v3.ID != v2.ID || v3.Bundle != v2.Bundle {
+			t.Fatalf("v2 %q/%q became v3 %q/%q", v2.ID, v2.Bundle, v3.ID, v3.Bundle)
+		}
+	})
+}
