@@ -46,6 +46,7 @@ type parameters struct {
 	shim               string
 	phases             []string
 	date               time.Time
+	containerd         string // the pinned release, the daemon and the reference shim
 }
 
 var allPhases = []string{"memory", "lifecycle", "exec", "stdio", "start"}
@@ -55,7 +56,7 @@ func (p parameters) describe() []string {
 		fmt.Sprintf("Our shim: `%s`, built by `make build` as `make install` builds it (static, no cgo, `-trimpath`, `-s -w`).", harness.TeachShimBinaryName),
 		fmt.Sprintf("Reference: `%s` of containerd %s, built as containerd releases it: "+
 			"`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w -extldflags -static\"` (`hack/tools.sh bench`); "+
-			"it is first on the daemon's PATH, so `io.containerd.runc.v2` runs it.", harness.RuncShimBinaryName, "the pinned release"),
+			"it is first on the daemon's PATH, so `io.containerd.runc.v2` runs it.", harness.RuncShimBinaryName, p.containerd),
 		fmt.Sprintf("One private containerd (log level %s, so both shims run without -debug), one namespace, the busybox test image.", p.logLevel),
 		fmt.Sprintf("Memory: %d idle `sleep` containers per shim, read from `/proc/<shim pid>/smaps_rollup` after %v of settling "+
 			"(private = Private_Clean + Private_Dirty); then %d containers per shim, once plain and once all carrying the annotation "+
@@ -137,7 +138,9 @@ func run() (code int) {
 	}()
 
 	s = startSession(ctx, tb, shimPath, p.logLevel)
-	r := &results{params: p, machine: machineDescription(harness.PinnedVersions(tb))}
+	versions := harness.PinnedVersions(tb)
+	p.containerd = versions["CONTAINERD_VERSION"]
+	r := &results{params: p, machine: machineDescription(versions)}
 	for _, phase := range p.phases {
 		switch phase {
 		case "memory":
