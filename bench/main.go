@@ -46,6 +46,7 @@ type parameters struct {
 	shim               string
 	phases             []string
 	date               time.Time
+	containerd         string // the pinned release, the daemon and the reference shim
 }
 
 var allPhases = []string{"memory", "lifecycle", "exec", "stdio", "start"}
@@ -55,7 +56,7 @@ func (p parameters) describe() []string {
 		fmt.Sprintf("Our shim: `%s`, built by `make build` as `make install` builds it (static, no cgo, `-trimpath`, `-s -w`).", harness.TeachShimBinaryName),
 		fmt.Sprintf("Reference: `%s` of containerd %s, built as containerd releases it: "+
 			"`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w -extldflags -static\"` (`hack/tools.sh bench`); "+
-			"it is first on the daemon's PATH, so `io.containerd.runc.v2` runs it.", harness.RuncShimBinaryName, "the pinned release"),
+			"it is first on the daemon's PATH, so `io.containerd.runc.v2` runs it.", harness.RuncShimBinaryName, p.containerd),
 		fmt.Sprintf("One private containerd (log level %s, so both shims run without -debug), one namespace, the busybox test image.", p.logLevel),
 		fmt.Sprintf("Memory: %d idle `sleep` containers per shim, read from `/proc/<shim pid>/smaps_rollup` after %v of settling "+
 			"(private = Private_Clean + Private_Dirty); then %d containers per shim, once plain and once all carrying the annotation "+
@@ -88,9 +89,9 @@ func run() (code int) {
 	flag.IntVar(&p.warmup, "warmup", 20, "unmeasured rounds before them")
 	flag.IntVar(&p.idle, "idle", 5, "idle containers per shim for the per-shim memory")
 	flag.IntVar(&p.fleet, "fleet", 50, "containers per shim for the total memory, ungrouped and grouped")
-	flag.DurationVar(&p.settle, "settle", 10*time.Second, "wait before reading the shims' memory")
+	flag.DurationVar(&p.settle, "settle", 40*time.Second, "wait before reading the shims' memory; pkg/shim returns freed memory to the kernel every 30s, in both shims")
 	flag.Int64Var(&p.stdioMiB, "stdio-mib", 2048, "MiB the container writes to stdout")
-	flag.IntVar(&p.stdioRuns, "stdio-runs", 3, "stdio runs per shim (the median is kept)")
+	flag.IntVar(&p.stdioRuns, "stdio-runs", 5, "stdio runs per shim (the median is kept)")
 	flag.StringVar(&p.logLevel, "log-level", "info", "containerd's log level; debug also makes the shims log at debug")
 	flag.StringVar(&p.shim, "shim", defaultShim, "our shim binary, as `make build` makes it")
 	only := flag.String("only", strings.Join(allPhases, ","), "phases to run, comma separated; the document is written only when all ran")
@@ -137,7 +138,9 @@ func run() (code int) {
 	}()
 
 	s = startSession(ctx, tb, shimPath, p.logLevel)
-	r := &results{params: p, machine: machineDescription(harness.PinnedVersions(tb))}
+	versions := harness.PinnedVersions(tb)
+	p.containerd = versions["CONTAINERD_VERSION"]
+	r := &results{params: p, machine: machineDescription(versions)}
 	for _, phase := range p.phases {
 		switch phase {
 		case "memory":
