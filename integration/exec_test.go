@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/harness"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,8 +145,17 @@ func TestManyConcurrentExecs(t *testing.T) {
 				switch {
 				case err != nil:
 					errs <- err
-				case result.code != want || result.stdout != fmt.Sprintf("%d\n", i):
-					errs <- fmt.Errorf("exec %d: code %d, stdout %q; want %d", i, result.code, result.stdout, want)
+				case result.code != want:
+					errs <- fmt.Errorf("exec %d: exit code %d, want %d", i, result.code, want)
+				case result.stdout != fmt.Sprintf("%d\n", i):
+					// The stock shim reports an exec's exit without waiting
+					// for its output, and was seen, under load, to lose it:
+					// its row reports that; ours is held to it.
+					if s.runtime == harness.RuncRuntime {
+						t.Logf("exec %d: stdout %q lost by the stock shim", i, result.stdout)
+					} else {
+						errs <- fmt.Errorf("exec %d: stdout %q, want %q", i, result.stdout, fmt.Sprintf("%d\n", i))
+					}
 				}
 			}()
 		}
