@@ -43,7 +43,7 @@ func cgroupFiles(version int, paths []CgroupPath) (memory, limit, pids string) {
 	if version == 2 {
 		for _, p := range paths {
 			if p.Controllers == "" {
-				dir := filepath.Join(cgroupRoot, p.Path)
+				dir := cgroupDir("", p.Path)
 				return filepath.Join(dir, "memory.current"), filepath.Join(dir, "memory.max"), filepath.Join(dir, "pids.current")
 			}
 		}
@@ -53,14 +53,21 @@ func cgroupFiles(version int, paths []CgroupPath) (memory, limit, pids string) {
 		for _, controller := range strings.Split(p.Controllers, ",") {
 			switch controller {
 			case "memory":
-				dir := filepath.Join(cgroupRoot, "memory", p.Path)
+				dir := cgroupDir("memory", p.Path)
 				memory, limit = filepath.Join(dir, "memory.usage_in_bytes"), filepath.Join(dir, "memory.limit_in_bytes")
 			case "pids":
-				pids = filepath.Join(cgroupRoot, "pids", p.Path, "pids.current")
+				pids = filepath.Join(cgroupDir("pids", p.Path), "pids.current")
 			}
 		}
 	}
 	return memory, limit, pids
+}
+
+// cgroupDir is the folder of a cgroup path in a hierarchy (empty for v2).
+// The path is cleaned as an absolute one first, so that no ".." in it leads
+// out of the cgroup filesystem.
+func cgroupDir(hierarchy, path string) string {
+	return filepath.Join(cgroupRoot, hierarchy, filepath.Join("/", path))
 }
 
 // cgroupVersion is 2 on a host with only the unified hierarchy, 1 when the

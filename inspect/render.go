@@ -108,11 +108,11 @@ func writeNamespaces(p *printer, nss []Namespace, host string) {
 		"A namespace is what makes a process see its own copy of a kernel resource.\n"+
 			"Two processes share one when /proc/<pid>/ns/<type> links to the same inode.\n"+
 			"Compared here: the container's init and the host, as "+host+" sees it.")
-	rows := []string{"TYPE\tCONTAINER\tHOST\t\tWHAT A NEW ONE HIDES"}
+	rows := []string{"TYPE\tCONTAINER\tHOST\tTHE CONTAINER HAS\tWHAT ITS OWN WOULD HIDE"}
 	for _, ns := range nss {
-		verdict := "own"
+		verdict := "its own"
 		if ns.Shared {
-			verdict = "shared with the host"
+			verdict = "the host's"
 		}
 		rows = append(rows, fmt.Sprintf("%s\t%d\t%d\t%s\t%s", ns.Type, ns.Container, ns.Host, verdict, namespaceMeaning(ns.Type)))
 	}

@@ -1,0 +1,73 @@
+package inspect
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func fixtureReport() *Report {
+	return &Report{
+		Namespace: "default", ID: "demo", Bundle: "/run/containerd/io.containerd.runtime.v2.task/default/demo",
+		Shim: Shim{PID: 100, PPID: 1, ParentName: "init", SessionLeader: true, Socket: "/run/containerd/s/abc",
+			Args: []string{"containerd-shim-teach-v2", "-id", "demo"}, RSSKiB: 9000},
+		Processes: []Process{
+			{PID: 101, PPID: 100, NSPID: 1, Depth: 1, Role: "init", Name: "sh", State: "S (sleeping)", Args: []string{"sh"}},
+			{PID: 103, PPID: 101, NSPID: 3, Depth: 2, Name: "sleep", State: "S (sleeping)", Args: []string{"sleep", "9"}},
+			{PID: 102, PPID: 100, NSPID: 2, Depth: 1, Role: "exec", Name: "top", State: "S (sleeping)", Args: []string{"top"}},
+		},
+		Namespaces:             []Namespace{{Type: "pid", Container: 5, Host: 4}, {Type: "user", Container: 6, Host: 6, Shared: true}},
+		NamespacesComparedWith: "pid 1",
+		Cgroup:                 Cgroup{Version: 2, Paths: []CgroupPath{{Path: "/default/demo"}}, MemoryBytes: 2 << 20, Pids: 3},
+		Descriptors: []Descriptor{
+			{FD: 21, Target: "/run/containerd/fifo/1/demo-stdout", Kind: kindFIFO, Meaning: "stdout FIFO"},
+			{FD: 22, Target: "/run/containerd/fifo/1/demo-stdout", Kind: kindFIFO, Meaning: "stdout FIFO"},
+		},
+		Root: RootView{Path: "/proc/101/root", Entries: []string{"bin/", "etc/"}, OSRelease: "Debian GNU/Linux 12 (bookworm)"},
+		Runc: RuncState{Command: "runc --root /run/containerd/runc/default state demo", Status: "running", PID: 101},
+	}
+}
+
+func TestWriteText(t *testing.T) {
+	var out bytes.Buffer
+	if err := writeText(&out, fixtureReport()); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, want := range []string{
+		"Container demo in namespace default",
+		"== The shim", "re-parented to init: not containerd's child", "its own (setsid)", "8.8 MiB resident",
+		"== Processes", "101    100   1           init",
+		"  103  101   3", // a child of init, indented under it
+		"102    100   2           exec",
+		"== Namespaces", "pid   5          4     its own", "user  6          6     the host's",
+		"== Cgroup (v2)", "(v2)  /default/demo", "memory     2.0 MiB  no limit", "pids       3",
+		"21 22      fifo     /run/containerd/fifo/1/demo-stdout",
+		"bin/  etc/", "/etc/os-release: Debian GNU/Linux 12 (bookworm)",
+		"$ runc --root /run/containerd/runc/default state demo", "status   running",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the text has no %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestWriteJSONIsOneDocument(t *testing.T) {
+	var out bytes.Buffer
+	if err := writeJSON(&out, fixtureReport()); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(&out)
+	var back Report
+	if err := dec.Decode(&back); err != nil {
+		t.Fatal(err)
+	}
+	if dec.More() {
+		t.Errorf("more than one JSON document")
+	}
+	if !reflect.DeepEqual(&back, fixtureReport()) {
+		t.Errorf("the JSON does not read back as the report:\n%+v", back)
+	}
+}
