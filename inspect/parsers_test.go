@@ -54,9 +54,9 @@ func TestParseStatusRefusesBrokenInput(t *testing.T) {
 func TestSessionID(t *testing.T) {
 	for stat, want := range map[string]int{
 		"24533 (containerd-shim) S 1 24533 24533 0 -1 4194560": 24533,
-		"7 (a) b (c)) S 1 2 3 0":                              3,
-		"7 (no closing":                                       -1,
-		"7 (short) S 1":                                       -1,
+		"7 (a) b (c)) S 1 2 3 0":                               3,
+		"7 (no closing":                                        -1,
+		"7 (short) S 1":                                        -1,
 	} {
 		if got := sessionID([]byte(stat)); got != want {
 			t.Errorf("sessionID(%q) = %d, want %d", stat, got, want)
