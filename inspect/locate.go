@@ -3,6 +3,7 @@ package inspect
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -102,12 +103,32 @@ func (c *container) readBundle() error {
 	if c.initPID, err = strconv.Atoi(strings.TrimSpace(string(data))); err != nil || c.initPID <= 0 {
 		return fmt.Errorf("init.pid of %s holds %q, not a pid: %w", c.id, data, errdefs.ErrDataLoss)
 	}
-	data, err = os.ReadFile(filepath.Join(c.bundle, "address"))
+	address, err := shimAddress(c.bundle)
 	if err != nil {
 		return fmt.Errorf("read the shim's address of %s: %w", c.id, err)
 	}
-	c.socket = strings.TrimPrefix(strings.TrimSpace(string(data)), "unix://")
+	c.socket = strings.TrimPrefix(address, "unix://")
 	return nil
+}
+
+// shimAddress reads where the shim listens. containerd 2.x records what the
+// shim's start answered in bootstrap.json; a shim writes it into the file
+// "address" too (ours always, pkg/shim's at containerd 1.7).
+func shimAddress(bundle string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json"))
+	if err == nil {
+		var bootstrap struct {
+			Address string `json:"address"`
+		}
+		if json.Unmarshal(data, &bootstrap) == nil && bootstrap.Address != "" {
+			return bootstrap.Address, nil
+		}
+	}
+	data, err = os.ReadFile(filepath.Join(bundle, "address"))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(data)), nil
 }
 
 // findShim finds the process listening on the shim's socket. The init
@@ -148,8 +169,8 @@ func (c *container) findShim() error {
 
 // shimGone is the error for a dead shim, with what became of the container.
 func (c *container) shimGone() error {
-	msg := fmt.Sprintf("the shim of %s is not running: nothing listens on its socket %s (named in %s)",
-		c.id, c.socket, filepath.Join(c.bundle, "address"))
+	msg := fmt.Sprintf("the shim of %s is not running: nothing listens on its socket %s",
+		c.id, c.socket)
 	if st, err := readStatus(c.initPID); err == nil && !st.zombie() {
 		msg += fmt.Sprintf("; the container's init process %d still runs, re-parented to pid %d, with nobody to reap it or relay its output", c.initPID, st.PPID)
 	} else {

@@ -210,3 +210,23 @@ func TestParseArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestShimAddress(t *testing.T) {
+	bundle := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(bundle, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := shimAddress(bundle); err == nil {
+		t.Errorf("shimAddress of an empty bundle succeeded")
+	}
+	write("address", "unix:///run/containerd/s/from-address\n")
+	if got, err := shimAddress(bundle); err != nil || got != "unix:///run/containerd/s/from-address" {
+		t.Errorf("shimAddress with an address file = %q, %v", got, err)
+	}
+	write("bootstrap.json", `{"version":3,"address":"unix:///run/containerd/s/from-bootstrap","protocol":"ttrpc"}`)
+	if got, err := shimAddress(bundle); err != nil || got != "unix:///run/containerd/s/from-bootstrap" {
+		t.Errorf("shimAddress with bootstrap.json = %q, %v; containerd's record comes first", got, err)
+	}
+}
