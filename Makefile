@@ -6,6 +6,7 @@
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make install   put containerd-shim-teach-v2 where containerd finds it (PREFIX, DESTDIR)
 #   make bench     measure it against containerd-shim-runc-v2, write docs/benchmarks.md
+#   make walkthrough  replay "Docker containers don't exist" with nginx, each claim checked
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -30,7 +31,7 @@ FUZZTIME            ?= 10s
 # lines of a soak run into docs/reliability.md.
 RELIABILITY_RECORDS := bin/reliability.jsonl
 
-.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench install uninstall clean
+.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench walkthrough install uninstall clean
 
 all: build
 
@@ -89,6 +90,13 @@ fuzz:
 bench: build
 	hack/tools.sh bench
 	go run ./bench -shim $(CURDIR)/$(BIN) $(BENCH_FLAGS)
+
+# The walkthrough is the integration test TestWalkthrough, run from the
+# compiled test binary so that its story reaches the terminal as it goes:
+# each claim with PASS or FAIL and its evidence. It fails if a claim does.
+walkthrough: tools build
+	go test -c -o bin/integration.test ./integration
+	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) bin/integration.test -test.run '^TestWalkthrough$$' -test.timeout 10m -walkthrough
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/$(BINARY)

@@ -3,7 +3,7 @@
 # daemons built from source into a cache folder outside the repository.
 #
 #   hack/tools.sh            build what `make test` and `make demo` need
-#   hack/tools.sh all        also dockerd and crictl
+#   hack/tools.sh all        also dockerd, crictl and the nginx packages of `make walkthrough`
 #   hack/tools.sh bench      also the release-style runc shim `make bench` compares against
 #   hack/tools.sh dir NAME   print the folder holding NAME's binaries
 #
@@ -25,6 +25,7 @@ tool_dir() {
 	dockerd) echo "$tools_dir/dockerd-$DOCKERD_VERSION" ;;
 	crictl) echo "$tools_dir/crictl-$CRITOOLS_VERSION" ;;
 	runc-shim-release) echo "$tools_dir/runc-shim-release-$CONTAINERD_VERSION" ;;
+	nginx-debs) echo "$tools_dir/nginx-debs" ;;
 	*) echo "unknown tool $1" >&2; return 1 ;;
 	esac
 }
@@ -103,10 +104,26 @@ build_runc_shim_release() {
 	touch "$dir/.done"
 }
 
+# fetch_nginx_debs downloads, without installing them, the Debian packages
+# the walkthrough's nginx image is unpacked from (integration/image/nginx.go):
+# nginx, its configuration, the libraries it links, and base-files for
+# /etc/os-release. Their versions are those of the machine's apt sources.
+fetch_nginx_debs() {
+	local dir
+	dir=$(tool_dir nginx-debs)
+	[ -f "$dir/.done" ] && return 0
+	say "apt-get download nginx and the libraries it links into $dir"
+	rm -rf "$dir" && mkdir -p "$dir"
+	(cd "$dir" && apt-get download -q -o APT::Sandbox::User=root \
+		nginx nginx-common libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g base-files >/dev/null)
+	touch "$dir/.done"
+}
+
 build_all() {
 	build_for_tests
 	build dockerd 0 "" "github.com/moby/moby/v2/cmd/dockerd@$DOCKERD_VERSION"
 	build crictl 0 "" "sigs.k8s.io/cri-tools/cmd/crictl@$CRITOOLS_VERSION"
+	fetch_nginx_debs
 }
 
 case "${1:-}" in
