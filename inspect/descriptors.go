@@ -39,10 +39,6 @@ type fdContext struct {
 // shimDescriptors lists the shim's open descriptors and what each is for.
 func shimDescriptors(c *container, procs []Process) []Descriptor {
 	dir := procPath(c.shimPID, "fd")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
 	ctx := fdContext{
 		id:          c.id,
 		bundles:     filepath.Join(c.stateDir, taskFolder),
@@ -54,6 +50,23 @@ func shimDescriptors(c *container, procs []Process) []Descriptor {
 		},
 	}
 	var fds []Descriptor
+	for _, fd := range openDescriptors(c.shimPID) {
+		kind, meaning := classify(ctx, fd.FD, fd.Target)
+		fd.Kind, fd.Meaning = kind, meaning
+		fds = append(fds, fd)
+	}
+	return fds
+}
+
+// openDescriptors lists what ls -l /proc/<pid>/fd shows, in fd order: each
+// descriptor and its link, a path or "type:[inode]".
+func openDescriptors(pid int) []Descriptor {
+	dir := procPath(pid, "fd")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var fds []Descriptor
 	for _, e := range entries {
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -63,8 +76,7 @@ func shimDescriptors(c *container, procs []Process) []Descriptor {
 		if err != nil {
 			continue // closed while we read
 		}
-		kind, meaning := classify(ctx, fd, target)
-		fds = append(fds, Descriptor{FD: fd, Target: target, Kind: kind, Meaning: meaning})
+		fds = append(fds, Descriptor{FD: fd, Target: target})
 	}
 	sort.Slice(fds, func(i, j int) bool { return fds[i].FD < fds[j].FD })
 	return fds

@@ -182,13 +182,9 @@ func (c *container) shimGone() error {
 
 // holdsSocket reports whether pid has the socket with this inode open.
 func holdsSocket(pid int, inode uint64) bool {
-	entries, err := os.ReadDir(procPath(pid, "fd"))
-	if err != nil {
-		return false
-	}
 	want := fmt.Sprintf("socket:[%d]", inode)
-	for _, e := range entries {
-		if target, err := os.Readlink(procPath(pid, "fd/"+e.Name())); err == nil && target == want {
+	for _, fd := range openDescriptors(pid) {
+		if fd.Target == want {
 			return true
 		}
 	}
