@@ -31,6 +31,7 @@ import (
 var printWalkthrough = flag.Bool("walkthrough", false, "TestWalkthrough prints its story on stdout")
 
 func TestWalkthrough(t *testing.T) {
+	t.Parallel() // its daemons are its own
 	st := newStory(t)
 	w := startWalkthrough(t, st)
 	st.claim(t, "The process chain: dockerd → containerd → containerd-shim-teach-v2 → nginx", w.processChain)
