@@ -37,11 +37,19 @@ type RestoreConfig struct {
 // containerd uses 255 for an exit status it cannot know.
 const unrestoredExitCode = 255
 
-// createFromCheckpoint records a container that Start will restore.
+// runcDescriptors is the file runc checkpoint writes beside CRIU's images:
+// what the container's stdio was, so that runc restore can hand CRIU new
+// stdio in its place. Without it runc cannot restore.
+const runcDescriptors = "descriptors.json"
+
+// createFromCheckpoint records a container that Start will restore. The
+// checkpoint must look like one runc took; whether CRIU can restore it is
+// known only when Start tries.
 func createFromCheckpoint(cfg InitConfig) (*InitProcess, error) {
 	image := cfg.Checkpoint.ImagePath
-	if info, err := os.Stat(image); err != nil || !info.IsDir() {
-		return nil, fmt.Errorf("checkpoint %s of %s is not a folder of CRIU images (%v): %w", image, cfg.ID, err, errdefs.ErrInvalidArgument)
+	if _, err := os.Stat(filepath.Join(image, runcDescriptors)); err != nil {
+		return nil, fmt.Errorf("checkpoint %s of %s is not one runc took (%v); restore from the folder `ctr task checkpoint --image-path` filled, or from a checkpoint image: %w",
+			image, cfg.ID, err, errdefs.ErrInvalidArgument)
 	}
 	return &InitProcess{
 		id:         cfg.ID,
@@ -96,7 +104,10 @@ func (p *InitProcess) restore(ctx context.Context) error {
 	if err != nil {
 		setup.abort()
 		p.forceDelete(ctx)
-		return fmt.Errorf("%w; CRIU says: %s (log: %s)", err, criuReason(workPath, "restore.log"), filepath.Join(workPath, "restore.log"))
+		if _, noLog := os.Stat(filepath.Join(workPath, "restore.log")); noLog == nil {
+			err = fmt.Errorf("%w; CRIU says: %s", err, criuReason(workPath, "restore.log"))
+		}
+		return err
 	}
 	streams, err := setup.started()
 	if err != nil {
