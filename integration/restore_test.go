@@ -169,9 +169,20 @@ func withCheckpointDescriptor(desc ocispec.Descriptor) client.NewTaskOpts {
 	}
 }
 
-// counterScript prints 0 to 39, one number a tenth of a second, then exits
+// counterScript prints 0 to 99, one number a tenth of a second, then exits
 // 7: a restored copy must go on counting from where it was saved.
-const counterScript = `i=0; while [ $i -lt 40 ]; do echo $i; i=$((i+1)); sleep 0.1; done; exit 7`
+const counterScript = `i=0; while [ $i -lt 100 ]; do echo $i; i=$((i+1)); sleep 0.1; done; exit 7`
+
+// startCounter runs counterScript in a new container and waits until it has
+// counted to 5.
+func (s *session) startCounter(t *testing.T, id string) (client.Container, client.Task, <-chan client.ExitStatus, *stdio) {
+	t.Helper()
+	container := s.newContainer(t, id, []string{"sh", "-c", counterScript})
+	streams := &stdio{}
+	task, exitCh := s.startTask(t, container, streams)
+	waitUntilPrinted(t, streams, "5\n")
+	return container, task, exitCh, streams
+}
 
 // TestCheckpointExitAndRestore checkpoints a counting container with
 // --exit, then restores it into a new task of the same container: the count
@@ -181,10 +192,7 @@ func TestCheckpointExitAndRestore(t *testing.T) {
 		t.Skipf("criu check fails on this kernel, so CRIU can neither checkpoint nor restore here: %s", problem)
 	}
 	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
-		container := s.newContainer(t, "counter", []string{"sh", "-c", counterScript})
-		before := &stdio{}
-		task, exitCh := s.startTask(t, container, before)
-		waitUntilPrinted(t, before, "5\n")
+		container, task, exitCh, before := s.startCounter(t, "counter")
 		checkpoint, err := task.Checkpoint(s.ctx, withCheckpointExit)
 		if err != nil {
 			t.Fatalf("checkpoint: %v", err)
@@ -211,10 +219,7 @@ func TestCtrCheckpointAndRunFromCheckpoint(t *testing.T) {
 		t.Skipf("criu check fails on this kernel, so CRIU can neither checkpoint nor restore here: %s", problem)
 	}
 	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
-		container := s.newContainer(t, "ctr-counter", []string{"sh", "-c", counterScript})
-		before := &stdio{}
-		task, exitCh := s.startTask(t, container, before)
-		waitUntilPrinted(t, before, "5\n")
+		container, task, exitCh, _ := s.startCounter(t, "ctr-counter")
 		result := s.daemon.Ctr(t, s.ns, "task", "checkpoint", container.ID())
 		if result.ExitCode != 0 {
 			t.Fatalf("ctr task checkpoint: %s", result.Stderr)
@@ -235,8 +240,8 @@ func TestCtrCheckpointAndRunFromCheckpoint(t *testing.T) {
 			t.Errorf("ctr run --checkpoint exited %d, want the counter's 7; stderr:\n%s", result.ExitCode, result.Stderr)
 		}
 		lines := strings.Fields(string(result.Stdout))
-		if len(lines) == 0 || lines[0] == "0" || lines[len(lines)-1] != "39" {
-			t.Errorf("restored counter printed %q; want it to go on from the checkpoint to 39", lines)
+		if len(lines) == 0 || lines[0] == "0" || lines[len(lines)-1] != "99" {
+			t.Errorf("restored counter printed %q; want it to go on from the checkpoint to 99", lines)
 		}
 		s.daemon.AssertNoContainerTraces(t, s.ns, restoredID)
 	})
@@ -261,7 +266,7 @@ func waitUntilPrinted(t *testing.T, streams *stdio, want string) {
 }
 
 // assertCountGoesOn checks that the restored counter printed the numbers
-// after the last one printed before the checkpoint, up to 39.
+// after the last one printed before the checkpoint, up to 99.
 func assertCountGoesOn(t *testing.T, before, after string) {
 	t.Helper()
 	saved, restored := strings.Fields(before), strings.Fields(after)
@@ -274,7 +279,7 @@ func assertCountGoesOn(t *testing.T, before, after string) {
 			t.Fatalf("before the checkpoint the counter reached %d; restored, it printed %q", last, restored)
 		}
 	}
-	if restored[len(restored)-1] != "39" {
-		t.Errorf("restored counter stopped at %s, want 39", restored[len(restored)-1])
+	if restored[len(restored)-1] != "99" {
+		t.Errorf("restored counter stopped at %s, want 99", restored[len(restored)-1])
 	}
 }
