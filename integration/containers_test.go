@@ -73,7 +73,7 @@ func removeContainer(ctx context.Context, container client.Container) error {
 
 // createTask creates the container's task with the given stdio. The FIFOs
 // are made in the daemon's folder rather than the shared /run/containerd/fifo.
-func (s *session) createTask(container client.Container, streams *stdio) (client.Task, error) {
+func (s *session) createTask(container client.Container, streams *stdio, opts ...client.NewTaskOpts) (client.Task, error) {
 	var stdin io.Reader
 	var closer *stdinCloser
 	if streams.stdin != nil {
@@ -81,7 +81,7 @@ func (s *session) createTask(container client.Container, streams *stdio) (client
 		stdin = closer
 	}
 	creator := cio.NewCreator(cio.WithStreams(stdin, &streams.stdout, &streams.stderr), cio.WithFIFODir(s.daemon.FIFODir))
-	task, err := container.NewTask(s.ctx, creator)
+	task, err := container.NewTask(s.ctx, creator, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", container.ID(), err)
 	}
@@ -94,8 +94,8 @@ func (s *session) createTask(container client.Container, streams *stdio) (client
 // startTaskE creates and starts the task and returns it with the channel
 // its exit status arrives on. Wait is asked for before Start: a process
 // that exits at once could otherwise exit before anyone waits.
-func (s *session) startTaskE(container client.Container, streams *stdio) (client.Task, <-chan client.ExitStatus, error) {
-	task, err := s.createTask(container, streams)
+func (s *session) startTaskE(container client.Container, streams *stdio, opts ...client.NewTaskOpts) (client.Task, <-chan client.ExitStatus, error) {
+	task, err := s.createTask(container, streams, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,9 +110,9 @@ func (s *session) startTaskE(container client.Container, streams *stdio) (client
 }
 
 // startTask is startTaskE for the test goroutine.
-func (s *session) startTask(t *testing.T, container client.Container, streams *stdio) (client.Task, <-chan client.ExitStatus) {
+func (s *session) startTask(t *testing.T, container client.Container, streams *stdio, opts ...client.NewTaskOpts) (client.Task, <-chan client.ExitStatus) {
 	t.Helper()
-	task, exitCh, err := s.startTaskE(container, streams)
+	task, exitCh, err := s.startTaskE(container, streams, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

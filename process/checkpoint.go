@@ -47,28 +47,21 @@ func (p *InitProcess) Checkpoint(ctx context.Context, cfg CheckpointConfig) erro
 	if !cfg.Exit {
 		actions = append(actions, runc.LeaveRunning)
 	}
-	opts := &runc.CheckpointOpts{
-		ImagePath:                cfg.ImagePath,
-		WorkDir:                  workPath,
-		AllowOpenTCP:             cfg.OpenTCP,
-		AllowExternalUnixSockets: cfg.ExternalSockets,
-		AllowTerminal:            cfg.Terminal,
-		FileLocks:                cfg.FileLocks,
-		EmptyNamespaces:          cfg.EmptyNamespaces,
-		Cgroups:                  runc.CgroupMode(cfg.CgroupsMode),
-	}
-	err := runcCall(ctx, p.runc, "checkpoint", p.id, func(ctx context.Context) error { return p.runc.Checkpoint(ctx, p.id, opts, actions...) })
+	dumped := dumpOptionsOf(cfg)
+	opts := dumped.checkpointOpts(cfg.ImagePath, workPath)
+	err := runcCall(ctx, p.runc, "checkpoint", p.id, func(ctx context.Context) error { return p.runc.Checkpoint(ctx, p.id, &opts, actions...) })
 	if err != nil {
-		return fmt.Errorf("%w; CRIU says: %s", err, criuReason(workPath))
+		return fmt.Errorf("%w; CRIU says: %s", err, criuReason(workPath, "dump.log"))
 	}
-	return nil
+	return dumped.save(cfg.ImagePath)
 }
 
-// criuReason is the last error lines of CRIU's dump log.
-func criuReason(workPath string) string {
-	data, err := os.ReadFile(filepath.Join(workPath, "dump.log"))
+// criuReason is the last error lines of one of CRIU's logs in its work
+// folder: dump.log for a checkpoint, restore.log for a restore.
+func criuReason(workPath, logName string) string {
+	data, err := os.ReadFile(filepath.Join(workPath, logName))
 	if err != nil {
-		return "(no dump.log)"
+		return "(no " + logName + ")"
 	}
 	var errors []string
 	for _, line := range strings.Split(string(data), "\n") {
@@ -80,7 +73,7 @@ func criuReason(workPath string) string {
 		errors = errors[len(errors)-3:]
 	}
 	if len(errors) == 0 {
-		return "(no error in dump.log)"
+		return "(no error in " + logName + ")"
 	}
 	return strings.Join(errors, "; ")
 }

@@ -23,27 +23,43 @@ type InitConfig struct {
 	Stdio        stdio.Paths
 	NoPivotRoot  bool // runc --no-pivot: for rootfs on ramfs, where pivot_root fails
 	NoNewKeyring bool // runc --no-new-keyring: keep the caller's session keyring
+	// Checkpoint, when set, makes Start restore the container from a CRIU
+	// checkpoint instead of starting what runc create made (restore.go).
+	Checkpoint *RestoreConfig
 }
 
 // InitProcess is a container's first process: the one runc creates from the
 // bundle's config.json. Its exit is the container's exit.
 type InitProcess struct {
-	id      string
-	bundle  string
-	runc    *runc.Runc
-	paths   stdio.Paths
-	streams stdio.Streams
-	life    *Lifecycle
+	id     string
+	bundle string
+	runc   *runc.Runc
+	paths  stdio.Paths
+	life   *Lifecycle
+	// checkpoint is where a container created from a checkpoint is
+	// restored from; nil for one runc created.
+	checkpoint *RestoreConfig
+	noPivot    bool
 
 	// mu serialises the runc commands that change the process (start,
 	// kill, delete) so that each sees the state the previous one left.
-	mu  sync.Mutex
-	pid int
+	mu sync.Mutex
+
+	// started guards pid and streams. runc create sets them before anyone
+	// else sees the process; a container restored from a checkpoint gets
+	// them only when Start's runc restore returns, while State or CloseIO
+	// may be asking.
+	started sync.Mutex
+	pid     int
+	streams stdio.Streams
 }
 
 // CreateInit runs `runc create`: runc sets up namespaces and cgroups and
 // leaves the container's process waiting, not yet running the user's program.
 func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error) {
+	if cfg.Checkpoint != nil {
+		return createFromCheckpoint(cfg)
+	}
 	p := &InitProcess{
 		id:     cfg.ID,
 		bundle: cfg.Bundle,
@@ -85,32 +101,53 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 }
 
 func (p *InitProcess) ID() string                  { return p.id }
-func (p *InitProcess) Pid() int                    { return p.pid }
 func (p *InitProcess) State() State                { return p.life.State() }
 func (p *InitProcess) Stdio() stdio.Paths          { return p.paths }
 func (p *InitProcess) Exited() <-chan struct{}     { return p.life.Exited() }
 func (p *InitProcess) Exit() (ExitStatus, bool)    { return p.life.Exit() }
-func (p *InitProcess) OutputDone() <-chan struct{} { return p.streams.OutputDone() }
+func (p *InitProcess) OutputDone() <-chan struct{} { return p.io().OutputDone() }
+
+// Pid is the container's init pid; 0 while a container created from a
+// checkpoint has not been restored.
+func (p *InitProcess) Pid() int {
+	p.started.Lock()
+	defer p.started.Unlock()
+	return p.pid
+}
+
+func (p *InitProcess) io() stdio.Streams {
+	p.started.Lock()
+	defer p.started.Unlock()
+	return p.streams
+}
 
 // Runc is the container's runc, shared by its exec processes.
 func (p *InitProcess) Runc() *runc.Runc { return p.runc }
 
 // CloseIO closes the process's stdin: it reads end-of-file.
-func (p *InitProcess) CloseIO() { p.streams.CloseStdin() }
+func (p *InitProcess) CloseIO() { p.io().CloseStdin() }
 
 // Resize sets the window size of the process's terminal.
-func (p *InitProcess) Resize(width, height uint32) error { return p.streams.Resize(width, height) }
+func (p *InitProcess) Resize(width, height uint32) error { return p.io().Resize(width, height) }
 
 // Start runs `runc start`: the waiting process now executes the user's
-// program. The program may exit before runc start even returns; the Reaper
-// will have delivered that exit through SetExited, and Start still succeeds.
+// program. A container created from a checkpoint is restored instead (runc
+// restore, see restore.go). The program may exit before runc even returns;
+// the Reaper will have delivered that exit through SetExited, and Start
+// still succeeds.
 func (p *InitProcess) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.life.Check(Running, p.id); err != nil {
 		return err
 	}
-	if err := runcCall(ctx, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) }); err != nil {
+	var err error
+	if p.life.State() == CreatedFromCheckpoint {
+		err = p.restore(ctx)
+	} else {
+		err = runcCall(ctx, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) })
+	}
+	if err != nil {
 		return err
 	}
 	if err := p.life.MoveTo(Running, p.id); err != nil && p.life.State() != Stopped {
@@ -132,6 +169,9 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 		// callers (CRI's StopContainer among them) rely on that kind.
 		return fmt.Errorf("process %s already finished: %w", p.id, errdefs.ErrNotFound)
 	}
+	if p.life.State() == CreatedFromCheckpoint {
+		return fmt.Errorf("container %s has no process to signal until Start restores it from its checkpoint: %w", p.id, errdefs.ErrFailedPrecondition)
+	}
 	return runcCall(ctx, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(signal), &runc.KillOpts{All: all})
 	})
@@ -148,6 +188,8 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 		return ExitStatus{}, fmt.Errorf("container %s is still running; kill it before deleting it: %w", p.id, errdefs.ErrFailedPrecondition)
 	case Deleted:
 		return ExitStatus{}, fmt.Errorf("container %s was already deleted: %w", p.id, errdefs.ErrNotFound)
+	case CreatedFromCheckpoint:
+		return p.dropUnrestored()
 	case Created:
 		if err := p.kill(ctx, uint32(unix.SIGKILL), false); err != nil && !errdefs.IsNotFound(err) {
 			return ExitStatus{}, err
@@ -161,7 +203,7 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 	if err := p.deleteStopped(ctx); err != nil {
 		return ExitStatus{}, err
 	}
-	p.streams.Close()
+	p.io().Close()
 	exit, _ := p.life.Exit()
 	if err := p.life.MoveTo(Deleted, p.id); err != nil {
 		return ExitStatus{}, err
@@ -204,8 +246,8 @@ func ForceDelete(ctx context.Context, rc *runc.Runc, id string) error {
 
 // SetExited records the exit the Reaper collected.
 func (p *InitProcess) SetExited(code int, at time.Time) {
-	p.life.SetExited(ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
-	p.streams.ProcessExited()
+	p.life.SetExited(ExitStatus{Pid: p.Pid(), Code: code, ExitedAt: at})
+	p.io().ProcessExited()
 }
 
 // Pids lists every process in the container, as runc sees them.

@@ -1,8 +1,9 @@
 // Package process runs a container's processes through runc and follows each
 // one through its states: created → running (⇄ paused) → stopped → deleted.
 //
-// The init process is the container itself (runc create, then runc start);
-// exec processes join it later. Both are driven through Process, and both
+// The init process is the container itself (runc create, then runc start;
+// or, for a container created from a checkpoint, runc restore in Start: see
+// restore.go); exec processes join it later. Both are driven through Process, and both
 // take their steps through a Lifecycle, so the legal steps are the same table
 // for every process (see state.go).
 package process

@@ -59,12 +59,13 @@ func NewRunc(cfg RuncConfig) *runc.Runc {
 // it and answers the request with an error: a runc that hangs (a stuck
 // hook, a frozen cgroup, a wedged kernel call) must not hang the shim's RPCs
 // with it. Commands that only act on a container take milliseconds; those
-// that build one may run hooks; a checkpoint writes all of its memory.
+// that build one may run hooks; a checkpoint writes all of its memory, a
+// restore reads it back.
 func runcDeadline(command string) time.Duration {
 	switch command {
 	case "create", "start", "exec":
 		return time.Minute
-	case "checkpoint":
+	case "checkpoint", "restore":
 		return 10 * time.Minute
 	}
 	return 8 * time.Second

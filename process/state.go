@@ -13,10 +13,14 @@ type State string
 
 const (
 	Created State = "created" // runc has set it up; it waits for Start
-	Running State = "running"
-	Paused  State = "paused"
-	Stopped State = "stopped" // it exited; its status is kept until Delete
-	Deleted State = "deleted"
+	// CreatedFromCheckpoint: the container is to come back from a CRIU
+	// checkpoint. No process exists yet; Start runs `runc restore`, which
+	// brings back the process that was saved, already running.
+	CreatedFromCheckpoint State = "created from checkpoint"
+	Running               State = "running"
+	Paused                State = "paused"
+	Stopped               State = "stopped" // it exited; its status is kept until Delete
+	Deleted               State = "deleted"
 )
 
 // transitions is every legal step, in one place. Any step not listed is
@@ -27,9 +31,14 @@ var transitions = map[State][]State{
 	// deleted, so it passes through Stopped and has an exit status to
 	// report; a created exec is only a description and is dropped.
 	Created: {Running, Stopped, Deleted},
-	Running: {Paused, Stopped},
-	Paused:  {Running, Stopped},
-	Stopped: {Deleted},
+	// Start restores it with runc restore, and it runs, or has already
+	// exited by the time runc restore returns. One that is never restored
+	// (the restore failed, or Start never came) has nothing to kill: Delete
+	// records that no process ran, so it too passes through Stopped.
+	CreatedFromCheckpoint: {Running, Stopped},
+	Running:               {Paused, Stopped},
+	Paused:                {Running, Stopped},
+	Stopped:               {Deleted},
 }
 
 func canMove(from, to State) bool {
@@ -57,8 +66,15 @@ type Lifecycle struct {
 	exited chan struct{} // closed when the exit status is known
 }
 
-func NewLifecycle() *Lifecycle {
-	return &Lifecycle{state: Created, exited: make(chan struct{})}
+// NewLifecycle starts a process's life in Created.
+func NewLifecycle() *Lifecycle { return newLifecycleAt(Created) }
+
+// NewCheckpointLifecycle starts the life of a container that Start will
+// restore from a checkpoint.
+func NewCheckpointLifecycle() *Lifecycle { return newLifecycleAt(CreatedFromCheckpoint) }
+
+func newLifecycleAt(state State) *Lifecycle {
+	return &Lifecycle{state: state, exited: make(chan struct{})}
 }
 
 // State returns the current state.

@@ -8,9 +8,10 @@ import (
 )
 
 func TestTransitionTable(t *testing.T) {
-	all := []State{Created, Running, Paused, Stopped, Deleted}
+	all := []State{Created, CreatedFromCheckpoint, Running, Paused, Stopped, Deleted}
 	legal := map[[2]State]bool{
 		{Created, Running}: true, {Created, Stopped}: true, {Created, Deleted}: true,
+		{CreatedFromCheckpoint, Running}: true, {CreatedFromCheckpoint, Stopped}: true,
 		{Running, Paused}: true, {Running, Stopped}: true,
 		{Paused, Running}: true, {Paused, Stopped}: true,
 		{Stopped, Deleted}: true,

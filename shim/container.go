@@ -69,7 +69,6 @@ type Container struct {
 	init         *process.InitProcess
 	initTracked  *tracked
 	events       *EventSink
-	cgroup       cgroup.Cgroup // nil if it could not be found
 
 	// eventOrder keeps this container's events in the order containerd
 	// relies on: TaskCreate < TaskStart < TaskExit < TaskDelete. Start holds
@@ -80,8 +79,9 @@ type Container struct {
 	// guarded by eventOrder.
 	oomsReported uint64
 
-	mu    sync.Mutex
-	execs map[string]*tracked // guarded by mu
+	mu     sync.Mutex
+	execs  map[string]*tracked // guarded by mu
+	cgroup cgroup.Cgroup       // guarded by mu; nil until found, or if it cannot be
 }
 
 // process finds the init process (execID "") or an exec process.
@@ -164,8 +164,9 @@ func (c *Container) AddExec(cfg process.ExecConfig) error {
 }
 
 // Start starts the init process or an exec process, and publishes TaskStart
-// or TaskExecStarted. For an exec the pid is learnt only when runc returns,
-// so its exit is routed through a StartWindow opened before.
+// or TaskExecStarted. For an exec, and for an init restored from a
+// checkpoint, the pid is learnt only when runc returns, so the exit is routed
+// through a StartWindow opened before.
 func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter) (int, error) {
 	p, err := c.process(execID)
 	if err != nil {
@@ -173,6 +174,9 @@ func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter)
 	}
 	c.eventOrder.Lock()
 	defer c.eventOrder.Unlock()
+	if execID == "" && p.State() == process.CreatedFromCheckpoint {
+		return c.restore(ctx, exits)
+	}
 	if execID == "" {
 		if err := p.Start(ctx); err != nil {
 			return 0, err
@@ -188,6 +192,21 @@ func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter)
 	window.Claim(p.Pid(), exitTarget{container: c, process: p})
 	c.events.Publish(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: execID, Pid: uint32(p.Pid())})
 	return p.Pid(), nil
+}
+
+// restore brings the container back from its checkpoint (runc restore) and
+// publishes TaskStart: to containerd, the restored container has started.
+// The caller holds eventOrder.
+func (c *Container) restore(ctx context.Context, exits *ExitRouter) (int, error) {
+	window := exits.OpenWindow()
+	if err := c.init.Start(ctx); err != nil {
+		window.Close()
+		return 0, err
+	}
+	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
+	c.watchResources()
+	c.events.Publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
+	return c.init.Pid(), nil
 }
 
 // handleExit is the end of the exit pipeline (see exits.go): record the exit,
@@ -287,8 +306,12 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 		c.mu.Unlock()
 		return exit, nil
 	}
-	// A created init was killed by Delete: its exit is reported too.
-	if err := p.waitExitReported(ctx); err != nil {
+	// A created init was killed by Delete: its exit is reported too. A
+	// container never restored from its checkpoint had no process (pid 0)
+	// and has no TaskExit; Wait answers with the status Delete recorded.
+	if exit.Pid == 0 {
+		close(p.exitReported)
+	} else if err := p.waitExitReported(ctx); err != nil {
 		return process.ExitStatus{}, err
 	}
 	if err := unmountRootfs(c.rootfs); err != nil {
@@ -335,7 +358,9 @@ func (c *Container) watchResources() {
 		log.L.WithError(err).WithField("id", c.ID).Warn("no cgroup found: no stats or OOM events for this container")
 		return
 	}
+	c.mu.Lock()
 	c.cgroup = cg
+	c.mu.Unlock()
 	if err := cg.WatchOOM(c.reportOOMs); err != nil {
 		log.L.WithError(err).WithField("id", c.ID).Warn("cannot watch for OOM kills")
 	}
@@ -349,10 +374,11 @@ func (c *Container) reportOOMs() {
 
 // reportOOMsLocked publishes a TaskOOM for each OOM kill not yet reported.
 func (c *Container) reportOOMsLocked() {
-	if c.cgroup == nil {
+	cg := c.resources()
+	if cg == nil {
 		return
 	}
-	kills, err := c.cgroup.OOMKills()
+	kills, err := cg.OOMKills()
 	if err != nil {
 		return // the cgroup is gone: the container was deleted
 	}
@@ -363,10 +389,18 @@ func (c *Container) reportOOMsLocked() {
 
 // Metrics reads the container's cgroup metrics.
 func (c *Container) Metrics() (*anypb.Any, error) {
-	if c.cgroup == nil {
+	cg := c.resources()
+	if cg == nil {
 		return nil, fmt.Errorf("container %s: %w", c.ID, cgroup.ErrNoCgroup)
 	}
-	return c.cgroup.Metrics()
+	return cg.Metrics()
+}
+
+// resources is the container's cgroup, or nil.
+func (c *Container) resources() cgroup.Cgroup {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cgroup
 }
 
 // Checkpoint saves the container and publishes TaskCheckpointed (which the

@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/pelletier/go-toml/v2"
@@ -58,6 +59,21 @@ func fromRuntimeOptionsTable(table *runtimeoptions.Options) (*options.Options, e
 		return nil, fmt.Errorf("runtime options table is not valid TOML of containerd.runc.v1.Options: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return opts, nil
+}
+
+// restoreConfig says where Start restores the container from, or is nil when
+// Create makes a new one. Of the runc options, the shim reads CriuWorkPath,
+// the folder for CRIU's restore log, as the stock runc shim does;
+// CriuImagePath is containerd's: the Go client's WithRestoreImagePath sets it,
+// and containerd 2.x sends that folder as the request's Checkpoint.
+func restoreConfig(req *taskAPI.CreateTaskRequest, opts *options.Options) *process.RestoreConfig {
+	if req.Checkpoint == "" {
+		if opts.CriuImagePath != "" {
+			log.L.WithField("id", req.ID).Warnf("runtime option CriuImagePath %s is ignored: containerd did not send it as the checkpoint to restore (containerd 1.7 does so only for io.containerd.runc.* runtimes); restore from a checkpoint image instead", opts.CriuImagePath)
+		}
+		return nil
+	}
+	return &process.RestoreConfig{ImagePath: req.Checkpoint, WorkPath: opts.CriuWorkPath}
 }
 
 // optionsFile is where Create saves the runtime options in the bundle. The

@@ -54,13 +54,12 @@ func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Servi
 	return s
 }
 
-// Create mounts the rootfs and runs `runc create`.
+// Create mounts the rootfs and runs `runc create`. With a checkpoint (the
+// folder of CRIU images containerd prepared) nothing runs yet: Start restores
+// the container from it.
 func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, err error) {
 	if err := validateID("container", req.ID); err != nil {
 		return nil, err
-	}
-	if req.Checkpoint != "" {
-		return nil, fmt.Errorf("create %s: restoring from a checkpoint is not supported yet: %w", req.ID, errdefs.ErrNotImplemented)
 	}
 	if err := s.reserve(req.ID); err != nil {
 		return nil, err
@@ -103,11 +102,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		events:         s.events,
 		execs:          make(map[string]*tracked),
 	}
-	// The init process can die as soon as runc has created it (killed, or
-	// its setup failed); the window keeps such an exit until its pid is
-	// claimed.
-	window := s.exits.OpenWindow()
-	c.init, err = process.CreateInit(ctx, process.InitConfig{
+	if err := s.createInit(ctx, c, process.InitConfig{
 		ID:     req.ID,
 		Bundle: req.Bundle,
 		Runc: process.RuncConfig{
@@ -122,20 +117,38 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			IOUid: int(opts.IoUid), IOGid: int(opts.IoGid)},
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
-	})
-	if err != nil {
-		window.Close()
+		Checkpoint:   restoreConfig(req, opts),
+	}); err != nil {
 		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
-	c.initTracked = track(c.init)
-	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
-
-	c.watchResources()
 	s.mu.Lock()
 	s.containers[req.ID] = c
 	s.mu.Unlock()
 	c.publishCreate(req)
 	return &taskAPI.CreateTaskResponse{Pid: uint32(c.init.Pid())}, nil
+}
+
+// createInit creates the container's init process. The process can die as
+// soon as runc has created it (killed, or its setup failed); the window keeps
+// such an exit until its pid is claimed.
+func (s *TaskService) createInit(ctx context.Context, c *Container, cfg process.InitConfig) (err error) {
+	if cfg.Checkpoint != nil {
+		// No process yet: Container.Start restores it and routes its exit.
+		if c.init, err = process.CreateInit(ctx, cfg); err != nil {
+			return err
+		}
+		c.initTracked = track(c.init)
+		return nil
+	}
+	window := s.exits.OpenWindow()
+	if c.init, err = process.CreateInit(ctx, cfg); err != nil {
+		window.Close()
+		return err
+	}
+	c.initTracked = track(c.init)
+	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
+	c.watchResources()
+	return nil
 }
 
 func (s *TaskService) reserve(id string) error {
@@ -247,7 +260,7 @@ func (s *TaskService) State(ctx context.Context, req *taskAPI.StateRequest) (*ta
 
 func taskStatus(state process.State) task.Status {
 	switch state {
-	case process.Created:
+	case process.Created, process.CreatedFromCheckpoint:
 		return task.Status_CREATED
 	case process.Running:
 		return task.Status_RUNNING
