@@ -22,22 +22,22 @@ import (
 type Kind string
 
 const (
-	KindJournal Kind = "journal"  // the journal was opened: Pid is the shim, Name its group, Msg the level
-	KindRPCIn   Kind = "rpc.in"   // a request from containerd arrived: Name is the method
-	KindRPCOut  Kind = "rpc.out"  // the answer left: Took, and Err (an errdefs kind) and Msg on failure
-	KindRunc    Kind = "runc"     // a runc command ended: Argv, Pid, Code, Took; Msg is runc's reason on failure
-	KindOpen    Kind = "open"     // a stream's FIFO, pipe, file or console was opened: Name is the stream, Path
-	KindClose   Kind = "close"    // ... and closed; at debug level Bytes says how much it carried
-	KindSignal  Kind = "signal"   // a signal was relayed to a process: Signal, Pid, All
-	KindReaped  Kind = "reaped"   // the shim collected a child's exit: Pid, Code
-	KindEvent   Kind = "event"    // an event was queued for containerd: Name is the topic
-	KindOOM     Kind = "oom"      // the kernel's OOM killer acted in the container's cgroup
-	KindMount   Kind = "mount"    // a rootfs mount: Name the type, Msg the source, Path the target
-	KindUnmount Kind = "unmount"  // the rootfs was unmounted: Path
-	KindExit    Kind = "exit"     // how a process ended (End)
-	KindCleanup Kind = "cleanup"  // containerd ran the `delete` action after the shim died
-	KindShim    Kind = "shim"     // something about the shim process itself: Name says what
-	KindClosed  Kind = "closed"   // the container was deleted; the journal ends
+	KindJournal Kind = "journal" // the journal was opened: Pid is the shim, Name its group, Msg the level
+	KindRPCIn   Kind = "rpc.in"  // a request from containerd arrived: Name is the method
+	KindRPCOut  Kind = "rpc.out" // the answer left: Took, and Err (an errdefs kind) and Msg on failure
+	KindRunc    Kind = "runc"    // a runc command ended: Argv, Pid, Code, Took; Msg is runc's reason on failure
+	KindOpen    Kind = "open"    // a stream's FIFO, pipe, file or console was opened: Name is the stream, Path
+	KindClose   Kind = "close"   // ... and closed; at debug level Bytes says how much it carried
+	KindSignal  Kind = "signal"  // a signal was relayed to a process: Signal, Pid, All
+	KindReaped  Kind = "reaped"  // the shim collected a child's exit: Pid, Code
+	KindEvent   Kind = "event"   // an event was queued for containerd: Name is the topic
+	KindOOM     Kind = "oom"     // the kernel's OOM killer acted in the container's cgroup
+	KindMount   Kind = "mount"   // a rootfs mount: Name the type, Msg the source, Path the target
+	KindUnmount Kind = "unmount" // the rootfs was unmounted: Path
+	KindExit    Kind = "exit"    // how a process ended (End)
+	KindCleanup Kind = "cleanup" // containerd ran the `delete` action after the shim died
+	KindShim    Kind = "shim"    // something about the shim process itself: Name says what
+	KindClosed  Kind = "closed"  // the container was deleted; the journal ends
 )
 
 // Entry is one line of the journal. Fields that do not apply to a kind are
