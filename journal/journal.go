@@ -255,6 +255,9 @@ func (r Recorder) Record(e Entry) {
 	r.j.Record(e)
 }
 
+// Exec is the exec id of the process; "" for the init process.
+func (r Recorder) Exec() string { return r.exec }
+
 // On is true when entries are recorded at all.
 func (r Recorder) On() bool { return r.j != nil }
 

@@ -32,6 +32,7 @@ type TaskService struct {
 	events    *EventSink
 	exits     *ExitRouter
 	shutdown  shutdown.Service
+	journals  *journals
 
 	// mu guards containers. It is never held across a runc command.
 	mu         sync.Mutex
@@ -49,7 +50,9 @@ func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Servi
 		shutdown:   shutdown,
 		containers: make(map[string]*Container),
 		creating:   make(map[string]struct{}),
+		journals:   openJournals(namespace),
 	}
+	s.exits.journal = s.journals.shim
 	go s.exits.Run(process.NewReaper().Exits())
 	return s
 }
@@ -75,6 +78,15 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	if err != nil {
 		return nil, err
 	}
+	own, err := shimOptionsOf(req.Options)
+	if err != nil {
+		return nil, err
+	}
+	level, err := journalLevel(spec, own)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: annotation %s or runtime option Journal: %v: %w", req.ID, JournalAnnotation, err, errdefs.ErrInvalidArgument)
+	}
+	j := s.journals.open(req.ID, req.Bundle, level)
 	if err := saveRuncOptions(req.Bundle, opts); err != nil {
 		return nil, err
 	}
@@ -83,13 +95,13 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			return nil, fmt.Errorf("move the shim into cgroup %s (runtime option ShimCgroup): %w", opts.ShimCgroup, err)
 		}
 	}
-	rootfs, err := mountRootfs(req.Bundle, req.Rootfs)
+	rootfs, err := mountRootfs(req.Bundle, req.Rootfs, j)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			unmountRootfs(rootfs)
+			unmountRootfs(rootfs, j)
 		}
 	}()
 
@@ -101,6 +113,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		ioUID:          int(opts.IoUid),
 		ioGID:          int(opts.IoGid),
 		events:         s.events,
+		journal:        j,
 		execs:          make(map[string]*tracked),
 	}
 	// The init process can die as soon as runc has created it (killed, or
@@ -122,12 +135,13 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			IOUid: int(opts.IoUid), IOGid: int(opts.IoGid)},
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
+		Journal:      j.Process(""),
 	})
 	if err != nil {
 		window.Close()
 		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
-	c.initTracked = track(c.init)
+	c.initTracked = track(c.init, j.Process(""))
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 
 	c.watchResources()
@@ -213,6 +227,7 @@ func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest)
 		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
 			Owner: stdio.Owner{ContainerID: c.ID, Namespace: s.namespace},
 			IOUid: c.ioUID, IOGid: c.ioGID},
+		Journal: c.journal.Process(req.ExecID),
 	})
 	if err != nil {
 		return nil, err
@@ -262,10 +277,11 @@ func taskStatus(state process.State) task.Status {
 // Kill relays a signal to the container's process (all: to every process in
 // it).
 func (s *TaskService) Kill(ctx context.Context, req *taskAPI.KillRequest) (*emptypb.Empty, error) {
-	_, p, err := s.process(req.ID, req.ExecID)
+	c, p, err := s.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, err
 	}
+	c.noteKill(p, int(req.Signal), "Kill request", req.All)
 	if err := p.Kill(ctx, req.Signal, req.All); err != nil {
 		return nil, err
 	}
