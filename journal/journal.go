@@ -73,10 +73,14 @@ func Open(dir string, opts Options) (*Journal, error) {
 	return openFile(dir, opts)
 }
 
-// Reopen continues an existing journal (the `delete` action after a shim
-// died adds to what the shim wrote); no journal there gives nil.
+// Reopen continues the journal of a container that was not deleted (the
+// `delete` action after a shim died adds to what the shim wrote); no
+// journal there, or one that has ended, gives nil.
 func Reopen(dir, id string) *Journal {
 	if !exists(dir) {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, endedFile)); err == nil {
 		return nil
 	}
 	j, err := openFile(dir, Options{ID: id, Level: Info})

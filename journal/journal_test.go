@@ -212,7 +212,8 @@ func TestPruneKeepsRunningAndRecentJournals(t *testing.T) {
 func TestFollowerReadsAcrossRotation(t *testing.T) {
 	j := openTest(t, 1024)
 	j.Record(Entry{Kind: KindJournal})
-	f, err := Follow(j.Dir())
+	story, _ := Read(j.Dir())
+	f, err := Follow(j.Dir(), story.Offset)
 	if err != nil {
 		t.Fatal(err)
 	}

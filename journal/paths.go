@@ -57,6 +57,11 @@ func stateKey(state string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// StateDir is the folder of every journal of one containerd.
+func StateDir(root, state string) string {
+	return filepath.Join(root, stateKey(state))
+}
+
 // ContainerDir is the folder of a container's journal.
 func ContainerDir(root, state, namespace, id string) string {
 	return filepath.Join(root, stateKey(state), namespace, id)

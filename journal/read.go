@@ -19,6 +19,9 @@ type Story struct {
 	Ended bool
 	// Skipped counts lines that could not be read (damaged, or not ours).
 	Skipped int
+	// Offset is how far into the current file Read got: Follow goes on
+	// from there.
+	Offset int64
 }
 
 // Read reads a container's journal: the rotated file, then the current one.
@@ -35,6 +38,9 @@ func Read(dir string) (Story, error) {
 			return s, err
 		}
 		entries, skipped := readLines(f)
+		if name == currentFile {
+			s.Offset, _ = f.Seek(0, io.SeekCurrent)
+		}
 		f.Close()
 		s.Entries = append(s.Entries, entries...)
 		s.Skipped += skipped
@@ -47,8 +53,17 @@ func Read(dir string) (Story, error) {
 	return s, nil
 }
 
-func readLines(r io.Reader) (entries []Entry, skipped int) {
-	scanner := bufio.NewScanner(r)
+// readLines reads the complete lines of r; a last line without its newline
+// (being written) is left for the next reader, and r is left after the last
+// complete line.
+func readLines(r io.ReadSeeker) (entries []Entry, skipped int) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, 0
+	}
+	complete := bytes.LastIndexByte(data, '\n') + 1
+	r.Seek(int64(complete-len(data)), io.SeekCurrent)
+	scanner := bufio.NewScanner(bytes.NewReader(data[:complete]))
 	scanner.Buffer(make([]byte, 0, 64<<10), maxLine)
 	for scanner.Scan() {
 		if e, err := ParseLine(scanner.Bytes()); err == nil {
@@ -68,14 +83,13 @@ type Follower struct {
 	partial []byte // a line whose end has not been written yet
 }
 
-// Follow starts reading at the current end of the journal: the caller has
-// read what is there already (Read).
-func Follow(dir string) (*Follower, error) {
+// Follow starts reading the current file at offset: where Read stopped.
+func Follow(dir string, offset int64) (*Follower, error) {
 	f, err := os.Open(filepath.Join(dir, currentFile))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		f.Close()
 		return nil, err
 	}

@@ -88,14 +88,15 @@ func runcCall(ctx context.Context, rec journal.Recorder, rc *runc.Runc, command,
 	started := journal.Now()
 	err := runRunc(ctx, rc, command, id, call)
 	if rec.On() {
-		rec.Record(runcEntry(command, seen, journal.Now()-started, err))
+		rec.Record(runcEntry(command, seen, started, journal.Now()-started, err))
 	}
 	return err
 }
 
-// runcEntry is the journal's line for one runc command.
-func runcEntry(command string, seen *observedCommand, took int64, err error) journal.Entry {
-	e := journal.Entry{Kind: journal.KindRunc, Name: command, Took: took, Err: journal.ErrorKind(err)}
+// runcEntry is the journal's line for one runc command, at the time it
+// started.
+func runcEntry(command string, seen *observedCommand, started, took int64, err error) journal.Entry {
+	e := journal.Entry{Kind: journal.KindRunc, Mono: started, Name: command, Took: took, Err: journal.ErrorKind(err)}
 	argv, pid, status, exited := seen.result()
 	e.Argv, e.Pid = argv, pid
 	if exited {

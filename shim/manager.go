@@ -187,6 +187,11 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	j := journal.Reopen(journal.ContainerDir(journalRoot, journal.StateOfBundle(bundle), ns, id), id)
 	defer j.Close()
 	j.Record(journal.Entry{Kind: journal.KindCleanup, Pid: os.Getpid(), Msg: "containerd ran the delete action: the shim is gone"})
+	if j != nil {
+		// The Reaper, as go-runc's Monitor, is what learns runc's argv
+		// and exit status for the journal.
+		process.NewReaper()
+	}
 	rc := process.NewRunc(process.RuncConfig{Binary: opts.BinaryName, Root: opts.Root, Namespace: ns, Bundle: bundle})
 	if err := process.ForceDelete(ctx, j.Process(""), rc, id); err != nil {
 		log.G(ctx).WithError(err).Warn("runc delete during shim cleanup")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/shim"
 
+	"github.com/teach/containerd-shim-teach-v2/trace"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
 
@@ -20,9 +21,13 @@ import (
 //	containerd-shim-teach-v2 ... start    launch the shim server, print its address
 //	containerd-shim-teach-v2 ... delete   clean up after a shim that died
 //	containerd-shim-teach-v2 ...          the shim server itself (started by start)
+//
+// and people run it as `containerd-shim-teach-v2 trace ID` (package trace).
 func Run() {
 	flags, err := parseLaunchFlags(os.Args[1:])
 	switch {
+	case len(os.Args) > 1 && os.Args[1] == "trace":
+		os.Exit(trace.Main(os.Args[2:], os.Stdout, os.Stderr))
 	case err == nil && flags.version:
 		printVersion()
 	case err == nil && flags.action == "start":

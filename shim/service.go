@@ -19,6 +19,7 @@ import (
 
 	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 	"github.com/teach/containerd-shim-teach-v2/process"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
@@ -120,6 +121,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	// its setup failed); the window keeps such an exit until its pid is
 	// claimed.
 	window := s.exits.OpenWindow()
+	createdAt := journal.Now()
 	c.init, err = process.CreateInit(ctx, process.InitConfig{
 		ID:     req.ID,
 		Bundle: req.Bundle,
@@ -142,6 +144,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
 	c.initTracked = track(c.init, j.Process(""))
+	c.initTracked.life.created = createdAt
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 
 	c.watchResources()
