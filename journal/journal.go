@@ -50,13 +50,21 @@ type Options struct {
 	State string
 	// FileLimit rotates the file past this size; 0 is DefaultFileLimit.
 	FileLimit int64
+
+	truncate bool // start the current file empty
 }
 
 // Open starts a new journal in dir: what an earlier container of the same id
 // left there is removed, since a new task is a new story. Level off removes
 // it and returns nil.
 func Open(dir string, opts Options) (*Journal, error) {
-	for _, name := range []string{currentFile, rotatedFile, endedFile} {
+	// Each file operation here is on the Create request's path: the
+	// current file is truncated rather than removed and made anew.
+	remove := []string{rotatedFile, endedFile}
+	if opts.Level == Off {
+		remove = append(remove, currentFile)
+	}
+	for _, name := range remove {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
@@ -70,6 +78,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if opts.State != "" {
 		noteState(dir, opts.State)
 	}
+	opts.truncate = true
 	return openFile(dir, opts)
 }
 
@@ -96,7 +105,7 @@ func openFile(dir string, opts Options) (*Journal, error) {
 		limit = DefaultFileLimit
 	}
 	j := &Journal{dir: dir, id: opts.ID, level: opts.Level, limit: limit}
-	if err := j.openCurrent(); err != nil {
+	if err := j.openCurrent(opts.truncate); err != nil {
 		return nil, err
 	}
 	return j, nil
@@ -118,8 +127,12 @@ func noteState(dir, state string) {
 
 // openCurrent opens journal.jsonl for appending; O_NOFOLLOW: the shim runs
 // as root and must not write through a link someone left there.
-func (j *Journal) openCurrent() error {
-	f, err := os.OpenFile(filepath.Join(j.dir, currentFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+func (j *Journal) openCurrent(truncate bool) error {
+	flags := os.O_WRONLY | os.O_APPEND | os.O_CREATE | unix.O_NOFOLLOW
+	if truncate {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(filepath.Join(j.dir, currentFile), flags, 0o600)
 	if err != nil {
 		return err
 	}
@@ -188,7 +201,7 @@ func (j *Journal) rotate() {
 	j.file.Close()
 	j.file = nil
 	os.Rename(filepath.Join(j.dir, currentFile), filepath.Join(j.dir, rotatedFile))
-	j.openCurrent()
+	j.openCurrent(false)
 }
 
 // Close ends the journal of a deleted container: it stays for trace, marked

@@ -252,3 +252,25 @@ func TestParseLevel(t *testing.T) {
 		t.Errorf("verbose: %v", err)
 	}
 }
+
+// BenchmarkRecord is the cost of one line on the request path.
+func BenchmarkRecord(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "c1")
+	j, err := Open(dir, Options{ID: "c1", Level: Info})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	argv := []string{"runc", "--root", "/run/containerd/runc/default", "--log", "/run/containerd/io.containerd.runtime.v2.task/default/c1/log.json", "--log-format", "json", "start", "c1"}
+	for b.Loop() {
+		j.Record(Entry{Kind: KindRunc, Name: "start", Argv: argv, Pid: 1234, Code: Code(0), Took: 8_000_000})
+	}
+}
+
+// BenchmarkRecordOff is the cost of a line when the journal is off.
+func BenchmarkRecordOff(b *testing.B) {
+	var j *Journal
+	for b.Loop() {
+		j.Process("").Record(Entry{Kind: KindRunc, Name: "start", Pid: 1234})
+	}
+}

@@ -29,9 +29,9 @@ type exitTarget struct {
 
 // ExitRouter hands each exit the Reaper collects to the process it belongs to.
 type ExitRouter struct {
-	// journal is the shim-wide journal: it records the exits of pids no
-	// process claimed when they were reaped.
-	journal *journal.Journal
+	// shimJournal finds the shim-wide journal: it records the exits of
+	// pids no process claimed when they were reaped.
+	shimJournal func() *journal.Journal
 
 	mu      sync.Mutex
 	byPid   map[int]exitTarget
@@ -68,8 +68,8 @@ func (r *ExitRouter) route(exit runc.Exit) {
 	if known {
 		target.process.journal.Record(reapedEntry(exit))
 		go target.container.handleExit(target.process, exit)
-	} else {
-		r.journal.Record(reapedEntry(exit))
+	} else if r.shimJournal != nil {
+		r.shimJournal().Record(reapedEntry(exit))
 	}
 	// An exit nobody claims is a process the shim never started: a
 	// daemon inside a container, re-parented to us when its parent died.

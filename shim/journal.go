@@ -3,6 +3,7 @@ package shim
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -31,12 +32,15 @@ func journalLevel(spec *specs.Spec, own shimOptions) (journal.Level, error) {
 }
 
 // journals are the open journals of a shim: one per container it serves,
-// and one for what concerns the shim as a whole (a grouped shim serves
-// many containers).
+// and, for a grouped shim, which serves many containers, one for what
+// concerns the shim as a whole. An ungrouped shim serves one container, whose
+// journal takes the shim-wide entries too: one file less to make and remove
+// on each container's way.
 type journals struct {
 	namespace string
 	group     string
-	shim      *journal.Journal // nil when off or unknown
+	grouped   bool
+	shim      *journal.Journal // a grouped shim's; nil when off or unknown
 
 	mu   sync.Mutex
 	byID map[string]*journal.Journal // guarded by mu
@@ -56,6 +60,11 @@ func openJournals(namespace string) *journals {
 	js.group = flags.id
 	bundle, err := os.Getwd()
 	if err != nil {
+		return js
+	}
+	// An ungrouped shim is named after its container, whose bundle it
+	// runs in.
+	if js.grouped = js.group != filepath.Base(bundle); !js.grouped {
 		return js
 	}
 	level := journal.DefaultLevel
@@ -97,6 +106,20 @@ func (js *journals) of(id string) *journal.Journal {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	return js.byID[id]
+}
+
+// shimWide is where shim-wide entries go: the grouped shim's own journal,
+// or an ungrouped shim's one container's.
+func (js *journals) shimWide() *journal.Journal {
+	if js.grouped {
+		return js.shim
+	}
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	for _, j := range js.byID {
+		return j
+	}
+	return nil
 }
 
 // close ends a container's journal: its last line, then the file.
@@ -160,9 +183,10 @@ func (js *journals) journalRPC(ctx context.Context, unmarshal ttrpc.Unmarshaler,
 		}
 	}
 	if j == nil {
-		js.shim.Record(journal.Entry{Kind: journal.KindRPCIn, Mono: arrived, ID: id, Exec: exec, Name: name})
+		shim := js.shimWide()
+		shim.Record(journal.Entry{Kind: journal.KindRPCIn, Mono: arrived, ID: id, Exec: exec, Name: name})
 		out.ID = id
-		js.shim.Record(out)
+		shim.Record(out)
 		return resp, err
 	}
 	j.Record(out)

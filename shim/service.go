@@ -53,7 +53,7 @@ func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Servi
 		creating:   make(map[string]struct{}),
 		journals:   openJournals(namespace),
 	}
-	s.exits.journal = s.journals.shim
+	s.exits.shimJournal = s.journals.shimWide
 	go s.exits.Run(process.NewReaper().Exits())
 	return s
 }
