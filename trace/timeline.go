@@ -118,24 +118,24 @@ func (t *timeline) relative(mono int64) string {
 	return fmt.Sprintf("%+.3fs", float64(mono-t.base)/float64(time.Second))
 }
 
-// lanesOf says who speaks to whom in an entry; from == to is a step taken
-// within one lane.
+// kindLanes says who speaks to whom in each kind of entry: from, to. The
+// same lane twice is a step taken within it; a kind not listed is the
+// shim's own.
+var kindLanes = map[journal.Kind][2]int{
+	journal.KindRPCIn:   {laneContainerd, laneShim},
+	journal.KindRPCOut:  {laneShim, laneContainerd},
+	journal.KindEvent:   {laneShim, laneContainerd},
+	journal.KindRunc:    {laneShim, laneRunc},
+	journal.KindSignal:  {laneShim, laneContainer},
+	journal.KindReaped:  {laneContainer, laneShim},
+	journal.KindOOM:     {laneContainer, laneShim},
+	journal.KindExit:    {laneContainer, laneContainer},
+	journal.KindCleanup: {laneContainerd, laneContainerd},
+}
+
 func lanesOf(e journal.Entry) (from, to int) {
-	switch e.Kind {
-	case journal.KindRPCIn:
-		return laneContainerd, laneShim
-	case journal.KindRPCOut, journal.KindEvent:
-		return laneShim, laneContainerd
-	case journal.KindRunc:
-		return laneShim, laneRunc
-	case journal.KindSignal:
-		return laneShim, laneContainer
-	case journal.KindReaped, journal.KindOOM:
-		return laneContainer, laneShim
-	case journal.KindExit:
-		return laneContainer, laneContainer
-	case journal.KindCleanup:
-		return laneContainerd, laneContainerd
+	if lanes, ok := kindLanes[e.Kind]; ok {
+		return lanes[0], lanes[1]
 	}
 	return laneShim, laneShim
 }
