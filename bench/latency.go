@@ -50,32 +50,10 @@ func (s *session) measureLifecycle(warmup, iterations int) (map[string]durations
 		steps[shim.label] = make(map[string]durations)
 	}
 	totals := s.interleave("lifecycle", warmup, iterations, func(shim shimUnderTest, round int) (time.Duration, error) {
-		ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
-		defer cancel()
-		var marks []time.Time
-		mark := func() { marks = append(marks, time.Now()) }
-		mark()
-		task, err := containers[shim.label].NewTask(ctx, s.discardIO(nil))
+		marks, err := s.lifecycleRound(containers[shim.label])
 		if err != nil {
-			return 0, fmt.Errorf("create task: %w", err)
-		}
-		exitCh, err := task.Wait(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("wait task: %w", err)
-		}
-		mark()
-		if err := task.Start(ctx); err != nil {
-			return 0, fmt.Errorf("start task: %w", err)
-		}
-		mark()
-		if err := exitedWith(ctx, exitCh, 0); err != nil {
 			return 0, err
 		}
-		mark()
-		if _, err := task.Delete(ctx); err != nil {
-			return 0, fmt.Errorf("delete task: %w", err)
-		}
-		mark()
 		if round >= warmup {
 			for i, step := range lifecycleSteps {
 				steps[shim.label][step] = append(steps[shim.label][step], marks[i+1].Sub(marks[i]))
@@ -84,6 +62,39 @@ func (s *session) measureLifecycle(warmup, iterations int) (map[string]durations
 		return marks[len(marks)-1].Sub(marks[0]), nil
 	})
 	return totals, steps
+}
+
+// lifecycleRound runs one task of container through its life: create,
+// start, the exit of /bin/true, delete. It returns the time before each step
+// and after the last.
+func (s *session) lifecycleRound(container client.Container) ([]time.Time, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
+	defer cancel()
+	var marks []time.Time
+	mark := func() { marks = append(marks, time.Now()) }
+	mark()
+	task, err := container.NewTask(ctx, s.discardIO(nil))
+	if err != nil {
+		return nil, fmt.Errorf("create task: %w", err)
+	}
+	exitCh, err := task.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait task: %w", err)
+	}
+	mark()
+	if err := task.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start task: %w", err)
+	}
+	mark()
+	if err := exitedWith(ctx, exitCh, 0); err != nil {
+		return nil, err
+	}
+	mark()
+	if _, err := task.Delete(ctx); err != nil {
+		return nil, fmt.Errorf("delete task: %w", err)
+	}
+	mark()
+	return marks, nil
 }
 
 // measureExec times `exec /bin/true` in a running container: register the

@@ -11,9 +11,10 @@
 //     /proc/<pid>/smaps_rollup; medians), and the total over 50 containers,
 //     ungrouped and with a group annotation (memory.go);
 //  2. lifecycle: create, start, wait and delete a task running /bin/true;
-//  3. exec: /bin/true in a running container (latency.go);
-//  4. stdio: a container writes to stdout, the client reads it (stdio.go);
-//  5. shim start: `start` until it answers with the address (shimstart.go).
+//  3. journal: the lifecycle with our shim's journal on and off (journal.go);
+//  4. exec: /bin/true in a running container (latency.go);
+//  5. stdio: a container writes to stdout, the client reads it (stdio.go);
+//  6. shim start: `start` until it answers with the address (shimstart.go).
 //
 // The daemon, the image and the cleanup come from integration/harness, the
 // same code the integration tests run on; runTB (tb.go) adapts it to a
@@ -49,7 +50,7 @@ type parameters struct {
 	containerd         string // the pinned release, the daemon and the reference shim
 }
 
-var allPhases = []string{"memory", "lifecycle", "exec", "stdio", "start"}
+var allPhases = []string{"memory", "lifecycle", "journal", "exec", "stdio", "start"}
 
 func (p parameters) describe() []string {
 	return []string{
@@ -65,6 +66,8 @@ func (p parameters) describe() []string {
 		fmt.Sprintf("Lifecycle: through the containerd Go client, NewTask, Wait, Start, the exit of `/bin/true`, Delete, on one container per shim "+
 			"(so snapshot work is not counted); stdout and stderr are FIFOs the client reads, as with `ctr run`. %d rounds after %d warm-up rounds, "+
 			"the two shims alternating within each round.", p.iterations, p.warmup),
+		fmt.Sprintf("Journal: the lifecycle above, our shim only, for a container with the annotation `io.containerd.teach.v2.journal: off` "+
+			"and one at the default level (info), alternating; %d rounds after %d warm-up.", p.iterations, p.warmup),
 		fmt.Sprintf("Exec: Exec, Wait, Start, the exit of `/bin/true`, Delete, in a running container, FIFOs as above; %d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
 		fmt.Sprintf("Stdio: the container runs busybox `dd if=/dev/zero bs=1M count=%d` (%d MiB); timed from Start until the client has read every byte "+
 			"from the FIFO and the exit is known; MB/s is 10^6 bytes per second; median of %d runs. Host pipe: the same busybox dd piped to the host's `cat`, "+
@@ -147,6 +150,8 @@ func run() (code int) {
 			r.memory = s.measureMemory(p.idle, p.fleet, p.settle)
 		case "lifecycle":
 			r.lifecycle, r.lifecycleSteps = s.measureLifecycle(p.warmup, p.iterations)
+		case "journal":
+			r.journal = s.measureJournal(p.warmup, p.iterations)
 		case "exec":
 			r.exec = s.measureExec(p.warmup, p.iterations)
 		case "stdio":

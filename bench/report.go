@@ -26,6 +26,7 @@ type results struct {
 	start          map[string]durations
 	stdio          map[string]float64
 	hostPipe       float64
+	journal        map[string]durations // our shim, journal on and off
 }
 
 // row is one line of the table: our figure, runc-v2's, the ratio, and the
@@ -112,6 +113,7 @@ func (r *results) rows() []row {
 			atMost("lifecycle: p99", "ms", ms(o.percentile(99)), ms(t.percentile(99)), 1.1),
 		)
 	}
+	rows = append(rows, r.journalRows()...)
 	if r.exec != nil {
 		o, t := r.exec[ours], r.exec[theirs]
 		rows = append(rows,

@@ -37,12 +37,13 @@ func NewPipes(paths Paths) (_ *Pipes, err error) {
 		}
 	}()
 	for _, stream := range []struct {
+		name   string
 		wanted bool
 		pipe   *pipe
 	}{
-		{paths.Stdin != "", &p.stdin},
-		{paths.Stdout != "", &p.stdout},
-		{paths.Stderr != "", &p.stderr},
+		{"stdin", paths.Stdin != "", &p.stdin},
+		{"stdout", paths.Stdout != "", &p.stdout},
+		{"stderr", paths.Stderr != "", &p.stderr},
 	} {
 		if !stream.wanted {
 			if p.devNull == nil {
@@ -55,6 +56,7 @@ func NewPipes(paths Paths) (_ *Pipes, err error) {
 		if stream.pipe.read, stream.pipe.write, err = os.Pipe(); err != nil {
 			return nil, err
 		}
+		streamOpened(paths.Journal, stream.name, "pipe", "", stream.pipe.read)
 		if paths.IOUid != 0 || paths.IOGid != 0 {
 			// Both ends are one pipe inode; chown-ing one owns both.
 			if err := stream.pipe.read.Chown(paths.IOUid, paths.IOGid); err != nil {

@@ -7,8 +7,11 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // Relay copies between a process's pipes and containerd's FIFOs:
@@ -27,6 +30,8 @@ type Relay struct {
 	// every byte written is in the FIFOs.
 	outputDone chan struct{}
 	closeOnce  sync.Once
+	journal    journal.Recorder
+	bytes      byteCounts
 }
 
 // copyBufferSize is the size of each copy's buffer: the same as a pipe's
@@ -43,7 +48,7 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 // output. An error means nothing is left open (pipes excepted: the caller
 // owns them until OpenRelay succeeds).
 func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
-	r := &Relay{pipes: pipes, paths: paths, outputDone: make(chan struct{})}
+	r := &Relay{pipes: pipes, paths: paths, outputDone: make(chan struct{}), journal: paths.Journal}
 	defer func() {
 		if err != nil {
 			r.closeFifos()
@@ -54,6 +59,7 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 			return nil, err
 		}
 		r.closers = append(r.closers, r.stdinFifo)
+		streamOpened(r.journal, "stdin", "fifo", paths.Stdin, r.stdinFifo.read)
 	}
 	uri, isURI, err := outputURI(paths.Stdout)
 	if err != nil {
@@ -61,21 +67,22 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 	}
 	if isURI && uri.Scheme == "binary" {
 		r.logger = uri // the logging program reads the pipes itself
+		streamOpened(r.journal, "stdout+stderr", "logging program", paths.Stdout, nil)
 		return r, nil
 	}
-	for _, stream := range []struct {
-		path string
-		from io.Reader
-	}{{paths.Stdout, pipes.Stdout()}, {paths.Stderr, pipes.Stderr()}} {
+	for _, stream := range []copyJob{
+		{name: "stdout", path: paths.Stdout, from: pipes.Stdout(), count: &r.bytes.stdout},
+		{name: "stderr", path: paths.Stderr, from: pipes.Stderr(), count: &r.bytes.stderr},
+	} {
 		if stream.path == "" {
 			continue
 		}
-		out, err := openOutput(stream.path)
-		if err != nil {
+		if stream.to, err = openOutput(stream.path); err != nil {
 			return nil, err
 		}
-		r.closers = append(r.closers, out)
-		r.outputs = append(r.outputs, copyJob{to: out, from: stream.from})
+		r.closers = append(r.closers, stream.to)
+		r.outputs = append(r.outputs, stream)
+		streamOpened(r.journal, stream.name, outputKind(stream.path), stream.path, stream.to.File())
 	}
 	return r, nil
 }
@@ -126,17 +133,30 @@ func openOutput(path string) (output, error) {
 	return nil, fmt.Errorf("%s cannot be combined with another output: %w", path, errdefs.ErrInvalidArgument)
 }
 
+// copyJob is one output stream's copy: from the pipe to the FIFO or file.
 type copyJob struct {
-	to   output
-	from io.Reader
+	name, path string
+	to         output
+	from       io.Reader
+	count      *atomic.Int64 // what it carried, added when it ends
+}
+
+// outputKind says what an output path names, for the journal.
+func outputKind(path string) string {
+	if uri, isURI, _ := outputURI(path); isURI {
+		return uri.Scheme
+	}
+	return "fifo"
 }
 
 // copyStdin closes the container's stdin when containerd's side reaches
 // end-of-file, so a process such as `cat` sees EOF and can finish.
 func (r *Relay) copyStdin(stdin io.Reader) {
 	to := r.pipes.Stdin()
-	copyStream(to, stdin)
+	n := copyStream(to, stdin)
 	to.Close()
+	r.bytes.stdin.Add(n)
+	streamEnded(r.journal, "stdin", r.paths.Stdin, n)
 }
 
 func (r *Relay) copyOutputs(jobs []copyJob) {
@@ -145,21 +165,29 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			copyStream(job.to.File(), job.from)
+			n := copyStream(job.to.File(), job.from)
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()
+			job.count.Add(n)
+			streamEnded(r.journal, job.name, job.path, n)
 		}()
 	}
 	wg.Wait()
 	close(r.outputDone)
 }
 
-func copyStream(to io.Writer, from io.Reader) {
+// copyStream copies until from ends (or either side fails) and returns how
+// many bytes it carried.
+func copyStream(to io.Writer, from io.Reader) int64 {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	_, _ = io.CopyBuffer(to, from, *buf)
+	n, _ := io.CopyBuffer(to, from, *buf)
+	return n
 }
+
+// Bytes counts what each stream carried.
+func (r *Relay) Bytes() Bytes { return r.bytes.snapshot() }
 
 // CloseStdin is containerd's CloseIO: stdin is over. The shim gives up its
 // held writer; what containerd wrote is still delivered, and then the process
@@ -180,6 +208,7 @@ func (r *Relay) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		err = errors.Join(r.closeFifos(), r.pipes.Close())
+		r.journal.Record(journal.Entry{Kind: journal.KindClose, Name: "stdio", Msg: "FIFOs and pipes closed"})
 	})
 	return err
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // ExecConfig describes a process to run inside a running container.
@@ -23,6 +24,9 @@ type ExecConfig struct {
 	Runc        *runc.Runc // the container's runc: same binary, root and log
 	Spec        *specs.Process
 	Stdio       stdio.Paths
+	// Journal records the exec's runc command and stdio; its zero value
+	// records nothing.
+	Journal journal.Recorder
 }
 
 // ExecProcess is a process added to a running container: `docker exec`,
@@ -68,6 +72,16 @@ func (e *ExecProcess) OutputDone() <-chan struct{} {
 	return e.streams.OutputDone()
 }
 
+// Bytes counts what the process's stdio carried; nothing before it started.
+func (e *ExecProcess) Bytes() stdio.Bytes {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.streams == nil {
+		return stdio.Bytes{}
+	}
+	return e.streams.Bytes()
+}
+
 // Start runs `runc exec --detach`: runc joins the container's namespaces and
 // cgroup, starts the process and returns, leaving it a child of the shim
 // (the subreaper). The process may exit before runc even returns; the
@@ -78,13 +92,15 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 	if err := e.life.Check(Running, e.cfg.ID); err != nil {
 		return err
 	}
-	setup, err := prepareStdio(e.cfg.Stdio)
+	paths := e.cfg.Stdio
+	paths.Journal = e.cfg.Journal
+	setup, err := prepareStdio(paths)
 	if err != nil {
 		return fmt.Errorf("set up stdio for exec %s: %w", e.cfg.ID, err)
 	}
 	pidFile := filepath.Join(e.cfg.Bundle, e.cfg.ID+".pid")
 	opts := &runc.ExecOpts{IO: setup.runcIO(), ConsoleSocket: setup.consoleSocket(), PidFile: pidFile, Detach: true}
-	if err := runcCall(ctx, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
+	if err := runcCall(ctx, e.cfg.Journal, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
 		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
 	}); err != nil {
 		setup.abort()

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // InitConfig describes the container to create.
@@ -26,6 +27,9 @@ type InitConfig struct {
 	// Checkpoint, when set, makes Start restore the container from a CRIU
 	// checkpoint instead of starting what runc create made (restore.go).
 	Checkpoint *RestoreConfig
+	// Journal records the init process's runc commands and stdio; its
+	// zero value records nothing.
+	Journal journal.Recorder
 }
 
 // InitProcess is a container's first process: the one runc creates from the
@@ -40,6 +44,7 @@ type InitProcess struct {
 	// restored from; nil for one runc created.
 	checkpoint *RestoreConfig
 	noPivot    bool
+	journal    journal.Recorder
 
 	// mu serialises the runc commands that change the process (start,
 	// kill, delete) so that each sees the state the previous one left.
@@ -61,12 +66,14 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		return createFromCheckpoint(cfg)
 	}
 	p := &InitProcess{
-		id:     cfg.ID,
-		bundle: cfg.Bundle,
-		runc:   NewRunc(cfg.Runc),
-		paths:  cfg.Stdio,
-		life:   NewLifecycle(),
+		id:      cfg.ID,
+		bundle:  cfg.Bundle,
+		runc:    NewRunc(cfg.Runc),
+		paths:   cfg.Stdio,
+		life:    NewLifecycle(),
+		journal: cfg.Journal,
 	}
+	cfg.Stdio.Journal = cfg.Journal
 	setup, err := prepareStdio(cfg.Stdio)
 	if err != nil {
 		return nil, fmt.Errorf("set up stdio for %s: %w", cfg.ID, err)
@@ -79,7 +86,7 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		NoPivot:       cfg.NoPivotRoot,
 		NoNewKeyring:  cfg.NoNewKeyring,
 	}
-	if err := runcCall(ctx, p.runc, "create", p.id, func(ctx context.Context) error {
+	if err := runcCall(ctx, p.journal, p.runc, "create", p.id, func(ctx context.Context) error {
 		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
 	}); err != nil {
 		setup.abort()
@@ -121,6 +128,9 @@ func (p *InitProcess) io() stdio.Streams {
 	return p.streams
 }
 
+// Bytes counts what each stdio stream carried so far.
+func (p *InitProcess) Bytes() stdio.Bytes { return p.io().Bytes() }
+
 // Runc is the container's runc, shared by its exec processes.
 func (p *InitProcess) Runc() *runc.Runc { return p.runc }
 
@@ -145,7 +155,7 @@ func (p *InitProcess) Start(ctx context.Context) error {
 	if p.life.State() == CreatedFromCheckpoint {
 		err = p.restore(ctx)
 	} else {
-		err = runcCall(ctx, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) })
+		err = runcCall(ctx, p.journal, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) })
 	}
 	if err != nil {
 		return err
@@ -172,7 +182,7 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 	if p.life.State() == CreatedFromCheckpoint {
 		return fmt.Errorf("container %s has no process to signal until Start restores it from its checkpoint: %w", p.id, errdefs.ErrFailedPrecondition)
 	}
-	return runcCall(ctx, p.runc, "kill", p.id, func(ctx context.Context) error {
+	return runcCall(ctx, p.journal, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(signal), &runc.KillOpts{All: all})
 	})
 }
@@ -217,7 +227,7 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 // still run in it (a process outside the pid namespace), it falls back to
 // --force.
 func (p *InitProcess) deleteStopped(ctx context.Context) error {
-	err := runcCall(ctx, p.runc, "delete", p.id, func(ctx context.Context) error {
+	err := runcCall(ctx, p.journal, p.runc, "delete", p.id, func(ctx context.Context) error {
 		return p.runc.Delete(ctx, p.id, &runc.DeleteOpts{})
 	})
 	if err == nil || errdefs.IsNotFound(err) {
@@ -229,13 +239,13 @@ func (p *InitProcess) deleteStopped(ctx context.Context) error {
 // forceDelete runs `runc delete --force`; a container runc no longer knows is
 // already deleted.
 func (p *InitProcess) forceDelete(ctx context.Context) error {
-	return ForceDelete(ctx, p.runc, p.id)
+	return ForceDelete(ctx, p.journal, p.runc, p.id)
 }
 
 // ForceDelete removes container id from runc, killing whatever still runs in
 // it. The shim's `delete` action uses it to clean up after a dead shim.
-func ForceDelete(ctx context.Context, rc *runc.Runc, id string) error {
-	err := runcCall(ctx, rc, "delete", id, func(ctx context.Context) error {
+func ForceDelete(ctx context.Context, rec journal.Recorder, rc *runc.Runc, id string) error {
+	err := runcCall(ctx, rec, rc, "delete", id, func(ctx context.Context) error {
 		return rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
 	})
 	if err != nil && !errdefs.IsNotFound(err) {
@@ -253,7 +263,7 @@ func (p *InitProcess) SetExited(code int, at time.Time) {
 // Pids lists every process in the container, as runc sees them.
 func (p *InitProcess) Pids(ctx context.Context) ([]int, error) {
 	var pids []int
-	err := runcCall(ctx, p.runc, "ps", p.id, func(ctx context.Context) (err error) {
+	err := runcCall(ctx, p.journal, p.runc, "ps", p.id, func(ctx context.Context) (err error) {
 		pids, err = p.runc.Ps(ctx, p.id)
 		return err
 	})
@@ -268,7 +278,7 @@ func (p *InitProcess) Pause(ctx context.Context) error {
 	if err := p.life.Check(Paused, p.id); err != nil {
 		return err
 	}
-	if err := runcCall(ctx, p.runc, "pause", p.id, func(ctx context.Context) error { return p.runc.Pause(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.journal, p.runc, "pause", p.id, func(ctx context.Context) error { return p.runc.Pause(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Paused, p.id)
@@ -281,7 +291,7 @@ func (p *InitProcess) Resume(ctx context.Context) error {
 	if p.life.State() != Paused {
 		return fmt.Errorf("container %s is %s, not paused: %w", p.id, p.life.State(), errdefs.ErrFailedPrecondition)
 	}
-	if err := runcCall(ctx, p.runc, "resume", p.id, func(ctx context.Context) error { return p.runc.Resume(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.journal, p.runc, "resume", p.id, func(ctx context.Context) error { return p.runc.Resume(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Running, p.id)
@@ -295,5 +305,5 @@ func (p *InitProcess) Update(ctx context.Context, resources *specs.LinuxResource
 	if state := p.life.State(); state != Running && state != Paused && state != Created {
 		return fmt.Errorf("container %s is %s; only a live container can be updated: %w", p.id, state, errdefs.ErrFailedPrecondition)
 	}
-	return runcCall(ctx, p.runc, "update", p.id, func(ctx context.Context) error { return p.runc.Update(ctx, p.id, resources) })
+	return runcCall(ctx, p.journal, p.runc, "update", p.id, func(ctx context.Context) error { return p.runc.Update(ctx, p.id, resources) })
 }

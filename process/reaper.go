@@ -111,6 +111,7 @@ func (r *Reaper) Start(cmd *exec.Cmd) (chan runc.Exit, error) {
 	}
 	waiter := make(chan runc.Exit, 1)
 	r.commands[cmd.Process.Pid] = waiter
+	noteCommandStarted(cmd)
 	return waiter, nil
 }
 
@@ -127,5 +128,6 @@ func (r *Reaper) StartLocked(cmd *exec.Cmd) (chan runc.Exit, error) {
 func (r *Reaper) Wait(cmd *exec.Cmd, waiter chan runc.Exit) (int, error) {
 	exit := <-waiter
 	_ = cmd.Wait()
+	noteCommandExited(cmd, exit.Status)
 	return exit.Status, nil
 }

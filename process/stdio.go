@@ -4,6 +4,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // processStdio sets up a process's stdio around a runc command that creates
@@ -25,6 +26,7 @@ func prepareStdio(paths stdio.Paths) (*processStdio, error) {
 		if err != nil {
 			return nil, err
 		}
+		paths.Journal.Record(journal.Entry{Kind: journal.KindOpen, Name: "console-socket", Path: socket.Path()})
 		s.socket = socket
 		return s, nil
 	}
@@ -68,14 +70,19 @@ func (s *processStdio) started() (stdio.Streams, error) {
 		}
 		return s.relay, nil
 	}
-	defer s.socket.Close()
+	defer s.closeSocket()
 	return stdio.StartTerminal(s.paths, s.socket)
+}
+
+func (s *processStdio) closeSocket() {
+	s.socket.Close()
+	s.paths.Journal.Record(journal.Entry{Kind: journal.KindClose, Name: "console-socket", Path: s.socket.Path()})
 }
 
 // abort releases everything after runc failed.
 func (s *processStdio) abort() {
 	if s.socket != nil {
-		s.socket.Close()
+		s.closeSocket()
 	}
 	if s.relay != nil {
 		s.relay.Close()

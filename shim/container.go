@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/teach/containerd-shim-teach-v2/cgroup"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
@@ -39,10 +42,12 @@ type tracked struct {
 	// exitReported is closed once TaskExit is queued for containerd; Wait
 	// answers and Delete proceeds only after it.
 	exitReported chan struct{}
+	journal      journal.Recorder
+	life         *lifeRecord // for the exit forensics
 }
 
-func track(p process.Process) *tracked {
-	return &tracked{Process: p, exitReported: make(chan struct{})}
+func track(p process.Process, rec journal.Recorder) *tracked {
+	return &tracked{Process: p, exitReported: make(chan struct{}), journal: rec, life: newLifeRecord()}
 }
 
 func (t *tracked) waitExitReported(ctx context.Context) error {
@@ -69,6 +74,10 @@ type Container struct {
 	init         *process.InitProcess
 	initTracked  *tracked
 	events       *EventSink
+	journal      *journal.Journal // nil when the journal is off
+	// initExitedAt is when the init's exit was collected (journal.Now());
+	// 0 while it runs. Exec forensics read it.
+	initExitedAt atomic.Int64
 
 	// eventOrder keeps this container's events in the order containerd
 	// relies on: TaskCreate < TaskStart < TaskExit < TaskDelete. Start holds
@@ -78,6 +87,9 @@ type Container struct {
 	// oomsReported counts the OOM kills already published as TaskOOM;
 	// guarded by eventOrder.
 	oomsReported uint64
+	// lastOOM is when the latest of them was seen (journal.Now()); guarded
+	// by eventOrder.
+	lastOOM int64
 
 	mu     sync.Mutex
 	execs  map[string]*tracked // guarded by mu
@@ -100,7 +112,7 @@ func (c *Container) process(execID string) (*tracked, error) {
 
 // mountRootfs mounts the snapshot containerd prepared at <bundle>/rootfs,
 // where the bundle's config.json expects it.
-func mountRootfs(bundle string, mounts []*types.Mount) (string, error) {
+func mountRootfs(bundle string, mounts []*types.Mount, j *journal.Journal) (string, error) {
 	if len(mounts) == 0 {
 		return "", nil // the bundle brought its own rootfs
 	}
@@ -113,28 +125,40 @@ func mountRootfs(bundle string, mounts []*types.Mount) (string, error) {
 		toMount = append(toMount, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	if err := mount.All(toMount, rootfs); err != nil {
-		unmountRootfs(rootfs)
+		j.Record(journal.Entry{Kind: journal.KindMount, Path: rootfs, Err: journal.ErrorKind(err), Msg: err.Error()})
+		unmountRootfs(rootfs, j)
 		return "", fmt.Errorf("mount rootfs at %s: %w", rootfs, err)
+	}
+	for _, m := range toMount {
+		j.Record(journal.Entry{Kind: journal.KindMount, Name: m.Type, Msg: m.Source, Path: filepath.Join(rootfs, m.Target)})
 	}
 	return rootfs, nil
 }
 
 // unmountRootfs unmounts everything at rootfs, stacked mounts included.
-func unmountRootfs(rootfs string) error {
+func unmountRootfs(rootfs string, j *journal.Journal) error {
 	if rootfs == "" {
 		return nil
 	}
 	if err := mount.UnmountRecursive(rootfs, 0); err != nil {
+		j.Record(journal.Entry{Kind: journal.KindUnmount, Path: rootfs, Err: journal.ErrorKind(err), Msg: err.Error()})
 		return fmt.Errorf("unmount rootfs %s: %w", rootfs, err)
 	}
+	j.Record(journal.Entry{Kind: journal.KindUnmount, Path: rootfs})
 	return nil
+}
+
+// publish queues an event for containerd and records it in the journal.
+func (c *Container) publish(exec, topic string, event events.Event) {
+	c.journal.Process(exec).Record(journal.Entry{Kind: journal.KindEvent, Name: topic})
+	c.events.Publish(topic, event)
 }
 
 // publishCreate tells containerd the task exists (TaskCreate).
 func (c *Container) publishCreate(req *taskAPI.CreateTaskRequest) {
 	c.eventOrder.Lock()
 	defer c.eventOrder.Unlock()
-	c.events.Publish(runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
+	c.publish("", runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
 		ContainerID: c.ID,
 		Bundle:      c.Bundle,
 		Rootfs:      req.Rootfs,
@@ -154,12 +178,12 @@ func (c *Container) AddExec(cfg process.ExecConfig) error {
 		c.mu.Unlock()
 		return fmt.Errorf("container %s already has an exec process %q: %w", c.ID, cfg.ID, errdefs.ErrAlreadyExists)
 	}
-	c.execs[cfg.ID] = track(process.NewExec(cfg))
+	c.execs[cfg.ID] = track(process.NewExec(cfg), cfg.Journal)
 	c.mu.Unlock()
 
 	c.eventOrder.Lock()
 	defer c.eventOrder.Unlock()
-	c.events.Publish(runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
+	c.publish(cfg.ID, runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
 	return nil
 }
 
@@ -181,7 +205,8 @@ func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter)
 		if err := p.Start(ctx); err != nil {
 			return 0, err
 		}
-		c.events.Publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
+		p.life.noteStarted()
+		c.publish("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
 		return p.Pid(), nil
 	}
 	window := exits.OpenWindow()
@@ -189,8 +214,9 @@ func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter)
 		window.Close()
 		return 0, err
 	}
+	p.life.noteStarted()
 	window.Claim(p.Pid(), exitTarget{container: c, process: p})
-	c.events.Publish(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: execID, Pid: uint32(p.Pid())})
+	c.publish(execID, runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: execID, Pid: uint32(p.Pid())})
 	return p.Pid(), nil
 }
 
@@ -203,17 +229,22 @@ func (c *Container) restore(ctx context.Context, exits *ExitRouter) (int, error)
 		window.Close()
 		return 0, err
 	}
+	c.initTracked.life.noteStarted()
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 	c.watchResources()
-	c.events.Publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
+	c.publish("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
 	return c.init.Pid(), nil
 }
 
 // handleExit is the end of the exit pipeline (see exits.go): record the exit,
 // let the output drain, then tell containerd.
 func (c *Container) handleExit(p *tracked, exit runc.Exit) {
+	// The exit was collected at exit.Timestamp; the journal's clock is
+	// monotonic, so the time since then is taken from its reading now.
+	exitedAt := journal.Now() - int64(time.Since(exit.Timestamp))
 	p.SetExited(exit.Status, exit.Timestamp)
 	if p == c.initTracked {
+		c.initExitedAt.Store(exitedAt)
 		c.afterInitExit()
 	}
 	select {
@@ -226,7 +257,8 @@ func (c *Container) handleExit(p *tracked, exit runc.Exit) {
 	// An OOM kill and the exit it causes race to the shim (eventfd and
 	// SIGCHLD); containerd wants TaskOOM first, so the counter is read here.
 	c.reportOOMsLocked()
-	c.events.Publish(runtime.TaskExitEventTopic, &eventstypes.TaskExit{
+	c.recordEnding(p, status.Code, exitedAt)
+	c.publish(p.journal.Exec(), runtime.TaskExitEventTopic, &eventstypes.TaskExit{
 		ContainerID: c.ID,
 		ID:          p.ID(),
 		Pid:         uint32(status.Pid),
@@ -289,6 +321,11 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 	if err != nil {
 		return process.ExitStatus{}, err
 	}
+	if execID == "" && p.State() == process.Created {
+		// InitProcess.Delete kills a created init, so that it too has
+		// an exit to report.
+		c.noteKill(p, int(unix.SIGKILL), "Delete request", false)
+	}
 	if p.State() == process.Stopped {
 		// Let the exit handler finish delivering output before the
 		// relay is closed.
@@ -314,12 +351,12 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 	} else if err := p.waitExitReported(ctx); err != nil {
 		return process.ExitStatus{}, err
 	}
-	if err := unmountRootfs(c.rootfs); err != nil {
+	if err := unmountRootfs(c.rootfs, c.journal); err != nil {
 		return process.ExitStatus{}, err
 	}
 	c.eventOrder.Lock()
 	defer c.eventOrder.Unlock()
-	c.events.Publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+	c.publish("", runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
 		ContainerID: c.ID,
 		Pid:         uint32(exit.Pid),
 		ExitStatus:  uint32(exit.Code),
@@ -335,7 +372,7 @@ func (c *Container) Pause(ctx context.Context) error {
 	if err := c.init.Pause(ctx); err != nil {
 		return err
 	}
-	c.events.Publish(runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
+	c.publish("", runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
 	return nil
 }
 
@@ -346,7 +383,7 @@ func (c *Container) Resume(ctx context.Context) error {
 	if err := c.init.Resume(ctx); err != nil {
 		return err
 	}
-	c.events.Publish(runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
+	c.publish("", runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
 	return nil
 }
 
@@ -383,8 +420,39 @@ func (c *Container) reportOOMsLocked() {
 		return // the cgroup is gone: the container was deleted
 	}
 	for ; c.oomsReported < kills; c.oomsReported++ {
-		c.events.Publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.ID})
+		c.lastOOM = journal.Now()
+		c.journal.Record(journal.Entry{Kind: journal.KindOOM, Msg: "the kernel's OOM killer killed a process in the container's cgroup"})
+		c.publish("", runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.ID})
 	}
+}
+
+// noteKill records a signal the shim relays to p on containerd's behalf,
+// for the journal and for p's exit forensics.
+func (c *Container) noteKill(p *tracked, signal int, by string, all bool) {
+	kill := killRecord{signal: signal, at: journal.Now(), by: by, all: all}
+	p.life.noteKill(kill)
+	p.journal.Record(journal.Entry{Kind: journal.KindSignal, Mono: kill.at, Signal: signal, Pid: p.Pid(), All: all, Msg: by})
+}
+
+// recordEnding writes p's exit forensics; eventOrder is held, so lastOOM
+// includes an OOM kill reported just before.
+func (c *Container) recordEnding(p *tracked, code int, exitedAt int64) {
+	if !p.journal.On() {
+		return
+	}
+	created, started, kills := p.life.snapshot()
+	facts := exitFacts{code: code, exited: exitedAt, created: created, started: started, kills: kills, lastOOM: c.lastOOM}
+	if c.initTracked != nil && p != c.initTracked {
+		// An exec dies with its container: a signal to the whole
+		// container, or to its init, may be what ended it.
+		_, _, initKills := c.initTracked.life.snapshot()
+		facts.containerKills = initKills
+		facts.initExited = c.initExitedAt.Load()
+	}
+	bytes := p.Bytes()
+	facts.bytes = [3]int64{bytes.Stdin, bytes.Stdout, bytes.Stderr}
+	end := explainExit(facts)
+	p.journal.Record(journal.Entry{Kind: journal.KindExit, Pid: p.Pid(), End: &end})
 }
 
 // Metrics reads the container's cgroup metrics.
@@ -411,6 +479,6 @@ func (c *Container) Checkpoint(ctx context.Context, cfg process.CheckpointConfig
 	if err := c.init.Checkpoint(ctx, cfg); err != nil {
 		return err
 	}
-	c.events.Publish(runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
+	c.publish("", runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
 	return nil
 }

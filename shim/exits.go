@@ -2,8 +2,11 @@ package shim
 
 import (
 	"sync"
+	"time"
 
 	runc "github.com/containerd/go-runc"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // The exit pipeline, in one place:
@@ -26,6 +29,10 @@ type exitTarget struct {
 
 // ExitRouter hands each exit the Reaper collects to the process it belongs to.
 type ExitRouter struct {
+	// shimJournal finds the shim-wide journal: it records the exits of
+	// pids no process claimed when they were reaped.
+	shimJournal func() *journal.Journal
+
 	mu      sync.Mutex
 	byPid   map[int]exitTarget
 	windows map[*StartWindow]struct{}
@@ -59,7 +66,10 @@ func (r *ExitRouter) route(exit runc.Exit) {
 	}
 	r.mu.Unlock()
 	if known {
+		target.process.journal.Record(reapedEntry(exit))
 		go target.container.handleExit(target.process, exit)
+	} else if r.shimJournal != nil {
+		r.shimJournal().Record(reapedEntry(exit))
 	}
 	// An exit nobody claims is a process the shim never started: a
 	// daemon inside a container, re-parented to us when its parent died.
@@ -99,8 +109,15 @@ func (w *StartWindow) Claim(pid int, target exitTarget) {
 	}
 	r.mu.Unlock()
 	if early != nil {
+		target.process.journal.Record(reapedEntry(*early))
 		go target.container.handleExit(target.process, *early)
 	}
+}
+
+// reapedEntry is the journal's line for an exit the Reaper collected.
+func reapedEntry(exit runc.Exit) journal.Entry {
+	return journal.Entry{Kind: journal.KindReaped, Pid: exit.Pid, Code: journal.Code(exit.Status),
+		Mono: journal.Now() - int64(time.Since(exit.Timestamp))}
 }
 
 // Close closes a window whose start failed.

@@ -12,6 +12,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
@@ -60,6 +61,7 @@ func (p *exitedProcess) Resize(width, height uint32) error { return nil }
 func (p *exitedProcess) Exited() <-chan struct{}           { return p.life.Exited() }
 func (p *exitedProcess) Exit() (process.ExitStatus, bool)  { return p.life.Exit() }
 func (p *exitedProcess) OutputDone() <-chan struct{}       { return p.done }
+func (p *exitedProcess) Bytes() stdio.Bytes                { return stdio.Bytes{} }
 func (p *exitedProcess) SetExited(code int, at time.Time) {
 	p.life.SetExited(process.ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
 }
@@ -88,7 +90,7 @@ func waitReported(t *testing.T, c *Container, p *tracked, recorded *recordedEven
 func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
 	router := NewExitRouter()
 	c, recorded := newTestContainer("c1")
-	p := track(newExitedProcess("c1", 100))
+	p := track(newExitedProcess("c1", 100), journal.Recorder{})
 	w := router.OpenWindow()
 	w.Claim(100, exitTarget{container: c, process: p})
 
@@ -103,7 +105,7 @@ func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
 func TestExitBeforeThePidIsKnownIsKeptByTheWindow(t *testing.T) {
 	router := NewExitRouter()
 	c, recorded := newTestContainer("c1")
-	p := track(newExitedProcess("c1", 200))
+	p := track(newExitedProcess("c1", 200), journal.Recorder{})
 	w := router.OpenWindow()
 	router.route(runc.Exit{Pid: 999, Status: 1}) // someone else's
 	router.route(runc.Exit{Pid: 200, Status: 0, Timestamp: time.Now()})

@@ -47,6 +47,20 @@ func runcOptions(any *anypb.Any) (*options.Options, error) {
 // runtime type they do not know, as TOML text: the same keys as
 // containerd.runc.v1.Options (BinaryName = "...", SystemdCgroup = true…).
 func fromRuntimeOptionsTable(table *runtimeoptions.Options) (*options.Options, error) {
+	body, err := runtimeOptionsBody(table)
+	if err != nil {
+		return nil, err
+	}
+	opts := &options.Options{}
+	if err := toml.Unmarshal(body, opts); err != nil {
+		return nil, fmt.Errorf("runtime options table is not valid TOML of containerd.runc.v1.Options: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return opts, nil
+}
+
+// runtimeOptionsBody is the TOML text of the runtime's options table: given
+// inline, or as a file to read.
+func runtimeOptionsBody(table *runtimeoptions.Options) ([]byte, error) {
 	body := []byte(table.ConfigBody)
 	if len(body) == 0 && table.ConfigPath != "" {
 		var err error
@@ -54,11 +68,42 @@ func fromRuntimeOptionsTable(table *runtimeoptions.Options) (*options.Options, e
 			return nil, fmt.Errorf("read runtime options file %s: %v: %w", table.ConfigPath, err, errdefs.ErrInvalidArgument)
 		}
 	}
-	opts := &options.Options{}
-	if err := toml.Unmarshal(body, opts); err != nil {
-		return nil, fmt.Errorf("runtime options table is not valid TOML of containerd.runc.v1.Options: %v: %w", err, errdefs.ErrInvalidArgument)
+	return body, nil
+}
+
+// shimOptions are the shim's own settings, for which
+// containerd.runc.v1.Options has no field: they can be set only in the
+// runtime's options table, beside the runc options (`Journal = "debug"`).
+type shimOptions struct {
+	// Journal is the journal level of the runtime's containers (off,
+	// info, debug); the annotation JournalAnnotation overrides it per
+	// container.
+	Journal string `toml:"Journal"`
+}
+
+// shimOptionsOf reads the shim's own settings from the runtime options; any
+// other options type has none.
+func shimOptionsOf(any *anypb.Any) (shimOptions, error) {
+	var own shimOptions
+	if any == nil || len(any.GetValue()) == 0 {
+		return own, nil
 	}
-	return opts, nil
+	value, err := typeurl.UnmarshalAny(any)
+	if err != nil {
+		return own, nil // runcOptions has said what is wrong with it
+	}
+	table, ok := value.(*runtimeoptions.Options)
+	if !ok {
+		return own, nil
+	}
+	body, err := runtimeOptionsBody(table)
+	if err != nil {
+		return own, err
+	}
+	if err := toml.Unmarshal(body, &own); err != nil {
+		return own, fmt.Errorf("runtime options table is not valid TOML: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return own, nil
 }
 
 // restoreConfig says where Start restores the container from, or is nil when

@@ -73,6 +73,17 @@ func TestRuncOptionsFromTheRuntimeOptionsTable(t *testing.T) {
 	if err != nil || opts.BinaryName != "/opt/runc" || !opts.SystemdCgroup || opts.Root != "/run/teach" {
 		t.Fatalf("%+v, %v", opts, err)
 	}
+	own, err := shimOptionsOf(table)
+	if err != nil || own.Journal != "" {
+		t.Fatalf("no Journal key: %+v, %v", own, err)
+	}
+	withJournal, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("BinaryName = \"/opt/runc\"\nJournal = \"debug\"\n")})
+	if own, err := shimOptionsOf(withJournal); err != nil || own.Journal != "debug" {
+		t.Fatalf("Journal key: %+v, %v", own, err)
+	}
+	if opts, err := runcOptions(withJournal); err != nil || opts.BinaryName != "/opt/runc" {
+		t.Fatalf("the runc options beside Journal: %+v, %v", opts, err)
+	}
 	bad, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("BinaryName = ")})
 	if _, err := runcOptions(bad); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("bad TOML: got %v", err)

@@ -59,9 +59,11 @@ func (t taskServices) RegisterTTRPC(server *ttrpc.Server) error {
 // gRPC status codes. ttrpc sends a plain Go error as "Unknown"; containerd
 // reads the code to tell NotFound from FailedPrecondition, so every error
 // crosses the RPC boundary here, once, with its errdefs kind as its code.
-func (taskServices) UnaryServerInterceptor() ttrpc.UnaryServerInterceptor {
+//
+// Each request is recorded in the journal on its way (journal.go).
+func (t taskServices) UnaryServerInterceptor() ttrpc.UnaryServerInterceptor {
 	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
-		resp, err := method(ctx, unmarshal)
+		resp, err := t.v3.journals.journalRPC(ctx, unmarshal, info, method)
 		return resp, errgrpc.ToGRPC(err)
 	}
 }

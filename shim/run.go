@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 
 	"github.com/teach/containerd-shim-teach-v2/inspect"
+	"github.com/teach/containerd-shim-teach-v2/trace"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
 
@@ -22,14 +23,17 @@ import (
 //	containerd-shim-teach-v2 ... delete   clean up after a shim that died
 //	containerd-shim-teach-v2 ...          the shim server itself (started by start)
 //
-// and people run it as `containerd-shim-teach-v2 inspect ID` (package inspect).
+// and people run it as `containerd-shim-teach-v2 inspect ID` (package
+// inspect) and `containerd-shim-teach-v2 trace ID` (package trace).
 func Run() {
 	flags, err := parseLaunchFlags(os.Args[1:])
 	switch {
+	case len(os.Args) > 1 && os.Args[1] == "trace":
+		os.Exit(trace.Main(os.Args[2:], os.Stdout, os.Stderr))
+	case len(os.Args) > 1 && os.Args[1] == "inspect":
+		os.Exit(inspect.Run(os.Args[2:], os.Stdout, os.Stderr))
 	case err == nil && flags.version:
 		printVersion()
-	case err == nil && flags.action == "inspect":
-		os.Exit(inspect.Run(os.Args[2:], os.Stdout, os.Stderr))
 	case err == nil && flags.action == "start":
 		if err := runStart(context.Background(), flags, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: start: %s\n", RuntimeName, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 	"github.com/teach/containerd-shim-teach-v2/process"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
@@ -32,6 +33,7 @@ type TaskService struct {
 	events    *EventSink
 	exits     *ExitRouter
 	shutdown  shutdown.Service
+	journals  *journals
 
 	// mu guards containers. It is never held across a runc command.
 	mu         sync.Mutex
@@ -49,7 +51,9 @@ func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Servi
 		shutdown:   shutdown,
 		containers: make(map[string]*Container),
 		creating:   make(map[string]struct{}),
+		journals:   openJournals(namespace),
 	}
+	s.exits.shimJournal = s.journals.shimWide
 	go s.exits.Run(process.NewReaper().Exits())
 	return s
 }
@@ -74,6 +78,15 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	if err != nil {
 		return nil, err
 	}
+	own, err := shimOptionsOf(req.Options)
+	if err != nil {
+		return nil, err
+	}
+	level, err := journalLevel(spec, own)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: annotation %s or runtime option Journal: %v: %w", req.ID, JournalAnnotation, err, errdefs.ErrInvalidArgument)
+	}
+	j := s.journals.open(req.ID, req.Bundle, level)
 	if err := saveRuncOptions(req.Bundle, opts); err != nil {
 		return nil, err
 	}
@@ -82,13 +95,13 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			return nil, fmt.Errorf("move the shim into cgroup %s (runtime option ShimCgroup): %w", opts.ShimCgroup, err)
 		}
 	}
-	rootfs, err := mountRootfs(req.Bundle, req.Rootfs)
+	rootfs, err := mountRootfs(req.Bundle, req.Rootfs, j)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			unmountRootfs(rootfs)
+			unmountRootfs(rootfs, j)
 		}
 	}()
 
@@ -100,6 +113,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		ioUID:          int(opts.IoUid),
 		ioGID:          int(opts.IoGid),
 		events:         s.events,
+		journal:        j,
 		execs:          make(map[string]*tracked),
 	}
 	if err := s.createInit(ctx, c, process.InitConfig{
@@ -118,6 +132,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
 		Checkpoint:   restoreConfig(req, opts),
+		Journal:      j.Process(""),
 	}); err != nil {
 		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
@@ -132,20 +147,26 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 // soon as runc has created it (killed, or its setup failed); the window keeps
 // such an exit until its pid is claimed.
 func (s *TaskService) createInit(ctx context.Context, c *Container, cfg process.InitConfig) (err error) {
+	createdAt := journal.Now()
 	if cfg.Checkpoint != nil {
 		// No process yet: Container.Start restores it and routes its exit.
 		if c.init, err = process.CreateInit(ctx, cfg); err != nil {
 			return err
 		}
-		c.initTracked = track(c.init)
+		c.initTracked = track(c.init, cfg.Journal)
+		c.initTracked.life.created = createdAt
 		return nil
 	}
+	// The init process can die as soon as runc has created it (killed, or
+	// its setup failed); the window keeps such an exit until its pid is
+	// claimed.
 	window := s.exits.OpenWindow()
 	if c.init, err = process.CreateInit(ctx, cfg); err != nil {
 		window.Close()
 		return err
 	}
-	c.initTracked = track(c.init)
+	c.initTracked = track(c.init, cfg.Journal)
+	c.initTracked.life.created = createdAt
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 	c.watchResources()
 	return nil
@@ -226,6 +247,7 @@ func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest)
 		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
 			Owner: stdio.Owner{ContainerID: c.ID, Namespace: s.namespace},
 			IOUid: c.ioUID, IOGid: c.ioGID},
+		Journal: c.journal.Process(req.ExecID),
 	})
 	if err != nil {
 		return nil, err
@@ -275,10 +297,11 @@ func taskStatus(state process.State) task.Status {
 // Kill relays a signal to the container's process (all: to every process in
 // it).
 func (s *TaskService) Kill(ctx context.Context, req *taskAPI.KillRequest) (*emptypb.Empty, error) {
-	_, p, err := s.process(req.ID, req.ExecID)
+	c, p, err := s.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, err
 	}
+	c.noteKill(p, int(req.Signal), "Kill request", req.All)
 	if err := p.Kill(ctx, req.Signal, req.All); err != nil {
 		return nil, err
 	}

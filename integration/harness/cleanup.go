@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // cleanupTimeout bounds the polite part of the cleanup (deleting tasks
@@ -44,6 +46,10 @@ func (d *Containerd) cleanup(t testing.TB) {
 		removeCgroups(ns)
 	}
 	if err := UnmountAllUnder(d.Dir); err != nil {
+		t.Logf("cleanup: %v", err)
+	}
+	// The journals of this daemon's containers outlive their bundles.
+	if err := os.RemoveAll(journal.StateDir(journal.DefaultRoot, d.StateDir)); err != nil {
 		t.Logf("cleanup: %v", err)
 	}
 	if err := os.RemoveAll(d.Dir); err != nil {

@@ -1,0 +1,282 @@
+package journal
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultFileLimit is the size at which the journal file is rotated: the
+// current file becomes journal.1.jsonl (replacing the one before), and a new
+// one starts. A container's journal thus takes at most about twice this.
+// A whole lifecycle with an exec takes about 10 KiB.
+const DefaultFileLimit = 512 << 10
+
+// keepEnded is how many deleted containers of a namespace keep their
+// journal. /run is memory; a machine that runs a container a second would
+// otherwise fill it with journals nobody reads.
+const keepEnded = 100
+
+// Journal is one container's journal file (or a shim's shim-wide one). A nil
+// *Journal records nothing, which is what level off gives: callers need no
+// checks of their own.
+//
+// Each entry is one write(2) of one line under mu: the order in the file is
+// the order Record was called in, and a line is in the kernel's hands (and
+// survives the shim being killed) as soon as Record returns. A line costs a
+// few microseconds; the steps it records cost milliseconds.
+type Journal struct {
+	dir   string
+	id    string
+	level Level
+	limit int64
+
+	mu   sync.Mutex
+	file *os.File // guarded by mu; nil once closed
+	size int64    // guarded by mu
+}
+
+// Options are what Open needs besides the folder.
+type Options struct {
+	ID    string // the container; empty for a shim-wide journal
+	Level Level
+	// State is the containerd state folder, recorded beside the key the
+	// folder is named by; empty to skip.
+	State string
+	// FileLimit rotates the file past this size; 0 is DefaultFileLimit.
+	FileLimit int64
+
+	truncate bool // start the current file empty
+}
+
+// Open starts a new journal in dir: what an earlier container of the same id
+// left there is removed, since a new task is a new story. Level off removes
+// it and returns nil.
+func Open(dir string, opts Options) (*Journal, error) {
+	// Each file operation here is on the Create request's path: the
+	// current file is truncated rather than removed and made anew.
+	remove := []string{rotatedFile, endedFile}
+	if opts.Level == Off {
+		remove = append(remove, currentFile)
+	}
+	for _, name := range remove {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+	}
+	if opts.Level == Off {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if opts.State != "" {
+		noteState(dir, opts.State)
+	}
+	opts.truncate = true
+	return openFile(dir, opts)
+}
+
+// Reopen continues the journal of a container that was not deleted (the
+// `delete` action after a shim died adds to what the shim wrote); no
+// journal there, or one that has ended, gives nil.
+func Reopen(dir, id string) *Journal {
+	if !exists(dir) {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, endedFile)); err == nil {
+		return nil
+	}
+	j, err := openFile(dir, Options{ID: id, Level: Info})
+	if err != nil {
+		return nil
+	}
+	return j
+}
+
+func openFile(dir string, opts Options) (*Journal, error) {
+	limit := opts.FileLimit
+	if limit <= 0 {
+		limit = DefaultFileLimit
+	}
+	j := &Journal{dir: dir, id: opts.ID, level: opts.Level, limit: limit}
+	if err := j.openCurrent(opts.truncate); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// noteState writes which containerd state folder the key folder stands for,
+// the first time a journal is made under it.
+func noteState(dir, state string) {
+	keyDir := filepath.Dir(filepath.Dir(dir))
+	if filepath.Base(filepath.Dir(dir)) == shimFolder {
+		keyDir = filepath.Dir(keyDir)
+	}
+	path := filepath.Join(keyDir, stateFile)
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	os.WriteFile(path, []byte(filepath.Clean(state)), 0o600)
+}
+
+// openCurrent opens journal.jsonl for appending; O_NOFOLLOW: the shim runs
+// as root and must not write through a link someone left there.
+func (j *Journal) openCurrent(truncate bool) error {
+	flags := os.O_WRONLY | os.O_APPEND | os.O_CREATE | unix.O_NOFOLLOW
+	if truncate {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(filepath.Join(j.dir, currentFile), flags, 0o600)
+	if err != nil {
+		return err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	j.file, j.size = f, info.Size()
+	return nil
+}
+
+// Level is the journal's level; a nil journal's is Off.
+func (j *Journal) Level() Level {
+	if j == nil {
+		return Off
+	}
+	return j.level
+}
+
+// Dir is the journal's folder.
+func (j *Journal) Dir() string {
+	if j == nil {
+		return ""
+	}
+	return j.dir
+}
+
+// Record writes one entry. Mono and Time are set when zero, ID always.
+// Failing to write is not the container's problem: the entry is dropped.
+func (j *Journal) Record(e Entry) {
+	if j == nil {
+		return
+	}
+	if e.Mono == 0 {
+		e.Mono = Now()
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.ID == "" {
+		e.ID = j.id
+	}
+	line, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	line = append(line, '\n')
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.file == nil {
+		return
+	}
+	if j.size+int64(len(line)) > j.limit && j.size > 0 {
+		j.rotate()
+		if j.file == nil {
+			return
+		}
+	}
+	n, _ := j.file.Write(line)
+	j.size += int64(n)
+}
+
+// rotate moves the full file aside and starts a new one; mu is held.
+func (j *Journal) rotate() {
+	j.file.Close()
+	j.file = nil
+	os.Rename(filepath.Join(j.dir, currentFile), filepath.Join(j.dir, rotatedFile))
+	j.openCurrent(false)
+}
+
+// Close ends the journal of a deleted container: it stays for trace, marked
+// ended so that it is among the ones pruned once enough others ended after
+// it.
+func (j *Journal) Close() error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.file == nil {
+		return nil
+	}
+	err := j.file.Close()
+	j.file = nil
+	if j.id != "" {
+		os.WriteFile(filepath.Join(j.dir, endedFile), nil, 0o600)
+		pruneEnded(filepath.Dir(j.dir))
+	}
+	return err
+}
+
+// pruneEnded removes the journals of the oldest deleted containers of a
+// namespace beyond keepEnded. Running containers' journals are never
+// touched: they have no ended mark.
+func pruneEnded(namespaceDir string) {
+	entries, err := os.ReadDir(namespaceDir)
+	if err != nil || len(entries) <= keepEnded {
+		return
+	}
+	type ended struct {
+		dir string
+		at  time.Time
+	}
+	var all []ended
+	for _, e := range entries {
+		dir := filepath.Join(namespaceDir, e.Name())
+		if info, err := os.Stat(filepath.Join(dir, endedFile)); err == nil {
+			all = append(all, ended{dir, info.ModTime()})
+		}
+	}
+	if len(all) <= keepEnded {
+		return
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a].at.Before(all[b].at) })
+	for _, e := range all[:len(all)-keepEnded] {
+		os.RemoveAll(e.dir)
+	}
+}
+
+// Recorder records the entries of one process of a container: the same
+// journal, with the exec id filled in. Its zero value records nothing.
+type Recorder struct {
+	j    *Journal
+	exec string
+}
+
+// Process returns the Recorder of a process: exec "" is the init process.
+func (j *Journal) Process(exec string) Recorder { return Recorder{j: j, exec: exec} }
+
+// Record writes one entry about the process.
+func (r Recorder) Record(e Entry) {
+	if r.j == nil {
+		return
+	}
+	e.Exec = r.exec
+	r.j.Record(e)
+}
+
+// Exec is the exec id of the process; "" for the init process.
+func (r Recorder) Exec() string { return r.exec }
+
+// On is true when entries are recorded at all.
+func (r Recorder) On() bool { return r.j != nil }
+
+// Debug is true when the journal wants debug detail.
+func (r Recorder) Debug() bool { return r.j.Level() >= Debug }

@@ -1,0 +1,120 @@
+package shim
+
+import (
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
+)
+
+// Exit forensics: when a process ends, the journal says why. The shim knows
+// the exit status (the reaper's wait status, as 128+signal when a signal
+// killed it), the signals it relayed for containerd, the OOM kills in the
+// container's cgroup, and whether the container's init had already ended.
+// From those, explainExit tells a Kill request from the OOM killer from a
+// signal sent by someone else.
+
+// killRecord is one signal the shim sent a process on containerd's behalf.
+type killRecord struct {
+	signal int
+	at     int64  // journal.Now() when the request arrived
+	by     string // "Kill request", "Delete request"
+	all    bool   // to every process of the container
+}
+
+// lifeRecord is what the shim remembers of one process for its forensics.
+type lifeRecord struct {
+	mu      sync.Mutex
+	created int64        // guarded by mu
+	started int64        // guarded by mu
+	kills   []killRecord // guarded by mu
+}
+
+func newLifeRecord() *lifeRecord { return &lifeRecord{created: journal.Now()} }
+
+func (l *lifeRecord) noteStarted() {
+	l.mu.Lock()
+	l.started = journal.Now()
+	l.mu.Unlock()
+}
+
+func (l *lifeRecord) noteKill(k killRecord) {
+	l.mu.Lock()
+	l.kills = append(l.kills, k)
+	l.mu.Unlock()
+}
+
+func (l *lifeRecord) snapshot() (created, started int64, kills []killRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.created, l.started, append([]killRecord(nil), l.kills...)
+}
+
+// exitFacts is everything explainExit weighs.
+type exitFacts struct {
+	code             int
+	exited           int64 // when it was reaped
+	created, started int64
+	kills            []killRecord // sent to this process
+	containerKills   []killRecord // sent to the whole container (all, or to its init for an exec)
+	lastOOM          int64        // latest OOM kill in the container's cgroup; 0 for none
+	initExited       int64        // for an exec: when the container's init exited; 0 if it has not
+	bytes            [3]int64     // stdin, stdout, stderr
+}
+
+// explainExit decides why a process ended.
+func explainExit(f exitFacts) journal.Ending {
+	end := journal.Ending{
+		Code: f.code, Created: f.created, Started: f.started, Exited: f.exited,
+		Stdin: f.bytes[0], Stdout: f.bytes[1], Stderr: f.bytes[2],
+	}
+	signal := 0
+	if f.code > 128 && f.code <= 128+64 {
+		signal = f.code - 128
+	}
+	end.Signal = signal
+	kill, killed := latestKill(append(f.kills, f.containerKills...), signal)
+	switch {
+	case signal == 0:
+		end.Cause = journal.CauseExited
+		if killed {
+			// It handled a relayed signal and exited by itself.
+			end.By, end.KillSignal, end.KillAt = kill.by, kill.signal, kill.at
+		}
+	case signal == int(unix.SIGKILL) && f.lastOOM != 0 && f.lastOOM >= f.created:
+		// The OOM killer's SIGKILL wins over a requested one: the
+		// kernel reports the kill that happened.
+		end.Cause, end.By, end.OOMAt = journal.CauseOOMKiller, "the kernel's OOM killer", f.lastOOM
+	case killed && kill.signal == signal:
+		end.Cause, end.By, end.KillSignal, end.KillAt = journal.CauseKillRequest, kill.by, kill.signal, kill.at
+	case f.initExited != 0 && signal == int(unix.SIGKILL):
+		end.Cause, end.By = journal.CauseInitExited, "the kernel, when the container's init exited"
+	default:
+		end.Cause = journal.CauseOtherSignal
+		end.By = "a signal the shim did not relay (from inside the container or the host)"
+	}
+	return end
+}
+
+// latestKill is the last relayed kill with the given signal, or else the
+// last relayed kill of any signal.
+func latestKill(kills []killRecord, signal int) (killRecord, bool) {
+	var match, latest *killRecord
+	for i := range kills {
+		k := &kills[i]
+		if latest == nil || k.at >= latest.at {
+			latest = k
+		}
+		if k.signal == signal && (match == nil || k.at >= match.at) {
+			match = k
+		}
+	}
+	switch {
+	case match != nil:
+		return *match, true
+	case latest != nil:
+		return *latest, true
+	}
+	return killRecord{}, false
+}

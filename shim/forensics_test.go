@@ -1,0 +1,54 @@
+package shim
+
+import (
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
+)
+
+func TestExplainExit(t *testing.T) {
+	term := killRecord{signal: 15, at: 50, by: "Kill request"}
+	kill := killRecord{signal: 9, at: 60, by: "Kill request"}
+	for _, c := range []struct {
+		name  string
+		facts exitFacts
+		cause journal.Cause
+		by    string
+	}{
+		{"exit code", exitFacts{code: 3, created: 10}, journal.CauseExited, ""},
+		{"exit after a handled SIGTERM", exitFacts{code: 0, kills: []killRecord{term}}, journal.CauseExited, "Kill request"},
+		{"the requested SIGKILL", exitFacts{code: 137, kills: []killRecord{term, kill}}, journal.CauseKillRequest, "Kill request"},
+		{"SIGTERM requested, SIGTERM died", exitFacts{code: 143, kills: []killRecord{term, kill}}, journal.CauseKillRequest, "Kill request"},
+		{"OOM after start", exitFacts{code: 137, created: 10, lastOOM: 70, kills: []killRecord{kill}}, journal.CauseOOMKiller, "the kernel's OOM killer"},
+		{"an OOM kill before this process existed", exitFacts{code: 137, created: 80, lastOOM: 70}, journal.CauseOtherSignal, ""},
+		{"exec killed with its init", exitFacts{code: 137, initExited: 90}, journal.CauseInitExited, ""},
+		{"exec under a container-wide kill", exitFacts{code: 137, initExited: 90, containerKills: []killRecord{{signal: 9, at: 85, by: "Kill request", all: true}}}, journal.CauseKillRequest, "Kill request"},
+		{"a signal from elsewhere", exitFacts{code: 130, kills: []killRecord{kill}}, journal.CauseOtherSignal, ""},
+	} {
+		end := explainExit(c.facts)
+		if end.Cause != c.cause || c.by != "" && end.By != c.by {
+			t.Errorf("%s: cause %q by %q, want %q by %q", c.name, end.Cause, end.By, c.cause, c.by)
+		}
+		if c.facts.code > 128 && end.Signal != c.facts.code-128 {
+			t.Errorf("%s: signal %d from status %d", c.name, end.Signal, c.facts.code)
+		}
+	}
+}
+
+func TestJournalLevelAnnotationWinsOverRuntimeOptions(t *testing.T) {
+	spec := &specs.Spec{Annotations: map[string]string{JournalAnnotation: "debug"}}
+	if l, err := journalLevel(spec, shimOptions{Journal: "off"}); err != nil || l != journal.Debug {
+		t.Fatalf("annotation debug, options off: %v, %v", l, err)
+	}
+	if l, err := journalLevel(&specs.Spec{}, shimOptions{Journal: "off"}); err != nil || l != journal.Off {
+		t.Fatalf("options off: %v, %v", l, err)
+	}
+	if l, err := journalLevel(&specs.Spec{}, shimOptions{}); err != nil || l != journal.Info {
+		t.Fatalf("nothing set: %v, %v", l, err)
+	}
+	if _, err := journalLevel(&specs.Spec{Annotations: map[string]string{JournalAnnotation: "all"}}, shimOptions{}); err == nil {
+		t.Fatal("an unknown level was accepted")
+	}
+}
