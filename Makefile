@@ -6,6 +6,7 @@
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make install   put containerd-shim-teach-v2 where containerd finds it (PREFIX, DESTDIR)
 #   make bench     measure it against containerd-shim-runc-v2, write docs/benchmarks.md
+#   make docs      run a container and paste inspect/trace output into docs/
 #   make walkthrough  replay "Docker containers don't exist" with nginx, each claim checked
 
 PREFIX  ?= /usr/local
@@ -31,7 +32,7 @@ FUZZTIME            ?= 10s
 # lines of a soak run into docs/reliability.md.
 RELIABILITY_RECORDS := bin/reliability.jsonl
 
-.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench walkthrough install uninstall clean
+.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench walkthrough docs install uninstall clean
 
 all: build
 
@@ -97,6 +98,13 @@ bench: build
 walkthrough: tools build
 	go test -c -o bin/integration.test ./integration
 	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) bin/integration.test -test.run '^TestWalkthrough$$' -test.timeout 10m -walkthrough
+
+# The documents' captured output (inspect, trace) comes from a real run:
+# TestDocsCapture lives one container's life and, with -docs, pastes what
+# the commands printed into docs/ between its markers.
+docs: tools-core build
+	go test -c -o bin/integration.test ./integration
+	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) bin/integration.test -test.run '^TestDocsCapture$$' -test.timeout 10m -docs $(CURDIR)/docs
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/$(BINARY)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // Kinds of descriptor.
@@ -128,6 +130,8 @@ func classify(ctx fdContext, fd int, target string) (kind, meaning string) {
 		return bundleFile(ctx, fd, target)
 	case ctx.isFIFO(fd):
 		return kindFIFO, fifoMeaning(ctx.id, target)
+	case strings.HasPrefix(target, journal.DefaultRoot+"/") && strings.HasSuffix(target, ".jsonl"):
+		return kindFile, "the journal: the shim appends a line for each step it takes; `trace` draws it"
 	case strings.HasPrefix(target, cgroupRoot+"/"):
 		return kindFile, "a cgroup file: " + filepath.Base(target) + " (the Go runtime reads the CPU quota, the OOM watch its notifications)"
 	}

@@ -45,6 +45,7 @@ func TestClassify(t *testing.T) {
 		{9, "anon_inode:inotify", kindKernelFD, "inotify"},
 		{10, "anon_inode:[timerfd]", kindKernelFD, "[timerfd]"},
 		{4, "/var/log/something", kindFile, "a file"},
+		{5, "/run/containerd-shim-teach-v2/f37f4f2f69708c2e/default/web/journal.jsonl", kindFile, "the journal: the shim appends a line for each step it takes; `trace` draws it"},
 	} {
 		kind, meaning := classify(fixtureContext(), tc.fd, tc.target)
 		if kind != tc.kind || !strings.Contains(meaning, tc.meaning) {
