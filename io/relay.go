@@ -65,8 +65,8 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 	}
 	for _, stream := range []struct {
 		path string
-		from io.Reader
-	}{{paths.Stdout, pipes.Stdout()}, {paths.Stderr, pipes.Stderr()}} {
+		from *os.File
+	}{{paths.Stdout, pipes.stdout.read}, {paths.Stderr, pipes.stderr.read}} {
 		if stream.path == "" {
 			continue
 		}
@@ -102,9 +102,8 @@ func (r *Relay) Start() error {
 
 // output is where a stream's bytes go: a FIFO or a file.
 type output interface {
-	// File is what the copy writes to. It is an *os.File so that the copy
-	// from the pipe can use os.File.ReadFrom, which lets the kernel move
-	// the bytes (splice) where it can.
+	// File is what the copy writes to. It is an *os.File so that the
+	// kernel can move the bytes from the pipe to a FIFO (splice.go).
 	File() *os.File
 	// CloseWriter is called when the process's output has ended.
 	CloseWriter() error
@@ -128,7 +127,7 @@ func openOutput(path string) (output, error) {
 
 type copyJob struct {
 	to   output
-	from io.Reader
+	from *os.File // the shim's end of the process's stdout or stderr pipe
 }
 
 // copyStdin closes the container's stdin when containerd's side reaches
@@ -145,7 +144,7 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			copyStream(job.to.File(), job.from)
+			copyOutput(job.to.File(), job.from)
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()
@@ -155,10 +154,32 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 	close(r.outputDone)
 }
 
-func copyStream(to io.Writer, from io.Reader) {
+// copyOutput moves one output stream of the process to its destination until
+// the stream ends, and returns how many bytes it moved. To a FIFO (the usual
+// destination, containerd's) the kernel moves them from pipe to pipe
+// (splice.go); to a file:// destination, or whatever splice could not move,
+// they are copied.
+func copyOutput(to, from *os.File) int64 {
+	var moved int64
+	if isPipe(to) {
+		n, err := splicePipes(to, from)
+		moved += n
+		if err == nil {
+			return moved
+		}
+	}
+	return moved + copyStream(to, from)
+}
+
+// copyStream copies through the shim's memory, one buffer at a time.
+func copyStream(to io.Writer, from io.Reader) int64 {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	_, _ = io.CopyBuffer(to, from, *buf)
+	// Given two *os.File, io.CopyBuffer would hand them to os.File's
+	// WriteTo and ReadFrom, which find no zero-copy path between a pipe
+	// and a file and copy with a buffer they allocate on every call.
+	n, _ := io.CopyBuffer(struct{ io.Writer }{to}, struct{ io.Reader }{from}, *buf)
+	return n
 }
 
 // CloseStdin is containerd's CloseIO: stdin is over. The shim gives up its

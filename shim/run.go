@@ -60,12 +60,7 @@ func runInfo() error {
 	if err != nil {
 		return err
 	}
-	data, err := proto.Marshal(info)
-	if err != nil {
-		return err
-	}
-	_, err = os.Stdout.Write(data)
-	return err
+	return writeAnswer(info)
 }
 
 // runDelete is the `delete` action; containerd reads a protobuf
@@ -86,7 +81,13 @@ func runDelete(flags launchFlags) error {
 	if err != nil {
 		return err
 	}
-	data, err := proto.Marshal(resp)
+	return writeAnswer(resp)
+}
+
+// writeAnswer writes a short-lived invocation's answer to containerd, a
+// protobuf message, to stdout.
+func writeAnswer(answer proto.Message) error {
+	data, err := proto.Marshal(answer)
 	if err != nil {
 		return err
 	}
