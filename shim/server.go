@@ -56,25 +56,10 @@ func runServer(flags launchFlags) error {
 	defer publisher.Close()
 	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd)
 
-	services := taskServices{service}
-	server, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(services.UnaryServerInterceptor()))
+	server, err := serveTaskAPI(ctx, sd, service)
 	if err != nil {
-		return fmt.Errorf("create ttrpc server: %w", err)
-	}
-	if err := services.RegisterTTRPC(server); err != nil {
 		return err
 	}
-	listener, err := net.FileListener(os.NewFile(3, "socket"))
-	if err != nil {
-		return fmt.Errorf("socket from start (fd 3): %w", err)
-	}
-	go func() {
-		if err := server.Serve(ctx, listener); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			log.G(ctx).WithError(err).Error("ttrpc server failed")
-			sd.Shutdown()
-		}
-	}()
-
 	log.G(ctx).WithField("pid", os.Getpid()).Debug(serverStartedMessage)
 
 	<-sd.Done()
@@ -89,6 +74,30 @@ func runServer(flags launchFlags) error {
 	defer cancel()
 	server.Shutdown(closeCtx)
 	return nil
+}
+
+// serveTaskAPI serves the task service, under both its names (plugin.go), on
+// the socket `start` handed over as fd 3. A server that fails ends the shim.
+func serveTaskAPI(ctx context.Context, sd shutdown.Service, service *TaskService) (*ttrpc.Server, error) {
+	services := taskServices{service}
+	server, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(services.UnaryServerInterceptor()))
+	if err != nil {
+		return nil, fmt.Errorf("create ttrpc server: %w", err)
+	}
+	if err := services.RegisterTTRPC(server); err != nil {
+		return nil, err
+	}
+	listener, err := net.FileListener(os.NewFile(3, "socket"))
+	if err != nil {
+		return nil, fmt.Errorf("socket from start (fd 3): %w", err)
+	}
+	go func() {
+		if err := server.Serve(ctx, listener); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			log.G(ctx).WithError(err).Error("ttrpc server failed")
+			sd.Shutdown()
+		}
+	}()
+	return server, nil
 }
 
 // serverStartedMessage is logged at debug level once the server serves: a
