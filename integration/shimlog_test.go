@@ -55,8 +55,9 @@ func TestShimLogFollowsDaemonLevel(t *testing.T) {
 
 // shimLogLines counts the lines of containerd's log that the shim server
 // of runtime wrote into its log FIFO: those at level debug, and the others.
-// They are found by what pkg/shim logs as the server starts ("loading
-// plugin", tagged runtime=<name>): containerd tags some lines of its own
+// They are found by what each server logs at debug level as it starts,
+// tagged runtime=<name>: the stock shim's pkg/shim "loading plugin", ours
+// "shim server serving the task API". containerd tags some lines of its own
 // with the runtime too ("creating task"), never those.
 func shimLogLines(t *testing.T, d *harness.Containerd, runtime string) (debug, other int) {
 	t.Helper()
@@ -65,7 +66,8 @@ func shimLogLines(t *testing.T, d *harness.Containerd, runtime string) (debug, o
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if !strings.Contains(line, "runtime="+runtime) || !strings.Contains(line, `msg="loading plugin`) {
+		started := strings.Contains(line, `msg="loading plugin`) || strings.Contains(line, `msg="shim server serving the task API"`)
+		if !strings.Contains(line, "runtime="+runtime) || !started {
 			continue
 		}
 		if strings.Contains(line, "level=debug") {

@@ -71,8 +71,8 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 		return r, nil
 	}
 	for _, stream := range []copyJob{
-		{name: "stdout", path: paths.Stdout, from: pipes.Stdout(), count: &r.bytes.stdout},
-		{name: "stderr", path: paths.Stderr, from: pipes.Stderr(), count: &r.bytes.stderr},
+		{name: "stdout", path: paths.Stdout, from: pipes.stdout.read, count: &r.bytes.stdout},
+		{name: "stderr", path: paths.Stderr, from: pipes.stderr.read, count: &r.bytes.stderr},
 	} {
 		if stream.path == "" {
 			continue
@@ -109,9 +109,8 @@ func (r *Relay) Start() error {
 
 // output is where a stream's bytes go: a FIFO or a file.
 type output interface {
-	// File is what the copy writes to. It is an *os.File so that the copy
-	// from the pipe can use os.File.ReadFrom, which lets the kernel move
-	// the bytes (splice) where it can.
+	// File is what the copy writes to. It is an *os.File so that the
+	// kernel can move the bytes from the pipe to a FIFO (splice.go).
 	File() *os.File
 	// CloseWriter is called when the process's output has ended.
 	CloseWriter() error
@@ -137,7 +136,7 @@ func openOutput(path string) (output, error) {
 type copyJob struct {
 	name, path string
 	to         output
-	from       io.Reader
+	from       *os.File      // the shim's end of the process's stdout or stderr pipe
 	count      *atomic.Int64 // what it carried, added when it ends
 }
 
@@ -165,7 +164,7 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n := copyStream(job.to.File(), job.from)
+			n := copyOutput(job.to.File(), job.from)
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()
@@ -177,12 +176,31 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 	close(r.outputDone)
 }
 
-// copyStream copies until from ends (or either side fails) and returns how
-// many bytes it carried.
+// copyOutput moves one output stream of the process to its destination until
+// the stream ends, and returns how many bytes it moved. To a FIFO (the usual
+// destination, containerd's) the kernel moves them from pipe to pipe
+// (splice.go); to a file:// destination, or whatever splice could not move,
+// they are copied.
+func copyOutput(to, from *os.File) int64 {
+	var moved int64
+	if isPipe(to) {
+		n, err := splicePipes(to, from)
+		moved += n
+		if err == nil {
+			return moved
+		}
+	}
+	return moved + copyStream(to, from)
+}
+
+// copyStream copies through the shim's memory, one buffer at a time.
 func copyStream(to io.Writer, from io.Reader) int64 {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	n, _ := io.CopyBuffer(to, from, *buf)
+	// Given two *os.File, io.CopyBuffer would hand them to os.File's
+	// WriteTo and ReadFrom, which find no zero-copy path between a pipe
+	// and a file and copy with a buffer they allocate on every call.
+	n, _ := io.CopyBuffer(struct{ io.Writer }{to}, struct{ io.Reader }{from}, *buf)
 	return n
 }
 

@@ -22,9 +22,7 @@ import (
 //     runtime options (a protobuf Any) or nothing on stdin, and reads the
 //     shim's address as plain text from stdout; it then speaks task API v2.
 //
-// pkg/shim handles only the first (it refuses the second), so `start` is
-// handled here, and everything else (`delete`, `-info`, the server) by
-// pkg/shim.RunShim.
+// Both are handled here (containerd's pkg/shim refuses the second).
 
 // launchFlags are the flags containerd passes to every invocation of a shim.
 type launchFlags struct {

@@ -12,10 +12,10 @@ import (
 // a task's exit only from TaskExit: its Wait answer to clients, docker's
 // "container exited" and the kubelet's container status all come from here.
 //
-// Sending can take seconds (pkg/shim's publisher waits up to 5s for a
-// containerd that is not answering), and no RPC may wait on containerd being
-// reachable. So Publish only queues; one goroutine sends, in the order the
-// events were queued.
+// Sending can take seconds (the forwarder waits up to 5s for a containerd
+// that is not answering, and retries), and no RPC may wait on containerd
+// being reachable. So Publish only queues; one goroutine sends, in the order
+// the events were queued.
 type EventSink struct {
 	// ctx carries the containerd namespace the events belong to. Events
 	// are sent with it, not with a request's context, because an exit is
@@ -68,17 +68,16 @@ func (e *EventSink) send() {
 			e.pending = e.pending[1:]
 			e.sending = true
 			e.mu.Unlock()
-			// pkg/shim's publisher retries a failed send from a queue
-			// of its own; here the failure is only logged.
+			// The publisher has retried already: the event is lost.
 			if err := e.publisher.Publish(e.ctx, next.topic, next.event); err != nil {
-				log.G(e.ctx).WithError(err).WithField("topic", next.topic).Warn("publish event (queued for retry)")
+				log.G(e.ctx).WithError(err).WithField("topic", next.topic).Error("event not delivered to containerd")
 			}
 		}
 	}
 }
 
-// Flush waits until every queued event has been handed to containerd (or to
-// the publisher's retry queue), or ctx ends. The shim flushes before it exits,
+// Flush waits until every queued event has been handed to containerd (or
+// given up on), or ctx ends. The shim flushes before it exits,
 // so the TaskDelete of its last container is not lost.
 func (e *EventSink) Flush(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() {

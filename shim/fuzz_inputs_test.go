@@ -5,20 +5,16 @@ import (
 	"path/filepath"
 	"testing"
 
-	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
-	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // The parsers of outside input that the other fuzz targets do not cover:
 // the exec process spec and the Update resources (from a client, through
 // containerd), the options.json the `delete` action reads back from a
-// bundle, and the v2 → v3 re-encoding every containerd 1.7 request goes
-// through. Each must answer with an errdefs kind, never panic. The seed
+// bundle. Each must answer with an errdefs kind, never panic. The seed
 // corpora are in testdata/fuzz/<target>.
 
 // FuzzProcessSpec: an exec's spec is read or refused as InvalidArgument.
@@ -58,25 +54,5 @@ func FuzzLoadRuncOptions(f *testing.F) {
 			t.Fatal(err)
 		}
 		_, _ = loadRuncOptions(bundle)
-	})
-}
-
-// FuzzReencodeV2Request: any bytes that decode as a v2 CreateTaskRequest
-// re-encode as a v3 one carrying the same id and bundle.
-func FuzzReencodeV2Request(f *testing.F) {
-	good, _ := proto.Marshal(&taskv2.CreateTaskRequest{ID: "c1", Bundle: "/b", Stdout: "/f/out"})
-	f.Add(good)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var v2 taskv2.CreateTaskRequest
-		if proto.Unmarshal(data, &v2) != nil {
-			return
-		}
-		var v3 taskAPI.CreateTaskRequest
-		if err := reencode(&v2, &v3); err != nil {
-			return
-		}
-		if v3.ID != v2.ID || v3.Bundle != v2.Bundle {
-			t.Fatalf("v2 %q/%q became v3 %q/%q", v2.ID, v2.Bundle, v3.ID, v3.Bundle)
-		}
 	})
 }

@@ -13,9 +13,10 @@ import (
 	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
@@ -36,10 +37,8 @@ const defaultSocketDir = "/run/containerd/s"
 
 // manager does the work of the binary's short-lived invocations: `start`
 // (launch the long-lived shim), `delete` (clean up after a dead one) and
-// `-info`. It implements pkg/shim's Shim interface.
+// `-info`.
 type manager struct{}
-
-func (manager) Name() string { return RuntimeName }
 
 // Start launches the long-lived shim server for a container and returns the
 // address containerd should connect to.
@@ -56,16 +55,13 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	// A grouped shim's socket is named after its group, so the group's
 	// other containers find it. An ungrouped shim's socket is named after
 	// this start too: a container id is reused as soon as its task is
-	// deleted, and the old shim, while it exits, removes the socket named
-	// after the id (pkg/shim's cleanup) — which must not be the new one's.
+	// deleted, and the old shim, while it exits, removes its socket — which
+	// must not be the new one's.
 	socketName := group
 	if !grouped {
 		socketName = fmt.Sprintf("%s@%d.%d", group, os.Getpid(), time.Now().UnixNano())
 	}
-	address, err := shim.CreateSocketAddress(ctx, socketDir, params.ContainerdGrpcAddress, socketName, false)
-	if err != nil {
-		return nil, err
-	}
+	address := socketAddress(socketDir, params.ContainerdGrpcAddress, params.Namespace, socketName)
 	listener, err := listen(address)
 	if errors.Is(err, errShimRunning) && grouped {
 		// Another container of the group started the shim: this
@@ -90,17 +86,17 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		shim.RemoveSocket(address)
+		removeSocket(address)
 		return nil, fmt.Errorf("start shim server: %w", err)
 	}
-	// The bundle is the working folder: pkg/shim's server reads "address"
-	// from it at shutdown to remove the socket.
+	// The bundle is the working folder: `delete` reads "address" from it
+	// to remove the socket of a shim that died.
 	if err := writeBundleFile("address", []byte(address)); err != nil {
 		cmd.Process.Kill()
-		shim.RemoveSocket(address)
+		removeSocket(address)
 		return nil, fmt.Errorf("write shim address into bundle: %w", err)
 	}
-	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
+	if err := adjustOOMScore(cmd.Process.Pid); err != nil {
 		// The shim should die after its containers when memory runs out,
 		// not before; but a kernel that refuses the change (no
 		// CAP_SYS_RESOURCE) leaves a working shim.
@@ -117,29 +113,28 @@ const shimAddressEnv = "TEACH_SHIM_ADDRESS"
 // errShimRunning: a live shim already serves the address.
 var errShimRunning = errors.New("a shim already serves this address")
 
-// listen creates the shim's socket: a file, never an abstract socket, so its
-// permissions apply: pkg/shim makes it 0600 in a 0700 folder, root only. A
-// stale socket left by a dead shim is removed; a live one is errShimRunning.
+// listen creates the shim's socket (socket.go). A stale socket left by a
+// dead shim is removed; a live one is errShimRunning.
 func listen(address string) (*net.UnixListener, error) {
-	l, err := shim.NewSocket(address)
+	l, err := newSocket(address)
 	if err == nil {
 		return l, nil
 	}
-	if !shim.SocketEaddrinuse(err) {
+	if !socketInUse(err) {
 		return nil, fmt.Errorf("create shim socket %s: %w", address, err)
 	}
-	if shim.CanConnect(address) {
+	if canConnect(address) {
 		return nil, fmt.Errorf("%s: %w", address, errShimRunning)
 	}
-	if err := shim.RemoveSocket(address); err != nil {
+	if err := removeSocket(address); err != nil {
 		return nil, fmt.Errorf("remove stale shim socket %s: %w", address, err)
 	}
-	return shim.NewSocket(address)
+	return newSocket(address)
 }
 
 // serverCommand is the long-lived shim: this binary again, with no action. It
-// inherits the listening socket as fd 3, where pkg/shim's server looks for
-// it, and learns containerd's event address from TTRPC_ADDRESS.
+// inherits the listening socket as fd 3, where runServer looks for it, and
+// learns containerd's event address from TTRPC_ADDRESS.
 func serverCommand(params *bootapi.BootstrapParams, group, address string, listener *net.UnixListener) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -149,8 +144,7 @@ func serverCommand(params *bootapi.BootstrapParams, group, address string, liste
 	if err != nil {
 		return nil, err
 	}
-	// -id names the shim, not a container: pkg/shim derives the socket
-	// path from it again to remove the socket at shutdown.
+	// -id names the shim, not a container.
 	args := []string{"-namespace", params.Namespace, "-id", group, "-address", params.ContainerdGrpcAddress}
 	if params.LogLevel <= bootapi.LogLevel_LOG_LEVEL_DEBUG {
 		args = append(args, "-debug")
@@ -172,14 +166,10 @@ func serverCommand(params *bootapi.BootstrapParams, group, address string, liste
 // answered), to clean up what the shim would have. Whatever ran in the
 // container is killed by `runc delete --force`, the rootfs is unmounted, and
 // containerd is told the task was killed (128 + SIGKILL).
-func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
-	bundle, err := bundleFolder(ctx)
-	if err != nil {
-		return shim.StopStatus{}, err
-	}
+func (manager) Stop(ctx context.Context, bundle, id string) (*taskAPI.DeleteResponse, error) {
 	opts, err := loadRuncOptions(bundle)
 	if err != nil {
-		return shim.StopStatus{}, err
+		return nil, err
 	}
 	ns, _ := namespaces.Namespace(ctx)
 	// The dead shim's journal, if it kept one, gets the cleanup too: the
@@ -197,31 +187,35 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		log.G(ctx).WithError(err).Warn("runc delete during shim cleanup")
 	}
 	if err := unmountRootfs(filepath.Join(bundle, "rootfs"), j); err != nil {
-		return shim.StopStatus{}, err
+		return nil, err
 	}
 	removeDeadShimSocket(ctx, bundle)
 	pid, _ := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
-	return shim.StopStatus{Pid: pid, ExitStatus: 128 + int(unix.SIGKILL), ExitedAt: time.Now()}, nil
+	return &taskAPI.DeleteResponse{
+		Pid:        uint32(pid),
+		ExitStatus: 128 + uint32(unix.SIGKILL),
+		ExitedAt:   protobuf.ToTimestamp(time.Now()),
+	}, nil
 }
 
 // removeDeadShimSocket removes the socket a dead shim listened on, named in
 // the bundle's "address" file. A socket that still answers belongs to a live
 // shim (the group's, serving other containers) and stays.
 func removeDeadShimSocket(ctx context.Context, bundle string) {
-	address, err := shim.ReadAddress(filepath.Join(bundle, "address"))
-	if err != nil || shim.CanConnect(address) {
+	address, err := readAddress(filepath.Join(bundle, "address"))
+	if err != nil || canConnect(address) {
 		return
 	}
-	if err := shim.RemoveSocket(address); err != nil && !os.IsNotExist(err) {
+	if err := removeSocket(address); err != nil && !os.IsNotExist(err) {
 		log.G(ctx).WithError(err).Warn("remove the dead shim's socket")
 	}
 }
 
 // bundleFolder is the bundle of the `delete` action: named by -bundle, or the
 // working folder containerd started us in.
-func bundleFolder(ctx context.Context) (string, error) {
-	if opts, ok := ctx.Value(shim.OptsKey{}).(shim.Opts); ok && opts.BundlePath != "" {
-		return opts.BundlePath, nil
+func bundleFolder(flags launchFlags) (string, error) {
+	if flags.bundle != "" {
+		return flags.bundle, nil
 	}
 	return os.Getwd()
 }

@@ -2,57 +2,65 @@ package shim
 
 import (
 	"context"
-	"fmt"
 
-	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
-	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/pkg/shutdown"
-	"github.com/containerd/containerd/v2/plugins"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	"github.com/containerd/plugin"
-	"github.com/containerd/plugin/registry"
 	"github.com/containerd/ttrpc"
-
-	"github.com/containerd/containerd/v2/core/events"
+	"google.golang.org/protobuf/proto"
 )
-
-// registerTaskService plugs the task service into pkg/shim's server. pkg/shim
-// provides the event publisher (to containerd's TTRPC_ADDRESS) and the
-// shutdown service; it serves whatever ttrpc services its plugins register.
-func registerTaskService() {
-	registry.Register(&plugin.Registration{
-		Type:     plugins.TTRPCPlugin,
-		ID:       "task",
-		Requires: []plugin.Type{plugins.EventPlugin, plugins.InternalPlugin},
-		InitFn: func(ic *plugin.InitContext) (any, error) {
-			publisher, err := ic.GetByID(plugins.EventPlugin, "publisher")
-			if err != nil {
-				return nil, err
-			}
-			sd, err := ic.GetByID(plugins.InternalPlugin, "shutdown")
-			if err != nil {
-				return nil, err
-			}
-			ns, err := namespaces.NamespaceRequired(ic.Context)
-			if err != nil {
-				return nil, fmt.Errorf("shim started without a namespace: %w", err)
-			}
-			sink := NewEventSink(ic.Context, publisher.(events.Publisher))
-			return taskServices{NewTaskService(ns, sink, sd.(shutdown.Service))}, nil
-		},
-	})
-}
 
 // taskServices registers the one TaskService under both names containerd may
 // call it by: containerd.task.v3.Task (containerd 2.x) and
 // containerd.task.v2.Task (containerd 1.7).
+//
+// The two APIs declare the same messages with the same field numbers (v3 was
+// cut from v2 for containerd 2.0; only the protobuf package differs, which is
+// never on the wire), so the v2 message types decode a v3 request exactly:
+// the service is written against the v2 types and registered twice. The v2
+// package has ttrpc bindings only; the v3 package also carries gRPC bindings
+// and with them gRPC, net/http and crypto/tls, which the shim does not link
+// (docs/benchmarks.md, History). TestTaskAPIv3MatchesV2 holds the two
+// declarations to each other.
 type taskServices struct{ v3 *TaskService }
 
 func (t taskServices) RegisterTTRPC(server *ttrpc.Server) error {
 	taskAPI.RegisterTTRPCTaskService(server, t.v3)
-	taskv2.RegisterTTRPCTaskService(server, taskServiceV2{t.v3})
+	server.RegisterService("containerd.task.v3.Task", &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+		"State":      method(t.v3.State),
+		"Create":     method(t.v3.Create),
+		"Start":      method(t.v3.Start),
+		"Delete":     method(t.v3.Delete),
+		"Pids":       method(t.v3.Pids),
+		"Pause":      method(t.v3.Pause),
+		"Resume":     method(t.v3.Resume),
+		"Checkpoint": method(t.v3.Checkpoint),
+		"Kill":       method(t.v3.Kill),
+		"Exec":       method(t.v3.Exec),
+		"ResizePty":  method(t.v3.ResizePty),
+		"CloseIO":    method(t.v3.CloseIO),
+		"Update":     method(t.v3.Update),
+		"Wait":       method(t.v3.Wait),
+		"Stats":      method(t.v3.Stats),
+		"Connect":    method(t.v3.Connect),
+		"Shutdown":   method(t.v3.Shutdown),
+	}})
 	return nil
+}
+
+// method makes a ttrpc method of a TaskService method: decode the request
+// into a new Req, call. It is what protoc-gen-go-ttrpc generates for each
+// method, written once for all of them.
+func method[Req any, PReq interface {
+	*Req
+	proto.Message
+}, Resp proto.Message](call func(context.Context, PReq) (Resp, error)) ttrpc.Method {
+	return func(ctx context.Context, unmarshal func(any) error) (any, error) {
+		req := PReq(new(Req))
+		if err := unmarshal(req); err != nil {
+			return nil, err
+		}
+		return call(ctx, req)
+	}
 }
 
 // UnaryServerInterceptor turns the errors the task service returns into

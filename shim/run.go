@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 
-	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/log"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/teach/containerd-shim-teach-v2/inspect"
 	"github.com/teach/containerd-shim-teach-v2/trace"
@@ -17,10 +18,11 @@ import (
 )
 
 // Run is the whole program; main hands over to it. containerd runs this
-// binary in three ways:
+// binary in four ways:
 //
 //	containerd-shim-teach-v2 ... start    launch the shim server, print its address
 //	containerd-shim-teach-v2 ... delete   clean up after a shim that died
+//	containerd-shim-teach-v2 -info        describe the runtime
 //	containerd-shim-teach-v2 ...          the shim server itself (started by start)
 //
 // and people run it as `containerd-shim-teach-v2 inspect ID` (package
@@ -32,29 +34,74 @@ func Run() {
 		os.Exit(trace.Main(os.Args[2:], os.Stdout, os.Stderr))
 	case len(os.Args) > 1 && os.Args[1] == "inspect":
 		os.Exit(inspect.Run(os.Args[2:], os.Stdout, os.Stderr))
-	case err == nil && flags.version:
+	case err != nil:
+	case flags.version:
 		printVersion()
-	case err == nil && flags.action == "start":
-		if err := runStart(context.Background(), flags, os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: start: %s\n", RuntimeName, err)
-			os.Exit(1)
-		}
+		return
+	case flags.info:
+		err = runInfo()
+	case flags.action == "start":
+		err = runStart(context.Background(), flags, os.Stdin, os.Stdout)
+	case flags.action == "delete":
+		err = runDelete(flags)
+	case flags.action != "":
+		err = fmt.Errorf("unknown action %q: containerd runs a shim with start, delete, or none", flags.action)
 	default:
-		// One P is enough for the shim server: its Go work is small
-		// (decode an RPC, route an exit, forward an event) and its copying
-		// of stdio waits in read and write. Each further P keeps spans
-		// of its own for every size class and wants a thread; one P makes
-		// an idle shim about 0.25 MiB smaller (docs/benchmarks.md,
-		// History). containerd starts shims with GOMAXPROCS=2 in the
-		// environment, which pkg/shim then leaves alone; runc, a Go
-		// program we start, still inherits that.
-		runtime.GOMAXPROCS(1)
-		registerTaskService()
-		// The Reaper (process/reaper.go) collects every child, so pkg/shim
-		// must not reap too: NoReaper. pkg/shim still makes the server a
-		// child subreaper.
-		shim.RunShim(context.Background(), manager{}, func(c *shim.Config) { c.NoReaper = true })
+		err = runServer(flags)
 	}
+	if err != nil {
+		action := flags.action
+		switch {
+		case flags.info:
+			action = "-info"
+		case action == "":
+			action = "server"
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s: %s\n", RuntimeName, action, err)
+		os.Exit(1)
+	}
+}
+
+// runInfo is `-info`: containerd asks what this runtime is, and reads the
+// answer as a protobuf RuntimeInfo.
+func runInfo() error {
+	info, err := manager{}.Info(context.Background(), os.Stdin)
+	if err != nil {
+		return err
+	}
+	return writeAnswer(info)
+}
+
+// runDelete is the `delete` action; containerd reads a protobuf
+// DeleteResponse from stdout, and the log from stderr.
+func runDelete(flags launchFlags) error {
+	if flags.namespace == "" || flags.id == "" {
+		return fmt.Errorf("delete needs -namespace and -id")
+	}
+	if flags.debug {
+		_ = log.SetLevel(log.DebugLevel)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), flags.namespace)
+	bundle, err := bundleFolder(flags)
+	if err != nil {
+		return err
+	}
+	resp, err := manager{}.Stop(ctx, bundle, flags.id)
+	if err != nil {
+		return err
+	}
+	return writeAnswer(resp)
+}
+
+// writeAnswer writes a short-lived invocation's answer to containerd, a
+// protobuf message, to stdout.
+func writeAnswer(answer proto.Message) error {
+	data, err := proto.Marshal(answer)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(data)
+	return err
 }
 
 func printVersion() {

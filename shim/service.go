@@ -7,10 +7,9 @@ import (
 	"sync"
 	"time"
 
-	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
-	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -25,9 +24,10 @@ import (
 )
 
 // TaskService is the shim's RPC surface: containerd calls it over ttrpc as
-// task API v3 (containerd 2.x) or v2 (containerd 1.7, see taskv2.go). It
-// validates each request, finds the container, hands the work to the
-// container and its processes, and publishes the events.
+// task API v3 (containerd 2.x) or v2 (containerd 1.7), one implementation
+// for both (plugin.go). It validates each request, finds the container,
+// hands the work to the container and its processes, and publishes the
+// events.
 type TaskService struct {
 	namespace string
 	events    *EventSink
@@ -389,12 +389,6 @@ func (s *TaskService) Shutdown(ctx context.Context, req *taskAPI.ShutdownRequest
 	flushCtx, cancel := context.WithTimeout(ctx, eventFlushLimit)
 	defer cancel()
 	s.events.Flush(flushCtx)
-	// The socket goes before the server stops listening: connections in
-	// progress are unaffected, and no new one can reach a shim that is
-	// leaving.
-	if address := os.Getenv(shimAddressEnv); address != "" {
-		shim.RemoveSocket(address)
-	}
-	s.shutdown.Shutdown()
+	s.shutdown.Shutdown() // runServer removes the socket and returns
 	return &emptypb.Empty{}, nil
 }

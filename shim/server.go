@@ -1,0 +1,179 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/fifo"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+)
+
+// runServer is the long-lived shim server that `start` launched: it serves
+// the task API on the socket `start` handed over as fd 3, until containerd
+// calls Shutdown (or a signal ends it).
+//
+// containerd's pkg/shim offers this loop (RunShim); the shim has its own
+// because pkg/shim imports the task API v3 package, which carries gRPC
+// bindings next to its ttrpc ones, and with them gRPC, net/http and
+// crypto/tls: two thirds of the binary, and a third of an idle shim's
+// private memory, for a server that speaks only ttrpc (docs/benchmarks.md,
+// History).
+func runServer(flags launchFlags) error {
+	if flags.namespace == "" {
+		return errors.New("the shim server needs -namespace")
+	}
+	tuneRuntime()
+	ctx := namespaces.WithNamespace(context.Background(), flags.namespace)
+	ctx, sd := shutdown.WithShutdown(ctx)
+	defer sd.Shutdown()
+
+	// Container processes whose parent dies (runc's init after `runc
+	// create`, a daemon's double fork) are re-parented to the shim, so
+	// the Reaper sees their exits.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become a child subreaper: %w", err)
+	}
+	ctx, err := logToContainerd(ctx, flags.debug)
+	if err != nil {
+		return err
+	}
+	handleSignals(ctx, sd)
+
+	publisher, err := newEventForwarder(os.Getenv("TTRPC_ADDRESS"))
+	if err != nil {
+		return err
+	}
+	defer publisher.Close()
+	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd)
+
+	server, err := serveTaskAPI(ctx, sd, service)
+	if err != nil {
+		return err
+	}
+	log.G(ctx).WithField("pid", os.Getpid()).Debug(serverStartedMessage)
+
+	<-sd.Done()
+	// The socket goes before the server stops listening: connections in
+	// progress are unaffected, and no new one can reach a shim that is
+	// leaving.
+	if address := os.Getenv(shimAddressEnv); address != "" {
+		removeSocket(address)
+	}
+	// The last answer (Shutdown's) may still be on its way to containerd.
+	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	server.Shutdown(closeCtx)
+	return nil
+}
+
+// serveTaskAPI serves the task service, under both its names (plugin.go), on
+// the socket `start` handed over as fd 3. A server that fails ends the shim.
+func serveTaskAPI(ctx context.Context, sd shutdown.Service, service *TaskService) (*ttrpc.Server, error) {
+	services := taskServices{service}
+	server, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(services.UnaryServerInterceptor()))
+	if err != nil {
+		return nil, fmt.Errorf("create ttrpc server: %w", err)
+	}
+	if err := services.RegisterTTRPC(server); err != nil {
+		return nil, err
+	}
+	listener, err := net.FileListener(os.NewFile(3, "socket"))
+	if err != nil {
+		return nil, fmt.Errorf("socket from start (fd 3): %w", err)
+	}
+	go func() {
+		if err := server.Serve(ctx, listener); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			log.G(ctx).WithError(err).Error("ttrpc server failed")
+			sd.Shutdown()
+		}
+	}()
+	return server, nil
+}
+
+// serverStartedMessage is logged at debug level once the server serves: a
+// shim started by a containerd at debug level says so in containerd's log.
+const serverStartedMessage = "shim server serving the task API"
+
+// tuneRuntime sets the Go runtime for a long-lived daemon that is idle almost
+// all the time.
+//
+// One P is enough for the shim server: its Go work is small (decode an RPC,
+// route an exit, forward an event) and its copying of stdio waits in the
+// kernel. Each further P keeps spans of its own for every size class and
+// wants a thread; one P makes an idle shim about 0.25 MiB smaller.
+// containerd starts shims with GOMAXPROCS=2 in the environment; runc, a Go
+// program we start, still inherits that.
+//
+// The collector keeps Go's defaults. A lower GC percent (pkg/shim sets 40)
+// and a forced collection with debug.FreeOSMemory after a burst of RPCs
+// (pkg/shim forces one every 30s) both made an idle shim bigger, not
+// smaller: each collection leaves the runtime's own bookkeeping outside the
+// heap resident, more than it frees in the heap (docs/benchmarks.md,
+// History).
+func tuneRuntime() {
+	runtime.GOMAXPROCS(1)
+}
+
+// logToContainerd sends the shim's log to the FIFO named "log" in the
+// bundle (the server's working folder), which containerd reads and copies
+// into its own log. Its fd is also made the shim's stderr, so a panic's
+// stack reaches containerd's log too.
+func logToContainerd(ctx context.Context, debug bool) (context.Context, error) {
+	logFifo, err := fifo.OpenFifoDup2(ctx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd()))
+	if err != nil {
+		return ctx, fmt.Errorf("open the log fifo: %w", err)
+	}
+	logger := log.G(ctx)
+	_ = log.SetFormat(log.TextFormat)
+	if debug {
+		_ = log.SetLevel(log.DebugLevel)
+	}
+	logger.Logger.SetOutput(logFifo)
+	return log.WithLogger(ctx, logger.WithField("runtime", RuntimeName)), nil
+}
+
+// handleSignals: SIGTERM and SIGINT end the shim as Shutdown would; SIGUSR1
+// writes every goroutine's stack to the log, to look inside a hung shim;
+// SIGPIPE is caught and dropped: the shim's stderr is the log FIFO, and a Go
+// program dies of SIGPIPE when a write to fd 1 or 2 finds no reader, as when
+// containerd restarts. (Caught, not ignored: an ignored signal stays ignored
+// in the processes the shim starts, runc and the container.)
+func handleSignals(ctx context.Context, sd shutdown.Service) {
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGPIPE)
+	go func() {
+		for s := range signals {
+			switch s {
+			case unix.SIGPIPE:
+			case unix.SIGUSR1:
+				dumpStacks(ctx)
+			default:
+				log.G(ctx).WithField("signal", s).Info("shim ends on signal")
+				sd.Shutdown()
+			}
+		}
+	}()
+}
+
+func dumpStacks(ctx context.Context) {
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	log.G(ctx).Infof("=== goroutine stacks ===\n%s\n=== end of goroutine stacks ===", buf)
+}
