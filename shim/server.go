@@ -139,7 +139,9 @@ func logToContainerd(ctx context.Context, debug bool) (context.Context, error) {
 		_ = log.SetLevel(log.DebugLevel)
 	}
 	logger.Logger.SetOutput(logFifo)
-	return log.WithLogger(ctx, logger.WithField("runtime", RuntimeName)), nil
+	// containerd copies the lines as they are into its own log, where every
+	// shim writes: the pid says which shim a line is from.
+	return log.WithLogger(ctx, logger.WithFields(log.Fields{"runtime": RuntimeName, "pid": os.Getpid()})), nil
 }
 
 // handleSignals: SIGTERM and SIGINT end the shim as Shutdown would; SIGUSR1
@@ -175,5 +177,7 @@ func dumpStacks(ctx context.Context) {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	log.G(ctx).Infof("=== goroutine stacks ===\n%s\n=== end of goroutine stacks ===", buf)
+	// The same markers as containerd's own shims, so tools that find a
+	// shim's stacks in containerd's log find ours too.
+	log.G(ctx).Infof("=== BEGIN goroutine stack dump ===\n%s\n=== END goroutine stack dump ===", buf)
 }

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// A shim built on containerd's pkg/shim (ours and the stock runc shim both
-// are) dumps the stacks of all its goroutines into its log when it gets
-// SIGUSR1. Its log is a FIFO that containerd copies into its own log, so the
+// A shim dumps the stacks of all its goroutines into its log when it gets
+// SIGUSR1: the stock runc shim through containerd's pkg/shim, ours in its
+// own server (shim/server.go), with the same markers and pid field. Its log is a FIFO that containerd copies into its own log, so the
 // dump lands in the daemon's log as one logrus line:
 //
 //	time=... level=info msg="=== BEGIN goroutine stack dump ===\ngoroutine 1 [...]:\n...=== END goroutine stack dump ===" ... pid=4242
