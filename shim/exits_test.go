@@ -38,6 +38,9 @@ type exitedProcess struct {
 	pid  int
 	life *process.Lifecycle
 	done chan struct{}
+	// alive stands for what a pidfd tells: the process still runs, so an
+	// exit reaped for its pid is an earlier process's.
+	alive bool
 }
 
 func newExitedProcess(id string, pid int) *exitedProcess {
@@ -60,6 +63,10 @@ func (p *exitedProcess) Resize(width, height uint32) error { return nil }
 func (p *exitedProcess) Exited() <-chan struct{}           { return p.life.Exited() }
 func (p *exitedProcess) Exit() (process.ExitStatus, bool)  { return p.life.Exit() }
 func (p *exitedProcess) OutputDone() <-chan struct{}       { return p.done }
+func (p *exitedProcess) OwnsExit(pid int) bool             { return pid == p.pid && !p.alive }
+func (p *exitedProcess) ExitAttribution() process.ExitAttribution {
+	return process.AttributedByPidfd
+}
 func (p *exitedProcess) SetExited(code int, at time.Time) {
 	p.life.SetExited(process.ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
 }
@@ -125,4 +132,48 @@ func TestExitsWithNoWindowOpenAreDropped(t *testing.T) {
 		t.Fatal("a window opened later saw an exit from before it")
 	}
 	w.Close()
+}
+
+// A pid is reused: an earlier process with the number the new exec gets is
+// reaped while runc exec runs. The window keeps that exit; the claim must not
+// give it to the new process, whose pidfd says it is alive. Its own exit,
+// later, is routed to it.
+func TestAnEarlierExitOfAReusedPidIsNotClaimed(t *testing.T) {
+	router := NewExitRouter()
+	c, recorded := newTestContainer("c1")
+	exec := newExitedProcess("e1", 400)
+	exec.alive = true
+	p := track(exec)
+	w := router.OpenWindow()
+	router.route(runc.Exit{Pid: 400, Status: 9, Timestamp: time.Now()}) // the pid's earlier holder
+	w.Claim(400, exitTarget{container: c, process: p})
+	select {
+	case <-p.exitReported:
+		t.Fatal("the exit of the pid's earlier holder was reported as the new process's")
+	default:
+	}
+	if _, waits := router.byPid[400]; !waits {
+		t.Fatal("the process was not registered for its own exit")
+	}
+
+	exec.alive = false
+	router.route(runc.Exit{Pid: 400, Status: 2, Timestamp: time.Now()})
+	exits := waitReported(t, c, p, recorded)
+	if len(exits) != 1 || exits[0].ExitStatus != 2 {
+		t.Fatalf("exits published: %v", exits)
+	}
+}
+
+// A reaped pid whose tracked process is alive is not that process's exit.
+func TestARoutedExitTheProcessDeniesIsNotReported(t *testing.T) {
+	router := NewExitRouter()
+	c, _ := newTestContainer("c1")
+	exec := newExitedProcess("e1", 500)
+	exec.alive = true
+	p := track(exec)
+	router.OpenWindow().Claim(500, exitTarget{container: c, process: p})
+	router.route(runc.Exit{Pid: 500, Status: 1, Timestamp: time.Now()})
+	if _, waits := router.byPid[500]; !waits {
+		t.Fatal("the process no longer waits for its own exit")
+	}
 }
