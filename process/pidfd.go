@@ -174,7 +174,7 @@ func (r *pidfdReceiver) runcSocket() runc.PidfdSocket {
 }
 
 // take returns the pidfd runc sent for pid, or nil with the reason there is
-// none. A pidfd that names another process than the pid file does is
+// none. A pidfd that names another live process than the pid file does is
 // refused: attributing exits by it would be wrong.
 func (r *pidfdReceiver) take(pid int) (*os.File, string) {
 	var file *os.File
@@ -188,8 +188,11 @@ func (r *pidfdReceiver) take(pid int) (*os.File, string) {
 	if file == nil {
 		return nil, "runc sent no pidfd"
 	}
+	// A process that has already been reaped (one that ends at once) shows
+	// as -1: the pidfd still names it, and polls readable, as its exit
+	// needs.
 	named, err := pidfdTarget(file)
-	if err != nil || named != pid {
+	if err != nil || (named != pid && named != -1) {
 		file.Close()
 		return nil, fmt.Sprintf("the pidfd runc sent names pid %d (%v), not %d", named, err, pid)
 	}

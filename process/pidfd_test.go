@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
@@ -147,6 +148,41 @@ func TestReceiverTakesThePidfdOfThePidRuncReported(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The process may be reaped before the shim reads the pidfd (an exec that
+// ends at once): the pidfd names pid -1 then, and is kept.
+func TestReceiverKeepsThePidfdOfAReapedProcess(t *testing.T) {
+	cmd, file := startSleeper(t)
+	defer file.Close()
+	pid := cmd.Process.Pid
+	cmd.Process.Kill()
+	waitReaped(t, file)
+	r := newTestReceiver(t)
+	sendPidfd(t, r.socket.Path(), file)
+	got, reason := r.take(pid)
+	if got == nil {
+		t.Fatalf("the pidfd of a reaped process was refused: %s", reason)
+	}
+	defer got.Close()
+	var p Pidfd
+	p.hold(got, pid)
+	if !p.OwnsExit(pid) {
+		t.Fatal("the pidfd of a reaped process does not claim its exit")
+	}
+}
+
+// waitReaped waits until the test reaper has collected the process
+// the pidfd names: its fdinfo then shows pid -1.
+func waitReaped(t *testing.T, file *os.File) {
+	t.Helper()
+	for range 1000 {
+		if pid, err := pidfdTarget(file); err == nil && pid == -1 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the process was never reaped")
 }
 
 func newTestReceiver(t *testing.T) *pidfdReceiver {
