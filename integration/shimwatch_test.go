@@ -12,9 +12,9 @@ import (
 // shimFigures is what one shim holds at one moment: the figures a leak
 // shows up in.
 type shimFigures struct {
-	rss        int64
-	fds        int // pidfds aside (see harness.WithoutPidfds)
-	pidfds     int // the shim's own, one per tracked process, and os/exec's
+	rss    int64
+	fds    int // pidfds aside (see harness.WithoutPidfds)
+	pidfds int // the shim's own, one per tracked process, and os/exec's
 
 	goroutines int
 	threads    int
