@@ -6,11 +6,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/containers"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
@@ -51,15 +49,7 @@ func TestReliabilityOOMScore(t *testing.T) {
 		container := s.newContainer(t, "oom-score-set", []string{"sleep", "1000"}, withSpecOpts(withOOMScoreAdj(asked)))
 		task, _ := s.startTask(t, container, &stdio{})
 		initScore := oomScoreOf(t, int(task.Pid()))
-		process, err := task.Exec(s.ctx, "scored", execSpec(t, s, container, "sleep", "1000"), cio.NewCreator())
-		if err == nil {
-			defer process.Delete(s.ctx)
-			err = process.Start(s.ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer process.Kill(s.ctx, syscall.SIGKILL)
+		process := sleepingExec(t, s, container, task, "scored")
 		execScore := oomScoreOf(t, int(process.Pid()))
 		sc.figure(fmt.Sprintf("container with oomScoreAdj %d: init / exec", asked), fmt.Sprintf("%d / %d", initScore, execScore))
 		if initScore != asked || execScore != asked {

@@ -134,6 +134,13 @@ func TestExitsWithNoWindowOpenAreDropped(t *testing.T) {
 	w.Close()
 }
 
+// liveProcess is a process whose pidfd would say it still runs.
+func liveProcess(id string, pid int) (*exitedProcess, *tracked) {
+	p := newExitedProcess(id, pid)
+	p.alive = true
+	return p, track(p)
+}
+
 // A pid is reused: an earlier process with the number the new exec gets is
 // reaped while runc exec runs. The window keeps that exit; the claim must not
 // give it to the new process, whose pidfd says it is alive. Its own exit,
@@ -141,9 +148,7 @@ func TestExitsWithNoWindowOpenAreDropped(t *testing.T) {
 func TestAnEarlierExitOfAReusedPidIsNotClaimed(t *testing.T) {
 	router := NewExitRouter()
 	c, recorded := newTestContainer("c1")
-	exec := newExitedProcess("e1", 400)
-	exec.alive = true
-	p := track(exec)
+	exec, p := liveProcess("e1", 400)
 	w := router.OpenWindow()
 	router.route(runc.Exit{Pid: 400, Status: 9, Timestamp: time.Now()}) // the pid's earlier holder
 	w.Claim(400, exitTarget{container: c, process: p})
@@ -168,9 +173,7 @@ func TestAnEarlierExitOfAReusedPidIsNotClaimed(t *testing.T) {
 func TestARoutedExitTheProcessDeniesIsNotReported(t *testing.T) {
 	router := NewExitRouter()
 	c, _ := newTestContainer("c1")
-	exec := newExitedProcess("e1", 500)
-	exec.alive = true
-	p := track(exec)
+	_, p := liveProcess("e1", 500)
 	router.OpenWindow().Claim(500, exitTarget{container: c, process: p})
 	router.route(runc.Exit{Pid: 500, Status: 1, Timestamp: time.Now()})
 	if _, waits := router.byPid[500]; !waits {
