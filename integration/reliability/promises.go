@@ -51,7 +51,7 @@ var Promises = []Promise{
 	{
 		What:     "a runc command that hangs: every call has a deadline; the error names the command that hung; the command is killed",
 		Scenario: "runc hanging",
-		Checks:   []Check{{"integration", "TestReliabilityRuncHangs"}, {"process", "TestRuncCallReportsOnlyTheFailingCommandsReason"}},
+		Checks:   []Check{{"integration", "TestReliabilityRuncHangs"}, {"process", "TestRuncCallKillsACommandPastItsDeadline"}},
 	},
 	{
 		What:     "1000 processes that exit at once (before Start returns), tasks and execs: no exit lost, each with its own status",
@@ -98,7 +98,7 @@ var Promises = []Promise{
 	{
 		What:     "ids validated (and the validation fuzzed); no symlink followed out of the bundle",
 		Scenario: "bad ids and symlinks in the bundle",
-		Checks:   []Check{{"integration", "TestReliabilityBadInput"}, {"shim", "FuzzValidateID"}},
+		Checks:   []Check{{"integration", "TestReliabilityBadInput"}, {"shim", "TestValidateID"}, {"shim", "FuzzValidateID"}},
 	},
 	{
 		What:     "no elevated oom_score_adj kept: the shim at containerd's plus one, a container at its spec's",
