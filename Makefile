@@ -58,20 +58,29 @@ unit:
 
 # Integration tests start real daemons (containerd, runc) as root; the harness
 # builds nothing itself when TEACH_SHIM_BIN names the shim to test.
+# The short reliability rows go to bin/reliability-short.jsonl, and from there
+# into bin/reliability-short.md (not committed: docs/reliability.md holds the
+# soak's figures).
 integration:
 	mkdir -p bin && rm -f bin/reliability-short.jsonl
+	status=0; rev=$$(git describe --always --dirty 2>/dev/null || echo unknown); \
 	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) TEACH_RELIABILITY_REPORT=$(CURDIR)/bin/reliability-short.jsonl \
-		go test -count=1 -timeout $(INTEGRATION_TIMEOUT) -v ./integration/...
+		go test -count=1 -timeout $(INTEGRATION_TIMEOUT) -v ./integration/... || status=$$?; \
+	go run ./integration/cmd/reliability-report -in bin/reliability-short.jsonl -out bin/reliability-short.md \
+		-command "make test" -revision "$$rev" && \
+	exit $$status
 
 # The long versions of the reliability scenarios (TEACH_SOAK=1: 1000 early
 # exits, 2000 cycles, 1 GiB of output...). The document is written even when
-# a test failed, so that it shows the failure; make still fails then.
+# a test failed, so that it shows the failure; make still fails then. The
+# commit named in it is the one the tests started on.
 soak: tools build
 	mkdir -p bin docs && rm -f $(RELIABILITY_RECORDS)
-	status=0; \
+	status=0; rev=$$(git describe --always --dirty 2>/dev/null || echo unknown); \
 	TEACH_SHIM_BIN=$(CURDIR)/$(BIN) TEACH_SOAK=1 TEACH_RELIABILITY_REPORT=$(CURDIR)/$(RELIABILITY_RECORDS) \
 		go test -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestReliability' ./integration/ || status=$$?; \
-	go run ./integration/cmd/reliability-report -in $(RELIABILITY_RECORDS) -out docs/reliability.md -command "make soak" && \
+	go run ./integration/cmd/reliability-report -in $(RELIABILITY_RECORDS) -out docs/reliability.md -command "make soak" \
+		-revision "$$rev" && \
 	exit $$status
 
 # Each fuzz target on its own (go test -fuzz takes one at a time); the seed

@@ -31,6 +31,7 @@ func TestLifecycleEvents(t *testing.T) {
 		deleteTask(t, s.ctx, task, exitCodeOf(t, exitCh))
 
 		got := collectTaskEvents(t, envelopes, errs)
+		assertShimEventOrder(t, s)
 		want := []string{
 			"/tasks/create",
 			"/tasks/start",

@@ -31,6 +31,24 @@ func (s *session) runningTask(t *testing.T, id string) (client.Container, client
 	return container, task, exitCh
 }
 
+// sleepingExec starts `sleep 1000` as exec id in task; the test's end kills
+// and deletes it.
+func sleepingExec(t *testing.T, s *session, container client.Container, task client.Task, id string) client.Process {
+	t.Helper()
+	process, err := task.Exec(s.ctx, id, execSpec(t, s, container, "sleep", "1000"), cio.NewCreator())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		process.Kill(s.ctx, unix.SIGKILL)
+		process.Delete(s.ctx)
+	})
+	if err := process.Start(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	return process
+}
+
 // execSpec is the container's process spec with other args: what
 // `ctr task exec` sends.
 func execSpec(t *testing.T, s *session, container client.Container, args ...string) *specs.Process {

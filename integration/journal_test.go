@@ -118,8 +118,9 @@ func TestTraceTellsTheWholeLifecycle(t *testing.T) {
 			`\[exec hello\] event /tasks/exit`,
 			`├─+▶│.*  Kill$`,
 			`SIGKILL to pid \d+ \(Kill request\)`,
-			`runc kill \(pid \d+\) → exit 0`,
-			`\$ runc .* kill traced 9$`,
+			// The signal goes through the init's pidfd where runc sent
+			// one (runc 1.2+), else through runc kill.
+			`SIGKILL to pid \d+ \(sent with pidfd_send_signal|\$ runc .* kill traced 9$`,
 			`◀─+┤ .*pid \d+ exited, status 137`,
 			`init \(pid \d+\) killed by SIGKILL \(status 137\): Kill request from containerd at \+\d+\.\d+s`,
 			`event /tasks/exit`,

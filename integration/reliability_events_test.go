@@ -10,6 +10,8 @@ import (
 	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/teach/containerd-shim-teach-v2/integration/harness"
 )
 
 var eventOrderScenario = scenarioSpec{
@@ -17,7 +19,8 @@ var eventOrderScenario = scenarioSpec{
 	test: "TestReliabilityEventOrder",
 	about: "A container runs two execs, one that exits by itself and one still running when the container is killed. " +
 		"For every process its events must come in order (TaskCreate < TaskStart < TaskExit < TaskDelete for the init, " +
-		"TaskExecAdded < TaskExecStarted < TaskExit for an exec), and every exec's TaskExit must come before the init's.",
+		"TaskExecAdded < TaskExecStarted < TaskExit for an exec), and every exec's TaskExit must come before the init's. " +
+		"The client checks what containerd delivered; the shim checks what it published and must log no order violation.",
 }
 
 func TestReliabilityEventOrder(t *testing.T) {
@@ -30,6 +33,7 @@ func TestReliabilityEventOrder(t *testing.T) {
 		}
 		sc.figure("rounds", rounds)
 		sc.figure("order violations", len(violations))
+		sc.checkShimEventOrder(s)
 		if len(violations) == 0 {
 			return
 		}
@@ -41,6 +45,37 @@ func TestReliabilityEventOrder(t *testing.T) {
 		}
 		t.Error(err)
 	})
+}
+
+// shimOrderViolations returns the lines in which our shim, on the session's
+// daemon, logged an event published out of order: the shim checks its own
+// sequence as it queues it (shim/eventorder.go), and containerd copies the
+// shim's log into its own. The stock shim does not check; it logs none.
+func shimOrderViolations(s *session) []string {
+	lines := s.daemon.LogLinesWith("event order violation", 1000)
+	return linesWith(lines, "runtime="+harness.TeachRuntime)
+}
+
+// checkShimEventOrder records, on our row, how many order violations the
+// shim logged, and fails the row if it logged any.
+func (sc *scenario) checkShimEventOrder(s *session) {
+	sc.t.Helper()
+	if s.runtime != harness.TeachRuntime {
+		return
+	}
+	violations := shimOrderViolations(s)
+	sc.figure("order violations in the shim's log", len(violations))
+	if len(violations) > 0 {
+		sc.t.Errorf("the shim logged events out of order:\n%s", strings.Join(violations, "\n"))
+	}
+}
+
+// assertShimEventOrder fails t if our shim logged an event out of order.
+func assertShimEventOrder(t *testing.T, s *session) {
+	t.Helper()
+	if violations := shimOrderViolations(s); len(violations) > 0 {
+		t.Errorf("the shim logged events out of order:\n%s", strings.Join(violations, "\n"))
+	}
 }
 
 // eventOrderRound runs one container with two execs and returns what is out

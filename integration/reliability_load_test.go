@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
 )
@@ -31,6 +32,7 @@ func TestReliabilityEarlyExits(t *testing.T) {
 		sc := newScenario(t, earlyExitScenario, s)
 		t.Run("init", func(t *testing.T) { earlyInitExits(t, s, sc, sized(40, 1000)) })
 		t.Run("exec", func(t *testing.T) { earlyExecExits(t, s, sc, sized(100, 1000)) })
+		sc.checkShimEventOrder(s)
 	})
 }
 
@@ -95,9 +97,11 @@ var concurrencyScenario = scenarioSpec{
 	name: "concurrent execs and containers",
 	test: "TestReliabilityConcurrency",
 	about: "100 execs started at once in one container, each printing its number and exiting with its own status; " +
-		"then 50 containers started at once. Every exit code and output must be right; the exec shim's descriptors, " +
-		"goroutines and memory must come back to their baseline (descriptors exactly, goroutines within " +
-		fmt.Sprint(goroutineSlack) + ", RSS within 8 MiB), and every container's shim must exit once its task is deleted.",
+		"then 50 containers started at once, each with a shim of its own; then 50 started at once in one group (the " +
+		"io.containerd.teach.v2.group annotation), sharing the shim of a member that outlives them. Every exit code and " +
+		"output must be right; the exec shim's and the group shim's descriptors, pidfds, goroutines and memory must come " +
+		"back to their baseline (descriptors and pidfds exactly, goroutines within " + fmt.Sprint(goroutineSlack) +
+		", RSS within 8 MiB), and every ungrouped container's shim must exit once its task is deleted.",
 }
 
 func TestReliabilityConcurrency(t *testing.T) {
@@ -105,7 +109,9 @@ func TestReliabilityConcurrency(t *testing.T) {
 		s.withTimeout(t, time.Hour)
 		sc := newScenario(t, concurrencyScenario, s)
 		t.Run("100 execs", func(t *testing.T) { concurrentExecs(t, s, sc, 100, sized(1, 5)) })
-		t.Run("50 containers", func(t *testing.T) { concurrentContainers(t, s, sc, 50) })
+		t.Run("50 containers", func(t *testing.T) { concurrentContainers(t, s, sc, 50, "") })
+		t.Run("50 containers in one group", func(t *testing.T) { concurrentContainers(t, s, sc, 50, "crowd") })
+		sc.checkShimEventOrder(s)
 	})
 }
 
@@ -157,7 +163,21 @@ func concurrentExecs(t *testing.T, s *session, sc *scenario, execs, rounds int) 
 	}
 }
 
-func concurrentContainers(t *testing.T, s *session, sc *scenario, n int) {
+// groupAnnotation puts containers in one shim (shim/group.go).
+const groupAnnotation = "io.containerd.teach.v2.group"
+
+// concurrentContainers starts n containers at once, each with its own shim,
+// or, with a group, all in the shim of a group member that outlives them.
+func concurrentContainers(t *testing.T, s *session, sc *scenario, n int, group string) {
+	prefix := "crowd"
+	var opts []client.NewContainerOpts
+	var groupShim int
+	var baseline shimFigures
+	if group != "" {
+		prefix = group + "-member"
+		opts = append(opts, withSpecOpts(oci.WithAnnotations(map[string]string{groupAnnotation: group})))
+		groupShim, baseline = startGroup(t, s, group, opts)
+	}
 	type row struct {
 		task    client.Task
 		exitCh  <-chan client.ExitStatus
@@ -169,9 +189,9 @@ func concurrentContainers(t *testing.T, s *session, sc *scenario, n int) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			id := fmt.Sprintf("crowd-%02d", i)
+			id := fmt.Sprintf("%s-%02d", prefix, i)
 			script := fmt.Sprintf(`trap "exit %d" TERM; echo %s; while true; do sleep 0.1; done`, i, id)
-			container, err := s.createContainer(id, []string{"sh", "-c", script})
+			container, err := s.createContainer(id, []string{"sh", "-c", script}, opts...)
 			if err != nil {
 				errs[i] = err
 				return
@@ -193,12 +213,15 @@ func concurrentContainers(t *testing.T, s *session, sc *scenario, n int) {
 			t.Fatal(err)
 		}
 		rows[i].shim = shim
+		if group != "" && shim != groupShim {
+			t.Errorf("%s-%02d: shim %d, the group's is %d", prefix, i, shim, groupShim)
+		}
 		if status, err := harness.ReadProcessStatus(shim); err == nil {
 			peak = max(peak, status.RSS)
 		}
 	}
 	for i := range rows {
-		waitForOutput(t, rows[i].streams, fmt.Sprintf("crowd-%02d\n", i))
+		waitForOutput(t, rows[i].streams, fmt.Sprintf("%s-%02d\n", prefix, i))
 	}
 	for i := range rows {
 		wg.Go(func() { errs[i] = rows[i].task.Kill(s.ctx, syscall.SIGTERM) })
@@ -209,7 +232,7 @@ func concurrentContainers(t *testing.T, s *session, sc *scenario, n int) {
 	}
 	var wrong int
 	for i := range rows {
-		id := fmt.Sprintf("crowd-%02d", i)
+		id := fmt.Sprintf("%s-%02d", prefix, i)
 		code, err := awaitExit(rows[i].exitCh, exitTimeout)
 		if err == nil {
 			err = deleteTaskE(s.ctx, rows[i].task, code)
@@ -223,12 +246,41 @@ func concurrentContainers(t *testing.T, s *session, sc *scenario, n int) {
 			t.Errorf("%s: exit %d, stdout %q; want %d and %q", id, code, rows[i].streams.stdout.String(), i, id+"\n")
 		}
 	}
-	for i := range rows {
-		harness.AssertProcessGone(t, rows[i].shim, "shim of a deleted task")
+	if group == "" {
+		for i := range rows {
+			harness.AssertProcessGone(t, rows[i].shim, "shim of a deleted task")
+		}
+		sc.figure("containers at once", n)
+		sc.figure("containers with a wrong status or output", wrong)
+		sc.figure("largest shim RSS among them", harness.MiB(peak))
+		return
 	}
-	sc.figure("containers at once", n)
-	sc.figure("containers with a wrong status or output", wrong)
-	sc.figure("largest shim RSS among them", harness.MiB(peak))
+	after, settleErr := backToBaseline(t, s, groupShim, baseline)
+	sc.figure("containers at once in one group", n)
+	sc.figure("grouped containers with a wrong status or output", wrong)
+	sc.figure("group shim at baseline", baseline.String())
+	sc.figure("group shim peak RSS", harness.MiB(peak))
+	sc.figure("group shim after", after.String())
+	if settleErr != nil {
+		t.Errorf("the group's shim did not come back to its baseline after %d containers: %v", n, settleErr)
+	}
+}
+
+// startGroup starts the group's long-lived member, and a member that lives
+// and dies at once so that what the shim sets up once is in the baseline;
+// it returns the group's shim and its figures then.
+func startGroup(t *testing.T, s *session, group string, opts []client.NewContainerOpts) (int, shimFigures) {
+	t.Helper()
+	anchor := s.newContainer(t, group+"-anchor", []string{"sleep", "1000"}, opts...)
+	task, _ := s.startTask(t, anchor, &stdio{})
+	shim, err := harness.ParentPID(int(task.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warmUp := s.newContainer(t, group+"-warm-up", []string{"true"}, opts...)
+	warmTask, warmExit := s.startTask(t, warmUp, &stdio{})
+	deleteTask(t, s.ctx, warmTask, exitCodeOf(t, warmExit))
+	return shim, measureShim(t, s, shim)
 }
 
 var backPressureScenario = scenarioSpec{

@@ -178,9 +178,11 @@ func shorten(err error) string {
 var runcHangScenario = scenarioSpec{
 	name: "runc hanging",
 	test: "TestReliabilityRuncHangs",
-	about: "`runc kill` never returns (a wrapper script waits on a FIFO). The client's Kill carries no deadline, as " +
+	about: "`runc kill` never returns (a wrapper script waits on a FIFO); the client kills every process of the task " +
+		"(Kill with all, which goes through `runc kill --all`). The client's Kill carries no deadline, as " +
 		"containerd's own calls often do not. While it hangs the shim must keep answering State; the Kill must " +
-		"come back with an error within " + hangBudget.String() + " (every runc call needs a deadline of the shim's own); " +
+		"come back with an error within " + hangBudget.String() + " (every runc call needs a deadline of the shim's own) " +
+		"that names the command that hung, and the hung command must have been killed; " +
 		"once runc is let go, Kill, Wait and Delete must work.",
 }
 
@@ -198,8 +200,10 @@ func TestReliabilityRuncHangs(t *testing.T) {
 
 		killed := make(chan error, 1)
 		started := time.Now()
-		go func() { killed <- task.Kill(context.WithoutCancel(s.ctx), syscall.SIGKILL) }()
-		runc.WaitHung(t, readyTimeout)
+		// Kill of every process: our shim signals one process through
+		// its pidfd, without runc; all of them, through `runc kill --all`.
+		go func() { killed <- task.Kill(context.WithoutCancel(s.ctx), syscall.SIGKILL, client.WithKillAll) }()
+		hungPID := runc.WaitHung(t, readyTimeout)
 
 		stateStarted := time.Now()
 		stateCtx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
@@ -215,6 +219,10 @@ func TestReliabilityRuncHangs(t *testing.T) {
 		case <-time.After(hangBudget):
 			hung = true
 			sc.figure("Kill while runc kill hangs", fmt.Sprintf("no answer within %v", hangBudget))
+		}
+
+		if !hung && s.runtime == harness.TeachRuntime {
+			checkHungRuncEnded(t, sc, killErr, hungPID)
 		}
 
 		// Let runc go, and check the container can still be stopped and
@@ -249,6 +257,26 @@ func TestReliabilityRuncHangs(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkHungRuncEnded holds our shim to the rest of its deadline's promise:
+// the error names the runc command that hung, and that command was killed,
+// not left waiting.
+func checkHungRuncEnded(t *testing.T, sc *scenario, killErr error, hungPID int) {
+	t.Helper()
+	if killErr == nil || !strings.Contains(killErr.Error(), "runc kill") || !strings.Contains(killErr.Error(), "did not finish") {
+		t.Errorf("Kill while runc kill hung answered %v; want an error naming the runc command that did not finish", killErr)
+	}
+	err := harness.WaitFor(leakWait, func() error {
+		if harness.IsAlive(hungPID) {
+			return fmt.Errorf("the hung runc kill (pid %d) still runs: %s", hungPID, harness.DescribeProcess(hungPID))
+		}
+		return nil
+	})
+	sc.figure("hung runc kill ended by the shim", err == nil)
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 func errOrOK(err error) string {

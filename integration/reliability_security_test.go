@@ -15,7 +15,6 @@ import (
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
@@ -169,15 +168,7 @@ func TestReliabilityNoDescriptorLeaks(t *testing.T) {
 		// Two containers, so that one's pipes could leak into the other.
 		s.runningTask(t, "neighbour")
 		container, task, _ := s.runningTask(t, "fd-check")
-		process, err := task.Exec(s.ctx, "sleeper", execSpec(t, s, container, "sleep", "1000"), cio.NewCreator())
-		if err == nil {
-			defer process.Delete(s.ctx)
-			err = process.Start(s.ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer process.Kill(s.ctx, syscall.SIGKILL)
+		process := sleepingExec(t, s, container, task, "sleeper")
 
 		for what, pid := range map[string]int{"init": int(task.Pid()), "exec": int(process.Pid())} {
 			fds, err := harness.OpenFDs(pid)

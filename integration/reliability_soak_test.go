@@ -20,8 +20,8 @@ var soakScenario = scenarioSpec{
 	about: "Cycles of a whole task life: create (a new shim), start `sleep 1000`, exec `sh -c 'exit 3'`, kill with " +
 		"SIGKILL, delete; then cycles of exec start/kill/delete in one long-lived container. Afterwards nothing may be " +
 		"left: no process, zombie, mount, FIFO, socket, runc state or bundle of the cycles; and the long-lived shim's " +
-		"descriptors and goroutines must be back at their baseline (memory within 8 MiB). A cycle's shim must hold no " +
-		"more descriptors than the first cycle's did.",
+		"descriptors, pidfds and goroutines must be back at their baseline (memory within 8 MiB). A cycle's shim must hold no " +
+		"more descriptors (pidfds included) than the first cycle's did; the shim must log no event out of order.",
 }
 
 func TestReliabilitySoak(t *testing.T) {
@@ -30,6 +30,7 @@ func TestReliabilitySoak(t *testing.T) {
 		sc := newScenario(t, soakScenario, s)
 		t.Run("task cycles", func(t *testing.T) { taskCycles(t, s, sc, sized(40, 2000)) })
 		t.Run("exec cycles", func(t *testing.T) { execCycles(t, s, sc, sized(100, 2000)) })
+		sc.checkShimEventOrder(s)
 	})
 }
 
@@ -39,8 +40,8 @@ func taskCycles(t *testing.T, s *session, sc *scenario, cycles int) {
 	const id = "soak"
 	container := s.newContainer(t, id, []string{"sleep", "1000"})
 	var (
-		pids         []int    // every init, exec and shim pid the cycles had
-		sockets      []string // every shim socket
+		processes    []harness.ProcessInfo // every init, exec and shim the cycles had
+		sockets      []string              // every shim socket
 		firstFDs     int
 		firstFDList  []harness.OpenFD
 		extraFDs     int
@@ -60,7 +61,7 @@ func taskCycles(t *testing.T, s *session, sc *scenario, cycles int) {
 		}
 		socketPaths, _ := harness.ListeningSockets(shimPID)
 		sockets = append(sockets, socketPaths...)
-		pids = append(pids, int(task.Pid()), shimPID)
+		processes = seen(processes, int(task.Pid()), shimPID)
 
 		process, err := task.Exec(s.ctx, "probe", execSpec(t, s, container, "sh", "-c", "exit 3"), cio.NewCreator())
 		if err != nil {
@@ -73,7 +74,7 @@ func taskCycles(t *testing.T, s *session, sc *scenario, cycles int) {
 		if err := process.Start(s.ctx); err != nil {
 			t.Fatalf("cycle %d: start exec: %v", cycle, err)
 		}
-		pids = append(pids, int(process.Pid()))
+		processes = seen(processes, int(process.Pid()))
 		if code, err := awaitExit(execExit, exitTimeout); err != nil || code != 3 {
 			exitsLost++
 			t.Errorf("cycle %d: exec exit %d, %v; want 3", cycle, code, err)
@@ -91,17 +92,18 @@ func taskCycles(t *testing.T, s *session, sc *scenario, cycles int) {
 			zombies++
 			t.Errorf("cycle %d: shim %d: %v", cycle, shimPID, err)
 		}
-		// A cycle's shim holds what the first cycle's did. A connection
-		// being opened or closed (containerd's, the event publisher's) can
-		// add one for a moment; a leak stays.
+		// A cycle's shim holds what the first cycle's did, pidfds
+		// included: the init's while it runs, none of runc's. A
+		// connection being opened or closed (containerd's, the event
+		// publisher's) can add one for a moment; a leak stays.
 		var fds []harness.OpenFD
 		var wentUp bool
 		err = harness.WaitFor(leakWait, func() error {
-			all, err := harness.OpenFDs(shimPID)
+			var err error
+			fds, err = harness.OpenFDs(shimPID)
 			if err != nil {
 				return err
 			}
-			fds, _ = harness.WithoutPidfds(all)
 			if cycle > 0 && len(fds) > firstFDs {
 				wentUp = true
 				return fmt.Errorf("%d descriptors, the first cycle's shim %d", len(fds), firstFDs)
@@ -136,7 +138,7 @@ func taskCycles(t *testing.T, s *session, sc *scenario, cycles int) {
 	}
 	elapsed := time.Since(started)
 
-	leaks := soakLeaks(t, s, id, pids, sockets)
+	leaks := soakLeaks(t, s, id, processes, sockets)
 	sc.figure("task cycles", cycles)
 	sc.figure("task cycles per second", fmt.Sprintf("%.1f", float64(cycles)/elapsed.Seconds()))
 	sc.figure("exits lost or wrong", exitsLost)
@@ -156,16 +158,29 @@ type leak struct {
 	found []string
 }
 
+// seen adds the processes behind pids, as they are now, to those the cycles
+// had. A process already gone cannot be left over, and is not added.
+func seen(processes []harness.ProcessInfo, pids ...int) []harness.ProcessInfo {
+	for _, pid := range pids {
+		if info, err := harness.ReadProcess(pid); err == nil {
+			processes = append(processes, info)
+		}
+	}
+	return processes
+}
+
 // soakLeaks looks, after the cycles, for everything they could have left.
 // Processes are polled for: PID 1 here reaps orphans seconds late, and a
-// zombie waiting for it is not a leak.
-func soakLeaks(t *testing.T, s *session, id string, pids []int, sockets []string) []leak {
+// zombie waiting for it is not a leak. A process is one of the cycles' only
+// if it started when the cycle saw it: thousands of cycles on a shared
+// machine hand their pids out again, to other people's processes.
+func soakLeaks(t *testing.T, s *session, id string, seenProcesses []harness.ProcessInfo, sockets []string) []leak {
 	t.Helper()
 	var processes, zombies []string
-	for _, pid := range pids {
+	for _, then := range seenProcesses {
 		if err := harness.WaitFor(leakWait, func() error {
-			if harness.IsAlive(pid) {
-				return errors.New(harness.DescribeProcess(pid))
+			if harness.StillRunning(then) {
+				return errors.New(harness.DescribeProcess(then.PID))
 			}
 			return nil
 		}); err != nil {
@@ -174,13 +189,13 @@ func soakLeaks(t *testing.T, s *session, id string, pids []int, sockets []string
 	}
 	// A zombie whose parent is still one of ours (not PID 1) is one that
 	// nobody will ever reap.
-	ours := map[int]bool{}
-	for _, pid := range pids {
-		ours[pid] = true
+	ours := map[int]harness.ProcessInfo{}
+	for _, p := range seenProcesses {
+		ours[p.PID] = p
 	}
 	if procs, err := harness.AllProcesses(); err == nil {
 		for _, p := range procs {
-			if p.IsZombie() && ours[p.PPID] {
+			if parent, ok := ours[p.PPID]; ok && p.IsZombie() && harness.StillRunning(parent) {
 				zombies = append(zombies, harness.DescribeProcess(p.PID))
 			}
 		}

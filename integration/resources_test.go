@@ -74,6 +74,7 @@ func TestOOMKillIsReportedBeforeTheExit(t *testing.T) {
 		deleteTask(t, s.ctx, task, code)
 
 		got := strings.Join(collectTaskEvents(t, envelopes, errs), "\n")
+		assertShimEventOrder(t, s)
 		oom := strings.Index(got, "/tasks/oom")
 		exit := strings.Index(got, "/tasks/exit")
 		if oom < 0 || exit < 0 || oom > exit {

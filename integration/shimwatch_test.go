@@ -12,9 +12,10 @@ import (
 // shimFigures is what one shim holds at one moment: the figures a leak
 // shows up in.
 type shimFigures struct {
-	rss        int64
-	fds        int // pidfds aside (see harness.WithoutPidfds)
-	pidfds     int
+	rss    int64
+	fds    int // pidfds aside (see harness.WithoutPidfds)
+	pidfds int // the shim's own, one per tracked process, and os/exec's
+
 	goroutines int
 	threads    int
 	fdList     []harness.OpenFD
@@ -67,6 +68,11 @@ func backToBaseline(t *testing.T, s *session, pid int, baseline shimFigures) (sh
 		switch {
 		case now.fds > baseline.fds:
 			return fmt.Errorf("%d descriptors, %d at the baseline; new: %v", now.fds, baseline.fds, newFDs(baseline.fdList, now.fdList))
+		case now.pidfds > baseline.pidfds:
+			// The shim closes a process's pidfd once its exit is
+			// recorded, and releases os/exec's for runc once runc is
+			// reaped (process/reaper.go): none may stay.
+			return fmt.Errorf("%d pidfds, %d at the baseline", now.pidfds, baseline.pidfds)
 		case now.goroutines > baseline.goroutines+goroutineSlack:
 			return fmt.Errorf("%d goroutines, %d at the baseline", now.goroutines, baseline.goroutines)
 		case now.rss > baseline.rss+rssSlack:

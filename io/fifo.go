@@ -3,6 +3,7 @@ package stdio
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -60,8 +61,44 @@ func (f *outputFifo) File() *os.File { return f.write }
 // reader stays open: if containerd is away, what is still in the FIFO's
 // buffer must wait for it, and the kernel discards a FIFO's contents when the
 // last of its ends closes.
+//
+// It first lets containerd's reader take what the FIFO still holds. The
+// client opens its end of the FIFO from a goroutine of its own (containerd's
+// fifo package), and a blocking open for reading waits for a writer: if the
+// shim's writer had come and gone before that open ran, the open would wait
+// for a writer that never comes, and the client, told of the exit, would
+// give up on the output. Under a load of many short execs that was seen to
+// lose an exec's whole output.
 func (f *outputFifo) CloseWriter() error {
+	waitUntilRead(f.write, unreadOutputLimit)
 	return f.write.Close()
+}
+
+// unreadOutputLimit bounds how long CloseWriter waits for a reader: with
+// containerd away, the output stays in the FIFO for the held reader, and the
+// exit must still be reported (the shim's exit path waits 5s at most).
+const unreadOutputLimit = 3 * time.Second
+
+// waitUntilRead polls until the FIFO holds no unread bytes (FIONREAD works on
+// either end of a pipe), or limit passes, or the file is closed.
+func waitUntilRead(f *os.File, limit time.Duration) {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		unread := 0
+		// Control holds the descriptor, so a Close meanwhile cannot
+		// hand its number to another file under the ioctl.
+		ctlErr := conn.Control(func(fd uintptr) {
+			unread, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
+		})
+		if ctlErr != nil || err != nil || unread == 0 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func (f *outputFifo) Close() error {

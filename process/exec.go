@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -40,6 +41,9 @@ type ExecProcess struct {
 	mu      sync.Mutex
 	pid     int
 	streams stdio.Streams // nil until started
+	// pidfd names the process once started (see pidfd.go); it has a lock
+	// of its own.
+	pidfd Pidfd
 }
 
 // NewExec records an exec process in the Created state; nothing runs yet.
@@ -52,6 +56,13 @@ func (e *ExecProcess) State() State             { return e.life.State() }
 func (e *ExecProcess) Stdio() stdio.Paths       { return e.cfg.Stdio }
 func (e *ExecProcess) Exited() <-chan struct{}  { return e.life.Exited() }
 func (e *ExecProcess) Exit() (ExitStatus, bool) { return e.life.Exit() }
+
+// ExitAttribution says whether the process's exit is told by its pidfd or by
+// wait4's pid alone.
+func (e *ExecProcess) ExitAttribution() ExitAttribution { return e.pidfd.Attribution() }
+
+// OwnsExit confirms that the exit reaped for pid is this process's.
+func (e *ExecProcess) OwnsExit(pid int) bool { return e.pidfd.OwnsExit(pid) }
 
 func (e *ExecProcess) Pid() int {
 	e.mu.Lock()
@@ -99,15 +110,19 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("set up stdio for exec %s: %w", e.cfg.ID, err)
 	}
 	pidFile := filepath.Join(e.cfg.Bundle, e.cfg.ID+".pid")
-	opts := &runc.ExecOpts{IO: setup.runcIO(), ConsoleSocket: setup.consoleSocket(), PidFile: pidFile, Detach: true}
+	pidfds, noPidfd := listenForPidfd(ctx, e.cfg.Journal, e.cfg.Runc)
+	opts := &runc.ExecOpts{IO: setup.runcIO(), ConsoleSocket: setup.consoleSocket(), PidfdSocket: pidfds.runcSocket(),
+		PidFile: pidFile, Detach: true}
 	if err := runcCall(ctx, e.cfg.Journal, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
 		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
 	}); err != nil {
+		pidfds.discard()
 		setup.abort()
 		return err
 	}
 	streams, err := setup.started()
 	if err != nil {
+		pidfds.discard()
 		setup.abort()
 		return err
 	}
@@ -118,9 +133,11 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 	}()
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
+		pidfds.discard()
 		return fmt.Errorf("read pid file of exec %s: %w", e.cfg.ID, err)
 	}
 	e.pid, e.streams = pid, streams
+	adoptPidfd(ctx, pidfds, noPidfd, pid, &e.pidfd, log.Fields{"id": e.cfg.ContainerID, "exec": e.cfg.ID})
 	if err := e.life.MoveTo(Running, e.cfg.ID); err != nil && e.life.State() != Stopped {
 		return err
 	}
@@ -138,16 +155,16 @@ func (e *ExecProcess) Kill(ctx context.Context, signal uint32, all bool) error {
 	case Stopped, Deleted:
 		return fmt.Errorf("exec %s already finished: %w", e.cfg.ID, errdefs.ErrNotFound)
 	}
-	// The pid is still ours: the process has not been reaped (its state
-	// would be Stopped), so the kernel cannot have given the pid to
-	// another process.
-	if err := unix.Kill(e.pid, unix.Signal(signal)); err != nil {
-		if err == unix.ESRCH {
-			return fmt.Errorf("exec %s already finished: %w", e.cfg.ID, errdefs.ErrNotFound)
-		}
-		return fmt.Errorf("signal %d to exec %s: %w", signal, e.cfg.ID, err)
+	if held, err := e.pidfd.Signal(unix.Signal(signal)); held {
+		noteSignalSent(e.cfg.Journal, e.pid, signal, sentThroughPidfd)
+		return signalError(err, e.cfg.ID, signal)
 	}
-	return nil
+	// Without a pidfd the pid is used. Its state is not Stopped, but the
+	// process may have been reaped a moment ago and its exit not yet
+	// recorded: in that moment the kernel may give the pid to another
+	// process. The pidfd closes that gap.
+	noteSignalSent(e.cfg.Journal, e.pid, signal, sentToPid)
+	return signalError(unix.Kill(e.pid, unix.Signal(signal)), e.cfg.ID, signal)
 }
 
 // Delete forgets the exec process and closes its stdio. A running exec must
@@ -161,6 +178,7 @@ func (e *ExecProcess) Delete(ctx context.Context) (ExitStatus, error) {
 	if e.streams != nil {
 		e.streams.Close()
 	}
+	e.pidfd.Close()
 	exit, _ := e.life.Exit()
 	if err := e.life.MoveTo(Deleted, e.cfg.ID); err != nil {
 		return ExitStatus{}, err
@@ -192,6 +210,7 @@ func (e *ExecProcess) SetExited(code int, at time.Time) {
 	e.mu.Lock()
 	pid, streams := e.pid, e.streams
 	e.mu.Unlock()
+	e.pidfd.Close()
 	e.life.SetExited(ExitStatus{Pid: pid, Code: code, ExitedAt: at})
 	if streams != nil {
 		streams.ProcessExited()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -57,6 +58,9 @@ type InitProcess struct {
 	started sync.Mutex
 	pid     int
 	streams stdio.Streams
+	// pidfd names the process for Kill and for exit attribution; it has a
+	// lock of its own, since an exit is attributed while mu may be held.
+	pidfd Pidfd
 }
 
 // CreateInit runs `runc create`: runc sets up namespaces and cgroups and
@@ -79,9 +83,11 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		return nil, fmt.Errorf("set up stdio for %s: %w", cfg.ID, err)
 	}
 	pidFile := filepath.Join(cfg.Bundle, "init.pid")
+	pidfds, noPidfd := listenForPidfd(ctx, p.journal, p.runc)
 	opts := &runc.CreateOpts{
 		IO:            setup.runcIO(),
 		ConsoleSocket: setup.consoleSocket(),
+		PidfdSocket:   pidfds.runcSocket(),
 		PidFile:       pidFile,
 		NoPivot:       cfg.NoPivotRoot,
 		NoNewKeyring:  cfg.NoNewKeyring,
@@ -89,21 +95,25 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 	if err := runcCall(ctx, p.journal, p.runc, "create", p.id, func(ctx context.Context) error {
 		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
 	}); err != nil {
+		pidfds.discard()
 		setup.abort()
 		return nil, err
 	}
 	if p.streams, err = setup.started(); err != nil {
+		pidfds.discard()
 		setup.abort()
 		p.forceDelete(ctx)
 		return nil, err
 	}
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
+		pidfds.discard()
 		p.streams.Close()
 		p.forceDelete(ctx)
 		return nil, fmt.Errorf("read pid file of %s: %w", p.id, err)
 	}
 	p.pid = pid
+	adoptPidfd(ctx, pidfds, noPidfd, pid, &p.pidfd, log.Fields{"id": p.id})
 	return p, nil
 }
 
@@ -130,6 +140,13 @@ func (p *InitProcess) io() stdio.Streams {
 
 // Bytes counts what each stdio stream carried so far.
 func (p *InitProcess) Bytes() stdio.Bytes { return p.io().Bytes() }
+
+// ExitAttribution says whether the process's exit is told by its pidfd or by
+// wait4's pid alone.
+func (p *InitProcess) ExitAttribution() ExitAttribution { return p.pidfd.Attribution() }
+
+// OwnsExit confirms that the exit reaped for pid is this process's.
+func (p *InitProcess) OwnsExit(pid int) bool { return p.pidfd.OwnsExit(pid) }
 
 // Runc is the container's runc, shared by its exec processes.
 func (p *InitProcess) Runc() *runc.Runc { return p.runc }
@@ -182,6 +199,15 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 	if p.life.State() == CreatedFromCheckpoint {
 		return fmt.Errorf("container %s has no process to signal until Start restores it from its checkpoint: %w", p.id, errdefs.ErrFailedPrecondition)
 	}
+	// One process is signalled through its pidfd, which cannot reach a
+	// recycled pid. A paused container goes through runc: a SIGKILL to a
+	// frozen process (cgroup v1) waits for a thaw, which runc kill does.
+	if !all && p.life.State() != Paused {
+		if held, err := p.pidfd.Signal(unix.Signal(signal)); held {
+			noteSignalSent(p.journal, p.Pid(), signal, sentThroughPidfd)
+			return signalError(err, p.id, signal)
+		}
+	}
 	return runcCall(ctx, p.journal, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(signal), &runc.KillOpts{All: all})
 	})
@@ -214,6 +240,7 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 		return ExitStatus{}, err
 	}
 	p.io().Close()
+	p.pidfd.Close()
 	exit, _ := p.life.Exit()
 	if err := p.life.MoveTo(Deleted, p.id); err != nil {
 		return ExitStatus{}, err
@@ -256,6 +283,7 @@ func ForceDelete(ctx context.Context, rec journal.Recorder, rc *runc.Runc, id st
 
 // SetExited records the exit the Reaper collected.
 func (p *InitProcess) SetExited(code int, at time.Time) {
+	p.pidfd.Close()
 	p.life.SetExited(ExitStatus{Pid: p.Pid(), Code: code, ExitedAt: at})
 	p.io().ProcessExited()
 }

@@ -34,6 +34,11 @@ type Process interface {
 	// Resize sets the window size of the process's terminal, if it has one.
 	Resize(width, height uint32) error
 
+	// OwnsExit confirms that the exit the Reaper collected for pid is this
+	// process's, not an earlier holder's of the same pid (see pidfd.go).
+	OwnsExit(pid int) bool
+	// ExitAttribution is how OwnsExit knows: by pidfd or by pid alone.
+	ExitAttribution() ExitAttribution
 	// SetExited records the exit the Reaper collected for Pid.
 	SetExited(code int, at time.Time)
 	// Exited is closed once the exit status is known.

@@ -124,10 +124,14 @@ func (r *Reaper) StartLocked(cmd *exec.Cmd) (chan runc.Exit, error) {
 
 // Wait waits for a command started by Start. The exec.Cmd's own Wait would
 // call wait4 on a pid the Reaper already collected, so only its I/O copying
-// is finished here: cmd.Wait returns ECHILD, which is expected.
+// is finished here: cmd.Wait returns ECHILD, which is expected. Go's os/exec
+// holds a pidfd for every command it starts and closes it only when a wait
+// through it succeeds; that one failed, so the pidfd is released here rather
+// than when the garbage collector finds the command.
 func (r *Reaper) Wait(cmd *exec.Cmd, waiter chan runc.Exit) (int, error) {
 	exit := <-waiter
 	_ = cmd.Wait()
 	noteCommandExited(cmd, exit.Status)
+	cmd.Process.Release()
 	return exit.Status, nil
 }

@@ -22,6 +22,9 @@ type EventSink struct {
 	// published long after the request that started the process returned.
 	ctx       context.Context
 	publisher events.Publisher
+	// order checks the sequence as it is queued, which is the order
+	// containerd receives it in.
+	order *OrderChecker
 
 	mu      sync.Mutex
 	pending []queuedEvent // guarded by mu
@@ -36,17 +39,24 @@ type queuedEvent struct {
 }
 
 func NewEventSink(ctx context.Context, publisher events.Publisher) *EventSink {
-	e := &EventSink{ctx: ctx, publisher: publisher, wake: make(chan struct{}, 1)}
+	e := &EventSink{ctx: ctx, publisher: publisher, order: NewOrderChecker(), wake: make(chan struct{}, 1)}
 	e.idle = sync.NewCond(&e.mu)
 	go e.send()
 	return e
 }
 
-// Publish queues one event for containerd.
+// Publish queues one event for containerd. An event out of containerd's order
+// is still sent (containerd may cope; dropping it would lose an exit) but is
+// logged as an error.
 func (e *EventSink) Publish(topic string, event events.Event) {
 	e.mu.Lock()
 	e.pending = append(e.pending, queuedEvent{topic, event})
+	violations := e.order.Observe(event)
 	e.mu.Unlock()
+	for _, v := range violations {
+		log.G(e.ctx).WithFields(log.Fields{"id": v.Container, "event": v.Event, "topic": topic}).
+			Errorf("event order violation: %s", v)
+	}
 	select {
 	case e.wake <- struct{}{}:
 	default: // the sender is already awake

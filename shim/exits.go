@@ -5,6 +5,7 @@ import (
 	"time"
 
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
 )
@@ -20,6 +21,12 @@ import (
 // `runc create` or `runc exec` whose process dies at once is reaped while
 // runc is still running, and its pid is unknown at that moment. Such exits
 // are kept by every open StartWindow until the starter claims its pid.
+//
+// A pid names a process only until it is reaped: an exit kept in a window
+// may be that of an earlier process with the number the new one was given.
+// So a pid match is confirmed by the process itself (Process.OwnsExit): with
+// the pidfd runc sent, the kernel says whether the process the shim tracks
+// is the one that died.
 
 // exitTarget is who an exit belongs to.
 type exitTarget struct {
@@ -57,6 +64,11 @@ func (r *ExitRouter) Run(exits <-chan runc.Exit) {
 func (r *ExitRouter) route(exit runc.Exit) {
 	r.mu.Lock()
 	target, known := r.byPid[exit.Pid]
+	if known && !target.process.OwnsExit(exit.Pid) {
+		log.L.WithFields(log.Fields{"pid": exit.Pid, "id": target.process.ID()}).
+			Error("reaped a pid whose tracked process is still alive (its pidfd says so); the exit is not its")
+		known = false
+	}
 	if known {
 		delete(r.byPid, exit.Pid)
 	} else {
@@ -100,7 +112,7 @@ func (w *StartWindow) Claim(pid int, target exitTarget) {
 	delete(r.windows, w)
 	var early *runc.Exit
 	for i := range w.early {
-		if w.early[i].Pid == pid {
+		if w.early[i].Pid == pid && target.process.OwnsExit(pid) {
 			early = &w.early[i]
 		}
 	}

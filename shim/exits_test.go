@@ -39,6 +39,9 @@ type exitedProcess struct {
 	pid  int
 	life *process.Lifecycle
 	done chan struct{}
+	// alive stands for what a pidfd tells: the process still runs, so an
+	// exit reaped for its pid is an earlier process's.
+	alive bool
 }
 
 func newExitedProcess(id string, pid int) *exitedProcess {
@@ -62,6 +65,10 @@ func (p *exitedProcess) Exited() <-chan struct{}           { return p.life.Exite
 func (p *exitedProcess) Exit() (process.ExitStatus, bool)  { return p.life.Exit() }
 func (p *exitedProcess) OutputDone() <-chan struct{}       { return p.done }
 func (p *exitedProcess) Bytes() stdio.Bytes                { return stdio.Bytes{} }
+func (p *exitedProcess) OwnsExit(pid int) bool             { return pid == p.pid && !p.alive }
+func (p *exitedProcess) ExitAttribution() process.ExitAttribution {
+	return process.AttributedByPidfd
+}
 func (p *exitedProcess) SetExited(code int, at time.Time) {
 	p.life.SetExited(process.ExitStatus{Pid: p.pid, Code: code, ExitedAt: at})
 }
@@ -127,4 +134,51 @@ func TestExitsWithNoWindowOpenAreDropped(t *testing.T) {
 		t.Fatal("a window opened later saw an exit from before it")
 	}
 	w.Close()
+}
+
+// liveProcess is a process whose pidfd would say it still runs.
+func liveProcess(id string, pid int) (*exitedProcess, *tracked) {
+	p := newExitedProcess(id, pid)
+	p.alive = true
+	return p, track(p, journal.Recorder{})
+}
+
+// A pid is reused: an earlier process with the number the new exec gets is
+// reaped while runc exec runs. The window keeps that exit; the claim must not
+// give it to the new process, whose pidfd says it is alive. Its own exit,
+// later, is routed to it.
+func TestAnEarlierExitOfAReusedPidIsNotClaimed(t *testing.T) {
+	router := NewExitRouter()
+	c, recorded := newTestContainer("c1")
+	exec, p := liveProcess("e1", 400)
+	w := router.OpenWindow()
+	router.route(runc.Exit{Pid: 400, Status: 9, Timestamp: time.Now()}) // the pid's earlier holder
+	w.Claim(400, exitTarget{container: c, process: p})
+	select {
+	case <-p.exitReported:
+		t.Fatal("the exit of the pid's earlier holder was reported as the new process's")
+	default:
+	}
+	if _, waits := router.byPid[400]; !waits {
+		t.Fatal("the process was not registered for its own exit")
+	}
+
+	exec.alive = false
+	router.route(runc.Exit{Pid: 400, Status: 2, Timestamp: time.Now()})
+	exits := waitReported(t, c, p, recorded)
+	if len(exits) != 1 || exits[0].ExitStatus != 2 {
+		t.Fatalf("exits published: %v", exits)
+	}
+}
+
+// A reaped pid whose tracked process is alive is not that process's exit.
+func TestARoutedExitTheProcessDeniesIsNotReported(t *testing.T) {
+	router := NewExitRouter()
+	c, _ := newTestContainer("c1")
+	_, p := liveProcess("e1", 500)
+	router.OpenWindow().Claim(500, exitTarget{container: c, process: p})
+	router.route(runc.Exit{Pid: 500, Status: 1, Timestamp: time.Now()})
+	if _, waits := router.byPid[500]; !waits {
+		t.Fatal("the process no longer waits for its own exit")
+	}
 }

@@ -54,6 +54,19 @@ exec "$real" "$@"`, shellQuote(w.pidPath()), shellQuote(w.releasePath())))
 	return w
 }
 
+// RuncOfVersion answers `runc --version` as the given release would, and is
+// the real runc for every command: a shim that decides what runc can do by
+// its version takes it for that older runc.
+func RuncOfVersion(t testing.TB, version string) *RuncWrapper {
+	t.Helper()
+	// `runc --version` has no subcommand: the script's sub stays empty.
+	w := newRuncWrapper(t, "")
+	w.write(t, fmt.Sprintf(`echo "runc version %s"
+echo "spec: 1.0.2-dev"
+exit 0`, version))
+	return w
+}
+
 func newRuncWrapper(t testing.TB, subcommand string) *RuncWrapper {
 	t.Helper()
 	// Not t.TempDir: the shim runs the script long after the test made it,

@@ -22,6 +22,22 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+func TestParseStatReadsTheStartTime(t *testing.T) {
+	line := []byte("77 (sleep) S 1 77 77 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456 2560000 200")
+	info, err := parseStat(77, line)
+	if err != nil || info.Started != 123456 {
+		t.Fatalf("parseStat: started %d, %v; want 123456", info.Started, err)
+	}
+	self, err := ReadProcess(os.Getpid())
+	if err != nil || !StillRunning(self) {
+		t.Fatalf("this process is not still running: %+v, %v", self, err)
+	}
+	self.Started++
+	if StillRunning(self) {
+		t.Fatal("a process started at another moment counted as this one")
+	}
+}
+
 func TestParseStatOfThisProcess(t *testing.T) {
 	info, err := ReadProcess(os.Getpid())
 	if err != nil {

@@ -20,6 +20,10 @@ type ProcessInfo struct {
 	PPID    int
 	PGID    int
 	SID     int // session id; a process that called setsid has SID == PID
+	// Started is when the process started, in clock ticks after boot
+	// (stat field 22): with the pid, it names one process, where a pid
+	// alone may since have been given to another.
+	Started uint64
 }
 
 // IsZombie reports whether the process has exited and waits to be reaped.
@@ -55,7 +59,19 @@ func parseStat(pid int, data []byte) (ProcessInfo, error) {
 		}
 		*dst = n
 	}
+	if len(fields) > 19 {
+		info.Started, _ = strconv.ParseUint(fields[19], 10, 64)
+	}
 	return info, nil
+}
+
+// StillRunning reports whether the process seen as then still runs: its pid
+// is alive, not a zombie, and started when then did. Over thousands of
+// cycles the kernel hands the same pids out again, to processes that are
+// none of the test's.
+func StillRunning(then ProcessInfo) bool {
+	now, err := ReadProcess(then.PID)
+	return err == nil && !now.IsZombie() && now.Started == then.Started
 }
 
 // ParentPID returns the parent of pid.

@@ -65,6 +65,34 @@ func WithoutPidfds(fds []OpenFD) (others []OpenFD, pidfds int) {
 	return others, pidfds
 }
 
+// PidfdTargets returns, for each pidfd pid holds, the pid it names: the
+// "Pid:" line of /proc/<pid>/fdinfo/<fd>, -1 once the named process has been
+// reaped. A shim holds one for each live process it tracks by pidfd.
+func PidfdTargets(pid int) ([]int, error) {
+	fds, err := OpenFDs(pid)
+	if err != nil {
+		return nil, err
+	}
+	var targets []int
+	for _, fd := range fds {
+		if fd.Target != "anon_inode:[pidfd]" {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd.FD))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			if value, ok := strings.CutPrefix(line, "Pid:"); ok {
+				if n, err := strconv.Atoi(strings.TrimSpace(value)); err == nil {
+					targets = append(targets, n)
+				}
+			}
+		}
+	}
+	return targets, nil
+}
+
 // FDKinds counts a process's descriptors by kind (pipe, socket, anon_inode,
 // or "file"), the summary a leak report needs: 40 more pipes says more than
 // 40 more descriptors.

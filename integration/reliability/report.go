@@ -84,6 +84,8 @@ func Write(w io.Writer, run Run, records []Record) error {
 	}
 	b.WriteString("\n")
 
+	writePromises(b, scenarios)
+
 	if skips := skipped(records); len(skips) > 0 {
 		b.WriteString("## Known shim bugs\n\nRows that found a bug listed in the tests' knownShimBugs, and skipped the rest of their checks:\n\n")
 		for _, r := range skips {

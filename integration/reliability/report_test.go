@@ -27,6 +27,8 @@ func TestReadAndWrite(t *testing.T) {
 		"- `TestRestart/containerd-v1.7.35/teach`: known shim bug: x",
 		`a \| pipe`,
 		"finished: 2026-01-01T00:00:02Z",
+		"## Promises and the tests that check them",
+		"`go test ./integration/ -run '^TestReliabilitySoak$'` | no rows in this run |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the document lacks %q:\n%s", want, out)

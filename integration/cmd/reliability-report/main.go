@@ -20,14 +20,18 @@ func main() {
 	in := flag.String("in", "bin/reliability.jsonl", "the records the tests wrote")
 	out := flag.String("out", "docs/reliability.md", "the document to write")
 	command := flag.String("command", "make soak", "what produced the records, for the heading")
+	revision := flag.String("revision", "", "the commit the tests ran on (default: the work tree's now)")
 	flag.Parse()
-	if err := run(*in, *out, *command); err != nil {
+	if *revision == "" {
+		*revision = currentRevision()
+	}
+	if err := run(*in, *out, *command, *revision); err != nil {
 		fmt.Fprintf(os.Stderr, "reliability-report: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out, command string) error {
+func run(in, out, command, revision string) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -41,14 +45,14 @@ func run(in, out, command string) error {
 		return fmt.Errorf("%s holds no records: did the reliability tests run?", in)
 	}
 	var doc bytes.Buffer
-	err = reliability.Write(&doc, reliability.Run{Command: command, Revision: revision(), Machine: machine()}, records)
+	err = reliability.Write(&doc, reliability.Run{Command: command, Revision: revision, Machine: machine()}, records)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(out, doc.Bytes(), 0o644)
 }
 
-func revision() string {
+func currentRevision() string {
 	rev, err := exec.Command("git", "describe", "--always", "--dirty").Output()
 	if err != nil {
 		return "unknown"

@@ -1,0 +1,260 @@
+package process
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+)
+
+// startSleeper starts a child that runs until killed, and opens its pidfd.
+// The package's testReaper reaps it once it dies.
+func startSleeper(t *testing.T) (*exec.Cmd, *os.File) {
+	t.Helper()
+	if !kernelHasPidfds() {
+		t.Skip("this kernel gives no pidfds")
+	}
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, os.NewFile(uintptr(fd), "pidfd")
+}
+
+// waitExited blocks until the pidfd's process has exited.
+func waitExited(t *testing.T, file *os.File) {
+	t.Helper()
+	fds := []unix.PollFd{{Fd: int32(file.Fd()), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			return
+		}
+	}
+}
+
+func TestPidfdOwnsOnlyTheExitOfItsProcess(t *testing.T) {
+	cmd, file := startSleeper(t)
+	pid := cmd.Process.Pid
+	var p Pidfd
+	p.hold(file, pid)
+	if p.Attribution() != AttributedByPidfd {
+		t.Fatalf("attribution %q with a pidfd", p.Attribution())
+	}
+	// While the process runs, an exit reaped for its pid is an earlier
+	// holder's of the number.
+	if p.OwnsExit(pid) {
+		t.Fatal("a live process's pidfd claimed an exit of its pid")
+	}
+	if held, err := p.Signal(unix.SIGKILL); !held || err != nil {
+		t.Fatalf("signal through the pidfd: held %v, %v", held, err)
+	}
+	waitExited(t, file)
+	if !p.OwnsExit(pid) {
+		t.Fatal("the pidfd of a process that died does not claim its exit")
+	}
+	if p.OwnsExit(pid + 1) {
+		t.Fatal("the pidfd claimed the exit of another pid")
+	}
+	p.Close()
+	if held, _ := p.Signal(unix.SIGKILL); held {
+		t.Fatal("a closed pidfd still signals")
+	}
+	if p.Attribution() != AttributedByPidfd {
+		t.Fatalf("attribution %q after close, want it kept", p.Attribution())
+	}
+}
+
+func TestPidfdSignalToAReapedProcessIsNotFound(t *testing.T) {
+	cmd, file := startSleeper(t)
+	var p Pidfd
+	p.hold(file, cmd.Process.Pid)
+	defer p.Close()
+	cmd.Process.Kill()
+	waitExited(t, file)
+	// Reaped or still a zombie, the signal cannot reach another process.
+	err := signalError(unix.PidfdSendSignal(int(file.Fd()), unix.SIGTERM, nil, 0), "c1", 15)
+	if err != nil && !errdefs.IsNotFound(err) {
+		t.Fatalf("signal to an exited process: %v, want NotFound or nothing (zombie)", err)
+	}
+}
+
+func TestNoPidfdFallsBackToThePid(t *testing.T) {
+	var p Pidfd
+	p.hold(nil, 42)
+	if p.Attribution() != AttributedByPid {
+		t.Fatalf("attribution %q without a pidfd", p.Attribution())
+	}
+	if !p.OwnsExit(42) {
+		t.Fatal("without a pidfd the pid match must stand")
+	}
+	if held, err := p.Signal(unix.SIGTERM); held || err != nil {
+		t.Fatalf("signal without a pidfd: held %v, %v", held, err)
+	}
+	var zero Pidfd
+	if zero.Attribution() != AttributedByPid {
+		t.Fatalf("a process not yet started: attribution %q", zero.Attribution())
+	}
+}
+
+// sendPidfd does what runc does with --pidfd-socket: connect, and send the
+// pidfd as SCM_RIGHTS with a name as payload.
+func sendPidfd(t *testing.T, path string, file *os.File) {
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer conn.Close()
+	_, _, err = conn.(*net.UnixConn).WriteMsgUnix([]byte("standard"), unix.UnixRights(int(file.Fd())), nil)
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func TestReceiverTakesThePidfdOfThePidRuncReported(t *testing.T) {
+	cmd, file := startSleeper(t)
+	defer file.Close()
+	for _, tc := range []struct {
+		name     string
+		pid      int
+		accepted bool
+	}{
+		{"same pid", cmd.Process.Pid, true},
+		{"another pid", cmd.Process.Pid + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestReceiver(t)
+			sendPidfd(t, r.socket.Path(), file)
+			got, reason := r.take(tc.pid)
+			if tc.accepted != (got != nil) {
+				t.Fatalf("take(%d): file %v, reason %q", tc.pid, got, reason)
+			}
+			if got != nil {
+				got.Close()
+			} else if !strings.Contains(reason, "names pid") {
+				t.Fatalf("refusal reason %q", reason)
+			}
+		})
+	}
+}
+
+// The process may be reaped before the shim reads the pidfd (an exec that
+// ends at once): the pidfd names pid -1 then, and is kept.
+func TestReceiverKeepsThePidfdOfAReapedProcess(t *testing.T) {
+	cmd, file := startSleeper(t)
+	defer file.Close()
+	pid := cmd.Process.Pid
+	cmd.Process.Kill()
+	waitReaped(t, file)
+	r := newTestReceiver(t)
+	sendPidfd(t, r.socket.Path(), file)
+	got, reason := r.take(pid)
+	if got == nil {
+		t.Fatalf("the pidfd of a reaped process was refused: %s", reason)
+	}
+	defer got.Close()
+	var p Pidfd
+	p.hold(got, pid)
+	if !p.OwnsExit(pid) {
+		t.Fatal("the pidfd of a reaped process does not claim its exit")
+	}
+}
+
+// waitReaped waits until the test reaper has collected the process
+// the pidfd names: its fdinfo then shows pid -1.
+func waitReaped(t *testing.T, file *os.File) {
+	t.Helper()
+	for range 1000 {
+		if pid, err := pidfdTarget(file); err == nil && pid == -1 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the process was never reaped")
+}
+
+func newTestReceiver(t *testing.T) *pidfdReceiver {
+	t.Helper()
+	socket, err := runc.NewTempPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
+	go func() {
+		file, _ := socket.ReceivePidfd()
+		r.received <- file
+	}()
+	return r
+}
+
+// A command that failed sent nothing; discarding ends the wait for it.
+func TestDiscardEndsTheWaitForAPidfd(t *testing.T) {
+	r := newTestReceiver(t)
+	r.discard()
+	if _, err := os.Stat(r.socket.Path()); !os.IsNotExist(err) {
+		t.Fatalf("the socket is still there after discard: %v", err)
+	}
+	var none *pidfdReceiver
+	none.discard() // no receiver: nothing to do
+	if none.runcSocket() != nil {
+		t.Fatal("no receiver must give go-runc a nil PidfdSocket")
+	}
+}
+
+func TestParsePidfdInfo(t *testing.T) {
+	for _, tc := range []struct {
+		info string
+		pid  int
+		ok   bool
+	}{
+		{"pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nPid:\t4242\nNSpid:\t4242\t1\n", 4242, true},
+		{"pos:\t0\nPid:\t-1\n", -1, true},
+		{"pos:\t0\nflags:\t02\n", 0, false},
+		{"Pid:\tnot-a-number\n", 0, false},
+	} {
+		pid, err := parsePidfdInfo(strings.NewReader(tc.info))
+		if (err == nil) != tc.ok || (tc.ok && pid != tc.pid) {
+			t.Errorf("%q: pid %d, %v", tc.info, pid, err)
+		}
+	}
+}
+
+func FuzzParsePidfdInfo(f *testing.F) {
+	f.Add("Pid:\t12\n")
+	f.Add("pos:\t0\nPid:\t-1\nNSpid:\t-1\n")
+	f.Fuzz(func(t *testing.T, info string) {
+		parsePidfdInfo(strings.NewReader(info))
+	})
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		want    bool
+	}{
+		{"1.5.3", true},
+		{"1.2.0", true},
+		{"1.2.0-rc.1", true},
+		{"2.0.0", true},
+		{"1.1.15", false},
+		{"1.0.0-rc92", false},
+		{"", false},
+		{"unknown", false},
+	} {
+		if got := versionAtLeast(tc.version, 1, 2); got != tc.want {
+			t.Errorf("versionAtLeast(%q, 1, 2) = %v", tc.version, got)
+		}
+	}
+}
