@@ -20,14 +20,36 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // defaultStateDir is containerd's default state folder (state = in its
 // config.toml); a private containerd has its own, given with --state.
 const defaultStateDir = "/run/containerd"
+
+// findStateDir is the state folder of the containerd that runs the
+// container, for a command line without --state: the default containerd's
+// if it has a task of that name; else the one the shim's journal was kept
+// for (the journal notes which containerd each belongs to, journal.Find);
+// else the default, whose message then lists the tasks it does have.
+func findStateDir(ns, id string) string {
+	if _, err := os.Stat(filepath.Join(defaultStateDir, taskFolder, ns, id)); err == nil {
+		return defaultStateDir
+	}
+	found, err := journal.Find(journal.DefaultRoot, "", ns, id)
+	if err == nil && found.State != "" {
+		if _, err := os.Stat(filepath.Join(found.State, taskFolder, ns, id)); err == nil {
+			return found.State
+		}
+	}
+	return defaultStateDir
+}
 
 // Exit codes of the subcommand.
 const (
@@ -42,7 +64,8 @@ processes, namespaces, cgroup, the descriptors the shim holds for it, its
 root filesystem and runc's state. Reads /proc and runs runc; needs root.
 
   -n, --namespace NAMESPACE  containerd namespace (default "default"; Docker uses "moby")
-  --state DIR                containerd's state folder (default /run/containerd)
+  --state DIR                containerd's state folder (default: /run/containerd,
+                             or the one whose journal knows the container)
   --json                     one JSON document instead of the text
 `
 
@@ -62,6 +85,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "inspect: %s\n\n%s", err, usage)
 		return exitUsage
+	}
+	if opts.stateDir == "" {
+		opts.stateDir = findStateDir(opts.namespace, opts.id)
 	}
 	report, err := Inspect(opts.stateDir, opts.namespace, opts.id)
 	if err != nil {
@@ -83,7 +109,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 // parseArgs reads the command line. Flags may come before or after the id,
 // as people type them: `inspect -n moby abc --json`.
 func parseArgs(args []string) (options, error) {
-	opts := options{namespace: "default", stateDir: defaultStateDir}
+	opts := options{namespace: "default"}
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&opts.namespace, "n", opts.namespace, "")

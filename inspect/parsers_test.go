@@ -201,7 +201,7 @@ func TestParseArgs(t *testing.T) {
 		t.Errorf("parseArgs = %+v, %v; want %+v", opts, err, want)
 	}
 	opts, err = parseArgs([]string{"abc"})
-	if err != nil || opts != (options{namespace: "default", id: "abc", stateDir: defaultStateDir}) {
+	if err != nil || opts != (options{namespace: "default", id: "abc"}) {
 		t.Errorf("parseArgs(abc) = %+v, %v", opts, err)
 	}
 	for _, args := range [][]string{nil, {"a", "b"}, {"--no-such-flag", "a"}, {"-n"}} {

@@ -63,6 +63,14 @@ func inspectWithExec(t *testing.T, s *session) {
 	}
 	initPID, execPID := int(task.Pid()), int(execProcess.Pid())
 	report := inspectReport(t, s, "anatomy")
+	if s.runtime == harness.TeachRuntime {
+		// Our shim's journal notes which containerd the container
+		// belongs to, so inspect finds this daemon's state folder alone.
+		r := s.daemon.InspectFindingState(t, s.ns, "anatomy")
+		if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "bundle: "+s.daemon.StateDir+"/") {
+			t.Errorf("inspect without --state did not find the container under %s: %s", s.daemon.StateDir, r)
+		}
+	}
 
 	shimPID, err := harness.ParentPID(initPID)
 	if err != nil {
