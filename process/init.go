@@ -213,6 +213,19 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 	})
 }
 
+// KillRemaining sends SIGKILL to every process left in the container's
+// cgroup once its init has exited (`runc kill --all`). Kill refuses that
+// (its process has finished); but a container without a pid namespace of its
+// own keeps the rest of its processes when init dies, and they must not
+// outlive it.
+func (p *InitProcess) KillRemaining(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return runcCall(ctx, p.journal, p.runc, "kill", p.id, func(ctx context.Context) error {
+		return p.runc.Kill(ctx, p.id, int(unix.SIGKILL), &runc.KillOpts{All: true})
+	})
+}
+
 // Delete removes the container from runc and closes its stdio. A process that
 // was created but never started is killed first, so it too has an exit status
 // to report.

@@ -277,7 +277,7 @@ func (c *Container) afterInitExit() {
 		// Without a pid namespace of its own, nothing kills the rest of
 		// the container when init dies; runc kill --all does.
 		ctx, cancel := context.WithTimeout(context.Background(), outputDrainLimit)
-		if err := c.init.Kill(ctx, uint32(unix.SIGKILL), true); err != nil && !errdefs.IsNotFound(err) {
+		if err := c.init.KillRemaining(ctx); err != nil && !errdefs.IsNotFound(err) {
 			log.L.WithError(err).WithField("id", c.ID).Warn("kill the container's remaining processes")
 		}
 		cancel()
