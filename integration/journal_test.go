@@ -138,6 +138,7 @@ func TestTraceTellsTheWholeLifecycle(t *testing.T) {
 		// echo may exit before runc exec returns: its exit is in the
 		// timeline, but not necessarily after the exec's start.
 		inOrder(t, got.stdout, `\[exec hello\] runc exec \(pid \d+\)`, `\[exec hello\] pid \d+ exited, status 0`)
+		assertReapedOnce(t, got.stdout, "hello")
 
 		raw := s.trace(t, "traced", "--json")
 		if raw.code != 0 {
@@ -153,6 +154,21 @@ func TestTraceTellsTheWholeLifecycle(t *testing.T) {
 			t.Fatalf("unknown id: exit %d, stderr %q; want 1 and a message naming the container", unknown.code, unknown.stderr)
 		}
 	})
+}
+
+// assertReapedOnce checks that the timeline tells the reaping of an exec's
+// process once, as the exec's, whether it exited before runc exec returned
+// (then the line says so) or after.
+func assertReapedOnce(t *testing.T, timeline, exec string) {
+	t.Helper()
+	started := regexp.MustCompile(`\[exec ` + exec + `\] Start → ok, pid (\d+)`).FindStringSubmatch(timeline)
+	if started == nil {
+		t.Fatalf("trace has no answer to exec %s's Start:\n%s", exec, timeline)
+	}
+	reaped := regexp.MustCompile(`(?m)  (\[exec \S+\] )?pid ` + started[1] + ` exited, status .*$`).FindAllString(timeline, -1)
+	if len(reaped) != 1 || !strings.HasPrefix(reaped[0], "  [exec "+exec+"] ") {
+		t.Fatalf("the exit of exec %s (pid %s) is told %d times: %q; want once, as the exec's", exec, started[1], len(reaped), reaped)
+	}
 }
 
 // journalKinds reads the kinds of raw journal lines, failing on a line that

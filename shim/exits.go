@@ -69,30 +69,52 @@ func (r *ExitRouter) route(exit runc.Exit) {
 			Error("reaped a pid whose tracked process is still alive (its pidfd says so); the exit is not its")
 		known = false
 	}
+	held := !known && len(r.windows) > 0
 	if known {
 		delete(r.byPid, exit.Pid)
-	} else {
+	} else if held {
+		h := &heldExit{exit: exit, windows: len(r.windows)}
 		for w := range r.windows {
-			w.early = append(w.early, exit)
+			w.early = append(w.early, h)
 		}
 	}
 	r.mu.Unlock()
-	if known {
-		target.process.journal.Record(reapedEntry(exit))
+	switch {
+	case known:
+		target.process.journal.Record(reapedEntry(exit, ""))
 		go target.container.handleExit(target.process, exit)
-	} else if r.shimJournal != nil {
-		r.shimJournal().Record(reapedEntry(exit))
+	case !held:
+		r.recordUnclaimed(exit, "")
 	}
 	// An exit nobody claims is a process the shim never started: a
 	// daemon inside a container, re-parented to us when its parent died.
 	// Reaping it is all there is to do.
 }
 
+// recordUnclaimed writes the exit of a pid no process claimed into the
+// shim-wide journal.
+func (r *ExitRouter) recordUnclaimed(exit runc.Exit, note string) {
+	if r.shimJournal != nil {
+		r.shimJournal().Record(reapedEntry(exit, note))
+	}
+}
+
+// heldExit is an exit kept by the start windows that were open when it was
+// reaped. Its journal line waits too, so that it is written once: with its
+// process when a window claims it, or as nobody's when the last window
+// closes without claiming it. The line carries the time it was reaped, so
+// trace still shows it where it happened.
+type heldExit struct {
+	exit    runc.Exit
+	windows int  // the windows still holding it; guarded by ExitRouter.mu
+	claimed bool // guarded by ExitRouter.mu
+}
+
 // StartWindow is open while a process is being started and its pid is not
 // yet known. Exits of unknown pids seen meanwhile are kept in it.
 type StartWindow struct {
 	router *ExitRouter
-	early  []runc.Exit // guarded by router.mu
+	early  []*heldExit // guarded by router.mu
 }
 
 // OpenWindow must be called before the runc command that starts the process.
@@ -109,32 +131,62 @@ func (r *ExitRouter) OpenWindow() *StartWindow {
 func (w *StartWindow) Claim(pid int, target exitTarget) {
 	r := w.router
 	r.mu.Lock()
-	delete(r.windows, w)
-	var early *runc.Exit
-	for i := range w.early {
-		if w.early[i].Pid == pid && target.process.OwnsExit(pid) {
-			early = &w.early[i]
+	var early *heldExit
+	for _, h := range w.early {
+		if h.exit.Pid == pid && !h.claimed && target.process.OwnsExit(pid) {
+			early = h
 		}
 	}
-	if early == nil {
+	if early != nil {
+		early.claimed = true
+	} else {
 		r.byPid[pid] = target
 	}
+	unclaimed := w.closeLocked()
 	r.mu.Unlock()
 	if early != nil {
-		target.process.journal.Record(reapedEntry(*early))
-		go target.container.handleExit(target.process, *early)
+		target.process.journal.Record(reapedEntry(early.exit, earlyExitNote))
+		go target.container.handleExit(target.process, early.exit)
 	}
+	w.recordUnclaimed(unclaimed)
 }
 
-// reapedEntry is the journal's line for an exit the Reaper collected.
-func reapedEntry(exit runc.Exit) journal.Entry {
-	return journal.Entry{Kind: journal.KindReaped, Pid: exit.Pid, Code: journal.Code(exit.Status),
-		Mono: journal.Now() - int64(time.Since(exit.Timestamp))}
-}
+// earlyExitNote marks the journal line of an exit reaped before runc told
+// the shim the process's pid: the exit was held until then, and routed to
+// its process once runc returned.
+const earlyExitNote = "reaped before runc returned its pid; held until then"
 
 // Close closes a window whose start failed.
 func (w *StartWindow) Close() {
 	w.router.mu.Lock()
-	delete(w.router.windows, w)
+	unclaimed := w.closeLocked()
 	w.router.mu.Unlock()
+	w.recordUnclaimed(unclaimed)
+}
+
+// closeLocked removes the window and lets go of the exits it held; it
+// returns those that no window claimed, now that none holds them.
+func (w *StartWindow) closeLocked() []runc.Exit {
+	delete(w.router.windows, w)
+	var unclaimed []runc.Exit
+	for _, h := range w.early {
+		h.windows--
+		if h.windows == 0 && !h.claimed {
+			unclaimed = append(unclaimed, h.exit)
+		}
+	}
+	return unclaimed
+}
+
+func (w *StartWindow) recordUnclaimed(exits []runc.Exit) {
+	for _, exit := range exits {
+		w.router.recordUnclaimed(exit, "held while a process was being started; no process claimed it")
+	}
+}
+
+// reapedEntry is the journal's line for an exit the Reaper collected, at
+// the time it was reaped.
+func reapedEntry(exit runc.Exit, note string) journal.Entry {
+	return journal.Entry{Kind: journal.KindReaped, Pid: exit.Pid, Code: journal.Code(exit.Status), Msg: note,
+		Mono: journal.Now() - int64(time.Since(exit.Timestamp))}
 }

@@ -2,6 +2,10 @@ package shim
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,4 +185,59 @@ func TestARoutedExitTheProcessDeniesIsNotReported(t *testing.T) {
 	if _, waits := router.byPid[500]; !waits {
 		t.Fatal("the process no longer waits for its own exit")
 	}
+}
+
+// An exit held by a start window is written to the journal once: as its
+// process's, marked early, when a window claims it; as nobody's, in the
+// shim-wide journal, when the last window holding it closes without a claim.
+func TestAHeldExitIsJournaledOnce(t *testing.T) {
+	dir := t.TempDir()
+	shimWide, err := journal.Open(filepath.Join(dir, "shim"), journal.Options{Level: journal.Info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := journal.Open(filepath.Join(dir, "c1"), journal.Options{ID: "c1", Level: journal.Info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := NewExitRouter()
+	router.shimJournal = func() *journal.Journal { return shimWide }
+	c, recorded := newTestContainer("c1")
+	p := track(newExitedProcess("c1", 600), own.Process("e1"))
+
+	first, second := router.OpenWindow(), router.OpenWindow()
+	router.route(runc.Exit{Pid: 600, Status: 0, Timestamp: time.Now()})
+	router.route(runc.Exit{Pid: 601, Status: 7, Timestamp: time.Now()}) // a re-parented daemon's
+	if got := reapedLines(t, shimWide, own); len(got) != 0 {
+		t.Fatalf("held exits journaled before any window closed: %v", got)
+	}
+	first.Claim(600, exitTarget{container: c, process: p})
+	waitReported(t, c, p, recorded)
+	if got := reapedLines(t, shimWide, own); len(got) != 1 || got[0] != "c1 e1 pid 600 status 0: "+earlyExitNote {
+		t.Fatalf("after the claim the journals hold %q; want the exit once, as the exec's, marked early", got)
+	}
+	second.Close()
+	want := []string{"  pid 601 status 7: held while a process was being started; no process claimed it", "c1 e1 pid 600 status 0: " + earlyExitNote}
+	if got := reapedLines(t, shimWide, own); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("after the last window closed the journals hold %q; want %q", got, want)
+	}
+}
+
+// reapedLines are the reaped entries of the journals, one string each.
+func reapedLines(t *testing.T, journals ...*journal.Journal) []string {
+	t.Helper()
+	var lines []string
+	for _, j := range journals {
+		story, err := journal.Read(j.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range story.Entries {
+			if e.Kind == journal.KindReaped {
+				lines = append(lines, fmt.Sprintf("%s %s pid %d status %d: %s", e.ID, e.Exec, e.Pid, *e.Code, e.Msg))
+			}
+		}
+	}
+	sort.Strings(lines)
+	return lines
 }

@@ -184,6 +184,9 @@ func (t *timeline) describe(e journal.Entry) string {
 		d = signalStep(e)
 	case journal.KindReaped:
 		d = fmt.Sprintf("pid %d exited, status %s", e.Pid, status(e.Code))
+		if e.Msg != "" {
+			d += " (" + e.Msg + ")"
+		}
 	case journal.KindEvent:
 		d = "event " + e.Name
 	case journal.KindOOM:
@@ -294,9 +297,24 @@ func (t *timeline) forensics(e journal.Entry) string {
 	default:
 		why = fmt.Sprintf("killed by %s (status %d): %s", signalName(end.Signal), end.Code, end.By)
 	}
-	return fmt.Sprintf("%s (pid %d) %s; created %s, started %s, exited %s; stdin %s, stdout %s, stderr %s",
-		who, e.Pid, why, t.when(end.Created), t.when(end.Started), t.when(end.Exited),
-		formatBytes(end.Stdin), formatBytes(end.Stdout), formatBytes(end.Stderr))
+	return fmt.Sprintf("%s (pid %d) %s; %s; stdin %s, stdout %s, stderr %s",
+		who, e.Pid, why, t.landmarks(e), formatBytes(end.Stdin), formatBytes(end.Stdout), formatBytes(end.Stderr))
+}
+
+// landmarks are when a process was created, started and exited. The shim
+// notes "started" when runc start or runc exec returns; a process quick
+// enough to exit before that was started and ended while runc ran, and
+// saying it started after it exited would be wrong.
+func (t *timeline) landmarks(e journal.Entry) string {
+	end := e.End
+	if end.Started != 0 && end.Exited != 0 && end.Exited < end.Started {
+		command := "runc start"
+		if e.Exec != "" {
+			command = "runc exec"
+		}
+		return fmt.Sprintf("created %s, exited %s, before %s returned at %s", t.when(end.Created), t.when(end.Exited), command, t.when(end.Started))
+	}
+	return fmt.Sprintf("created %s, started %s, exited %s", t.when(end.Created), t.when(end.Started), t.when(end.Exited))
 }
 
 func (t *timeline) when(mono int64) string {
