@@ -34,9 +34,19 @@ type fdContext struct {
 	// pipes maps "pipe:[inode]" to the container process's end of it:
 	// "stdout of init (pid 24628)".
 	pipes map[string]string
+	// matePipes and mates are the same for the shim's other containers
+	// (a grouped shim's): the pipe's end, and the container it is of.
+	matePipes map[string]mateEnd
+	mates     []string
+	// fifos are the FIFOs the journals name, with their process.
+	fifos map[string]fifoOwner
 	// isFIFO reports whether the descriptor's file is a named pipe.
 	isFIFO func(fd int) bool
 }
+
+// mateEnd is a pipe's end in another container of the shim: "stdout of
+// init (pid 7)" of container id.
+type mateEnd struct{ end, id string }
 
 // shimDescriptors lists the shim's open descriptors and what each is for.
 func shimDescriptors(c *container, procs []Process) []Descriptor {
@@ -51,6 +61,19 @@ func shimDescriptors(c *container, procs []Process) []Descriptor {
 			return err == nil && info.Mode()&os.ModeNamedPipe != 0
 		},
 	}
+	mates := groupMates(c)
+	ctx.matePipes = map[string]mateEnd{}
+	for _, mate := range mates {
+		ctx.mates = append(ctx.mates, mate.id)
+		procs, err := containerProcesses(mate)
+		if err != nil {
+			continue
+		}
+		for pipe, end := range containerPipes(procs) {
+			ctx.matePipes[pipe] = mateEnd{end: end, id: mate.id}
+		}
+	}
+	ctx.fifos = journaledFIFOs(c.stateDir, c.namespace, append([]string{c.id}, ctx.mates...))
 	var fds []Descriptor
 	for _, fd := range openDescriptors(c.shimPID) {
 		kind, meaning := classify(ctx, fd.FD, fd.Target)
@@ -117,6 +140,9 @@ func classify(ctx fdContext, fd int, target string) (kind, meaning string) {
 		if end, ok := ctx.pipes[target]; ok {
 			return kindPipe, "the shim's end of the pipe on the " + end + "; the shim copies between it and containerd's FIFO"
 		}
+		if mate, ok := ctx.matePipes[target]; ok {
+			return kindPipe, "the shim's end of the pipe on the " + mate.end + " of another container of this shim: " + mate.id
+		}
 		return kindPipe, "a pipe not on the container's stdio: another process's, or a logging program's"
 	case strings.HasPrefix(target, "anon_inode:"):
 		return kindKernelFD, anonMeaning(strings.TrimPrefix(target, "anon_inode:"))
@@ -129,7 +155,7 @@ func classify(ctx fdContext, fd int, target string) (kind, meaning string) {
 	case strings.HasPrefix(target, ctx.bundles+"/"):
 		return bundleFile(ctx, fd, target)
 	case ctx.isFIFO(fd):
-		return kindFIFO, fifoMeaning(ctx.id, target)
+		return kindFIFO, fifoMeaning(ctx, target)
 	case strings.HasPrefix(target, journal.DefaultRoot+"/") && strings.HasSuffix(target, ".jsonl"):
 		return kindFile, "the journal: the shim appends a line for each step it takes; `trace` draws it"
 	case strings.HasPrefix(target, cgroupRoot+"/"):
@@ -152,22 +178,46 @@ func bundleFile(ctx fdContext, fd int, target string) (string, string) {
 	return kind, "a file of the bundle " + filepath.Dir(rel)
 }
 
-// fifoMeaning describes one of containerd's stdio FIFOs. Their names end in
-// the stream they carry (ctr: .../<id>-stdout, Docker: .../<id>/init-stdout);
-// the container's own carry its id in the path, those of exec processes
-// their exec id.
-func fifoMeaning(id, path string) string {
+// fifoMeaning describes one of containerd's stdio FIFOs. The journals say
+// whose each is (journaledFIFOs); without them, the name tells: it ends in
+// the stream it carries (ctr: .../<id>-stdout, Docker: .../<id>/init-stdout),
+// and the container's own carry its id in the path, those of exec
+// processes their exec id.
+func fifoMeaning(ctx fdContext, path string) string {
 	base := filepath.Base(path)
 	for _, stream := range stdioNames {
 		if !strings.HasSuffix(base, stream) {
 			continue
 		}
-		if namesContainer(path, id, stream) {
+		if owner, ok := ctx.fifos[path]; ok {
+			return "containerd's " + stream + " FIFO of " + owner.describe(ctx.id)
+		}
+		if namesContainer(path, ctx.id, stream) {
 			return "containerd's " + stream + " FIFO of this container: the client (ctr, dockerd) opens it too, and reads or writes the other side"
+		}
+		for _, mate := range ctx.mates {
+			if namesContainer(path, mate, stream) {
+				return "containerd's " + stream + " FIFO of another container of this shim: " + mate
+			}
 		}
 		return "containerd's " + stream + " FIFO of another process this shim serves (an exec, or another container of its group)"
 	}
 	return "a FIFO"
+}
+
+// describe names the FIFO's process, seen from container id.
+func (o fifoOwner) describe(id string) string {
+	process := "init"
+	if o.exec != "" {
+		process = "exec " + o.exec
+	}
+	if o.id == id {
+		if o.exec == "" {
+			return "this container: the client (ctr, dockerd) opens it too, and reads or writes the other side"
+		}
+		return "this container's " + process
+	}
+	return "another container of this shim: " + o.id + " (its " + process + ")"
 }
 
 // namesContainer reports whether a FIFO path belongs to container id: its

@@ -14,7 +14,13 @@ func fixtureContext() fdContext {
 		bundles:     "/run/containerd/io.containerd.runtime.v2.task",
 		socketInode: 777,
 		pipes:       map[string]string{"pipe:[101]": "stdout of init (pid 42)"},
-		isFIFO:      func(fd int) bool { return fd >= 20 && fd < 30 },
+		matePipes:   map[string]mateEnd{"pipe:[103]": {end: "stdout of init (pid 43)", id: "sidecar"}},
+		mates:       []string{"sidecar"},
+		fifos: map[string]fifoOwner{
+			"/run/containerd/fifo/2/hello-stdout": {id: "demo", exec: "hello"},
+			"/run/containerd/fifo/3/probe-stdout": {id: "sidecar", exec: "probe"},
+		},
+		isFIFO: func(fd int) bool { return fd >= 20 && fd < 30 },
 	}
 }
 
@@ -29,12 +35,16 @@ func TestClassify(t *testing.T) {
 		{12, "socket:[778]", kindSocket, "a connection"},
 		{15, "pipe:[101]", kindPipe, "stdout of init (pid 42)"},
 		{16, "pipe:[102]", kindPipe, "not on the container's stdio"},
+		{17, "pipe:[103]", kindPipe, "stdout of init (pid 43) of another container of this shim: sidecar"},
 		{20, "/run/containerd/fifo/553063929/demo-stdout", kindFIFO, "stdout FIFO of this container"},
 		{21, "/run/docker/containerd/demo/init-stderr", kindFIFO, "stderr FIFO of this container"},
 		{22, "/run/containerd/fifo/1/exec1-stdin", kindFIFO, "stdin FIFO of another process"},
 		{23, "/run/containerd/fifo/1/demonstration-stdout", kindFIFO, "another process"},
 		{24, "/run/containerd/io.containerd.runtime.v2.task/default/demo/log", kindFIFO, "the shim's log"},
 		{25, "/run/containerd/fifo/1/other", kindFIFO, "a FIFO"},
+		{26, "/run/containerd/fifo/4/sidecar-stderr", kindFIFO, "stderr FIFO of another container of this shim: sidecar"},
+		{27, "/run/containerd/fifo/2/hello-stdout", kindFIFO, "stdout FIFO of this container's exec hello"},
+		{28, "/run/containerd/fifo/3/probe-stdout", kindFIFO, "stdout FIFO of another container of this shim: sidecar (its exec probe)"},
 		{3, "/run/containerd/io.containerd.runtime.v2.task/default/demo/journal", kindFile, "bundle default/demo"},
 		{14, "/dev/pts/ptmx", kindConsole, "master side"},
 		{14, "/dev/ptmx", kindConsole, "master side"},

@@ -73,7 +73,8 @@ func FuzzParseRuncState(f *testing.F) {
 
 func FuzzFIFOMeaning(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id, path string) {
-		if meaning := fifoMeaning(id, path); meaning == "" {
+		ctx := fdContext{id: id, mates: []string{"mate"}, fifos: map[string]fifoOwner{"/run/x/e1-stdout": {id: "mate", exec: "e1"}}}
+		if meaning := fifoMeaning(ctx, path); meaning == "" {
 			t.Errorf("fifoMeaning(%q, %q) is empty", id, path)
 		}
 	})

@@ -165,7 +165,7 @@ func assertReapedOnce(t *testing.T, timeline, exec string) {
 	if started == nil {
 		t.Fatalf("trace has no answer to exec %s's Start:\n%s", exec, timeline)
 	}
-	reaped := regexp.MustCompile(`(?m)  (\[exec \S+\] )?pid ` + started[1] + ` exited, status .*$`).FindAllString(timeline, -1)
+	reaped := regexp.MustCompile(`(?m)  (\[exec \S+\] )?pid `+started[1]+` exited, status .*$`).FindAllString(timeline, -1)
 	if len(reaped) != 1 || !strings.HasPrefix(reaped[0], "  [exec "+exec+"] ") {
 		t.Fatalf("the exit of exec %s (pid %s) is told %d times: %q; want once, as the exec's", exec, started[1], len(reaped), reaped)
 	}

@@ -22,7 +22,7 @@ import (
 type Kind string
 
 const (
-	KindJournal Kind = "journal" // the journal was opened: Pid is the shim, Name its group, Msg the level
+	KindJournal Kind = "journal" // the journal was opened: Pid is the shim, Name its group, Msg the level; in a shim-wide journal, ID is the container whose bundle the shim started in
 	KindRPCIn   Kind = "rpc.in"  // a request from containerd arrived: Name is the method
 	KindRPCOut  Kind = "rpc.out" // the answer left: Took, and Err (an errdefs kind) and Msg on failure
 	KindRunc    Kind = "runc"    // a runc command ended: Argv, Pid, Code, Took; Msg is runc's reason on failure
@@ -64,6 +64,11 @@ type Entry struct {
 	FD     int      `json:"fd,omitempty"`
 	Bytes  int64    `json:"bytes,omitempty"`
 	End    *Ending  `json:"end,omitempty"`
+
+	// Shared is set by the reader, never written: the entry comes from a
+	// grouped shim's shim-wide journal, merged into a container's story
+	// (SharedDir).
+	Shared bool `json:"-"`
 }
 
 // Cause says why a process ended.

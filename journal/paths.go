@@ -72,6 +72,18 @@ func ShimDir(root, state, namespace, group string) string {
 	return filepath.Join(root, stateKey(state), namespace, shimFolder, group)
 }
 
+// SharedDir is the folder of the shim-wide journal of the grouped shim
+// that serves the container whose journal is in containerDir: a sibling,
+// under .shim. group is the shim's group, as the container's journal names
+// it (its first entry); a shim whose group is the container's own id is
+// ungrouped, has no shim-wide journal, and gives "".
+func SharedDir(containerDir, group string) string {
+	if group == "" || group == "." || group == ".." || group == filepath.Base(containerDir) || group != filepath.Base(group) {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(containerDir), shimFolder, group)
+}
+
 // ErrNoJournal: no journal exists for the container asked for.
 var ErrNoJournal = errors.New("no journal")
 

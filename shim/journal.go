@@ -78,7 +78,7 @@ func openJournals(namespace string) *journals {
 	if err != nil {
 		log.L.WithError(err).Warn("no shim-wide journal")
 	}
-	js.shim.Record(journal.Entry{Kind: journal.KindJournal, Pid: os.Getpid(), Name: js.group, Msg: level.String()})
+	js.shim.Record(journal.Entry{Kind: journal.KindJournal, ID: filepath.Base(bundle), Pid: os.Getpid(), Name: js.group, Msg: level.String()})
 	return js
 }
 
@@ -92,7 +92,7 @@ func (js *journals) open(id, bundle string, level journal.Level) *journal.Journa
 		return nil
 	}
 	j.Record(journal.Entry{Kind: journal.KindJournal, Pid: os.Getpid(), Name: js.group, Msg: level.String(), Path: bundle})
-	js.shim.Record(journal.Entry{Kind: journal.KindShim, ID: id, Name: "container joined", Msg: level.String()})
+	js.shim.Record(journal.Entry{Kind: journal.KindShim, ID: id, Name: "container joined", Msg: "journal level " + level.String()})
 	if j != nil {
 		js.mu.Lock()
 		js.byID[id] = j

@@ -105,12 +105,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "trace: the journal of container %q in %s is empty\n", r.id, found.Dir)
 		return exitFailed
 	}
+	shared := readShared(&story, r.id)
 	sortByTime(story.Entries)
 	t := newTimeline(stdout, story.Entries[0], time.Local)
 	t.header(r.id, r.namespace, found, story.Entries[0], shimOf(story.Entries))
 	t.entries(story.Entries)
 	if r.follow && !ended(story) && !hasKind(story.Entries, journal.KindCleanup) {
-		if story, err = follow(t, story); err != nil {
+		if story, err = follow(t, story, shared); err != nil {
 			fmt.Fprintf(stderr, "trace: follow %s: %v\n", found.Dir, err)
 			return exitFailed
 		}
@@ -174,10 +175,10 @@ func hasKind(entries []journal.Entry, kind journal.Kind) bool {
 	return false
 }
 
-// shimOf is the journal's opening entry, which names the shim.
+// shimOf is the container's journal's opening entry, which names the shim.
 func shimOf(entries []journal.Entry) journal.Entry {
 	for _, e := range entries {
-		if e.Kind == journal.KindJournal {
+		if e.Kind == journal.KindJournal && !e.Shared {
 			return e
 		}
 	}
@@ -203,19 +204,31 @@ func sortByTime(entries []journal.Entry) {
 	sort.SliceStable(entries, func(a, b int) bool { return entries[a].Mono < entries[b].Mono })
 }
 
-// pollInterval is how often --follow looks for new lines.
-const pollInterval = 200 * time.Millisecond
-
 // follow draws entries as they are written, until the container is deleted
-// or its shim is gone, and returns the story with them.
-func follow(t *timeline, story journal.Story) (journal.Story, error) {
+// or its shim is gone, and returns the story with them. A grouped shim's
+// shim-wide journal is followed too, for the lines that concern the
+// container.
+func follow(t *timeline, story journal.Story, shared *sharedJournal) (journal.Story, error) {
 	f, err := journal.Follow(story.Dir, story.Offset)
 	if err != nil {
 		return story, err
 	}
 	defer f.Close()
+	dirs := []string{story.Dir}
+	var sf *journal.Follower
+	if shared != nil {
+		if sf, err = journal.Follow(shared.dir, shared.offset); err == nil {
+			defer sf.Close()
+			dirs = append(dirs, shared.dir)
+		}
+	}
+	watch := watchFolders(dirs...)
+	defer watch.Close()
 	shim := shimOf(story.Entries)
 	for {
+		// The shim-wide lines first: a request that arrived before the
+		// container had a journal comes before what it led to.
+		drawn := followShared(t, &story, shared, sf)
 		lines, err := f.Next()
 		if err != nil {
 			return story, err
@@ -229,14 +242,33 @@ func follow(t *timeline, story journal.Story) (journal.Story, error) {
 			story.Entries = append(story.Entries, e)
 			t.entry(e)
 			if e.Kind == journal.KindClosed || e.Kind == journal.KindCleanup {
+				followShared(t, &story, shared, sf)
 				return story, nil
 			}
 		}
-		if len(lines) == 0 && shim.Kind == journal.KindJournal && !shimAlive(shim.Pid, shim.Name) {
+		if len(lines) == 0 && drawn == 0 && shim.Kind == journal.KindJournal && !shimAlive(shim.Pid, shim.Name) {
 			return story, nil
 		}
-		time.Sleep(pollInterval)
+		watch.wait()
 	}
+}
+
+// followShared draws the lines of the shim-wide journal, written since it
+// last looked, that concern the container; it returns how many it drew.
+func followShared(t *timeline, story *journal.Story, shared *sharedJournal, f *journal.Follower) int {
+	if f == nil {
+		return 0
+	}
+	lines, _ := f.Next()
+	drawn := 0
+	for _, line := range lines {
+		if e, ok := shared.accept(line); ok {
+			story.Entries = append(story.Entries, e)
+			t.entry(e)
+			drawn++
+		}
+	}
+	return drawn
 }
 
 // printRaw prints the journal's lines as they are, and with follow goes on
@@ -262,6 +294,8 @@ func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Wr
 		return exitFailed
 	}
 	defer f.Close()
+	watch := watchFolders(dir)
+	defer watch.Close()
 	for {
 		ended := f.Ended()
 		lines, err := f.Next()
@@ -275,6 +309,6 @@ func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Wr
 		if ended {
 			return exitOK
 		}
-		time.Sleep(pollInterval)
+		watch.wait()
 	}
 }

@@ -172,6 +172,14 @@ func (t *timeline) describe(e journal.Entry) string {
 	switch e.Kind {
 	case journal.KindJournal:
 		d = fmt.Sprintf("journal opened by shim pid %d", e.Pid)
+		if e.Shared {
+			d = fmt.Sprintf("shim pid %d started for group %s, in this container's bundle; its shim-wide journal opened", e.Pid, e.Name)
+		}
+	case journal.KindShim:
+		d = e.Name
+		if e.Msg != "" {
+			d += ", " + e.Msg
+		}
 	case journal.KindRPCIn:
 		d = e.Name
 	case journal.KindRPCOut:
@@ -212,6 +220,9 @@ func (t *timeline) describe(e journal.Entry) string {
 	}
 	if e.Exec != "" && e.Kind != journal.KindExit {
 		d = "[exec " + e.Exec + "] " + d
+	}
+	if e.Shared {
+		d = "[shim] " + d
 	}
 	return d
 }
