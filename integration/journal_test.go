@@ -324,3 +324,68 @@ func TestJournalLevelFromTheAnnotation(t *testing.T) {
 		}
 	})
 }
+
+// trace --follow draws a running container's story as it happens, and
+// ends, with status 0, once the container is deleted.
+func TestTraceFollowsALiveContainer(t *testing.T) {
+	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
+		_, task, exitCh := s.runningTask(t, "followed")
+		cmd := exec.CommandContext(s.ctx, harness.ShimBinary(t), "trace", "-n", s.ns, "--state", s.daemon.StateDir, "followed", "--follow")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string)
+		go func() {
+			defer close(lines)
+			scanner := bufio.NewScanner(stdout)
+			for scanner.Scan() {
+				lines <- scanner.Text()
+			}
+		}()
+		var seen strings.Builder
+		// awaitLine reads what trace drew until a line matches.
+		awaitLine := func(pattern string) {
+			t.Helper()
+			re := regexp.MustCompile(pattern)
+			timeout := time.After(exitTimeout)
+			for {
+				select {
+				case line, ok := <-lines:
+					if !ok {
+						t.Fatalf("trace --follow ended before a line matching %q:\n%s%s", pattern, seen.String(), stderr.String())
+					}
+					seen.WriteString(line + "\n")
+					if re.MatchString(line) {
+						return
+					}
+				case <-timeout:
+					t.Fatalf("trace --follow drew no line matching %q:\n%s", pattern, seen.String())
+				}
+			}
+		}
+		awaitLine(`Start → ok, pid \d+`)
+
+		if err := task.Kill(s.ctx, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if code := exitCodeOf(t, exitCh); code != 137 {
+			t.Fatalf("exit code %d, want 137", code)
+		}
+		awaitLine(`init \(pid \d+\) killed by SIGKILL \(status 137\): Kill request from containerd`)
+		deleteTask(t, s.ctx, task, 137)
+		awaitLine(`container deleted; journal closed`)
+		awaitLine(`^how each process ended:`)
+		for range lines {
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("trace --follow after the container's deletion: %v\n%s%s", err, seen.String(), stderr.String())
+		}
+		t.Logf("trace --follow drew:\n%s", seen.String())
+	})
+}

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,20 @@ func TestUnknownContainerSaysWhatToCheck(t *testing.T) {
 	status := Main([]string{"--journal-root", t.TempDir(), "-n", "prod", "web"}, &stdout, &stderr)
 	if status != exitFailed || !strings.Contains(stderr.String(), `no journal for container "web" in namespace "prod"`) || stdout.Len() != 0 {
 		t.Fatalf("status %d, stdout %q, stderr %q", status, stdout.String(), stderr.String())
+	}
+}
+
+// --follow waits on inotify for the journal's folder; a folder it cannot
+// watch makes it look on a timer instead.
+func TestFollowWatchesTheFolderOrPolls(t *testing.T) {
+	watch := watchFolders(t.TempDir())
+	defer watch.Close()
+	if watch.polling() {
+		t.Fatal("no inotify watch on a folder that exists")
+	}
+	missing := watchFolders(filepath.Join(t.TempDir(), "gone"))
+	defer missing.Close()
+	if !missing.polling() {
+		t.Fatal("a folder that cannot be watched is not polled")
 	}
 }
