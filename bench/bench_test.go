@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -61,5 +62,27 @@ func TestMedianAndPercentile(t *testing.T) {
 	}
 	if got := medianOf([]float64{3, 1, 2}); got != 2 {
 		t.Errorf("medianOf = %v, want 2", got)
+	}
+}
+
+// The journal's rows compare our shim with itself: their table names its
+// columns journal on and off, and the main table has none of them.
+func TestJournalTableNamesItsColumns(t *testing.T) {
+	ms := func(v ...float64) durations {
+		var d durations
+		for _, x := range v {
+			d = append(d, time.Duration(x*float64(time.Millisecond)))
+		}
+		return d
+	}
+	r := &results{journal: map[string]durations{journalOn: ms(102, 104, 103), journalOff: ms(100, 101, 102)}}
+	table := r.journalTable()
+	for _, want := range []string{"| journal on | journal off | on ÷ off |", "| median | 103.0 ms | 101.0 ms | 1.02× | ≤ 1.03× | yes |"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("journal table has no %q:\n%s", want, table)
+		}
+	}
+	if strings.Contains(table, ours) || strings.Contains(table, theirs) || len(r.rows()) != 0 {
+		t.Errorf("the journal's figures are labelled as the two shims':\n%s%s", table, r.table())
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"strings"
+
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/oci"
 )
@@ -49,17 +51,25 @@ func (s *session) measureJournal(warmup, iterations int) map[string]durations {
 	return samples
 }
 
-// journalRows compares the two: the target is a journal that costs at most
-// 3% of the lifecycle.
-func (r *results) journalRows() []row {
+// journalTable compares the two in a table of its own: both columns are
+// our shim, so the main table's "teach" and "runc-v2" would mislabel them.
+// The target is a journal that costs at most 3% of the lifecycle.
+func (r *results) journalTable() string {
 	if r.journal == nil {
-		return nil
+		return ""
 	}
 	on, off := r.journal[journalOn], r.journal[journalOff]
-	return []row{
-		{measure: fmt.Sprintf("lifecycle, %s with the journal on (%s column) ÷ off (%s column): median", ours, ours, theirs),
-			ours: format(ms(on.median()), "ms"), theirs: format(ms(off.median()), "ms"), ratio: ms(on.median()) / ms(off.median()),
-			target: "≤ 1.03×", met: ms(on.median())/ms(off.median()) <= 1.03},
-		info("lifecycle, journal on ÷ off: p99", "ms", ms(on.percentile(99)), ms(off.percentile(99))),
+	ratio := func(a, b float64) string { return fmt.Sprintf("%.2f×", a/b) }
+	met := "no"
+	if ms(on.median())/ms(off.median()) <= 1.03 {
+		met = "yes"
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| lifecycle with our shim (%d rounds each) | %s | %s | on ÷ off | target | met |\n", len(on), journalOn, journalOff)
+	b.WriteString("|---|---:|---:|---:|---|---|\n")
+	fmt.Fprintf(&b, "| median | %s | %s | %s | ≤ 1.03× | %s |\n",
+		format(ms(on.median()), "ms"), format(ms(off.median()), "ms"), ratio(ms(on.median()), ms(off.median())), met)
+	fmt.Fprintf(&b, "| p99 | %s | %s | %s |  |  |\n",
+		format(ms(on.percentile(99)), "ms"), format(ms(off.percentile(99)), "ms"), ratio(ms(on.percentile(99)), ms(off.percentile(99))))
+	return b.String()
 }

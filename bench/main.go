@@ -163,14 +163,20 @@ func run() (code int) {
 
 	fmt.Println()
 	fmt.Println("Ratios, not absolute times, are the result (teach ÷ runc-v2, same run, interleaved).")
-	fmt.Println()
-	fmt.Print(r.table())
+	if len(r.rows()) > 0 {
+		fmt.Println()
+		fmt.Print(r.table())
+	}
 	for _, note := range r.notes() {
 		fmt.Println("- " + note)
 	}
 	if steps := r.stepTable(); steps != "" {
 		fmt.Println()
 		fmt.Print(steps)
+	}
+	if journal := r.journalTable(); journal != "" {
+		fmt.Println()
+		fmt.Print(journal)
 	}
 	if *doc != "" && len(p.phases) == len(allPhases) {
 		path := filepath.Join(harness.RepoRoot(tb), *doc)
