@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -388,4 +389,64 @@ func TestTraceFollowsALiveContainer(t *testing.T) {
 		}
 		t.Logf("trace --follow drew:\n%s", seen.String())
 	})
+}
+
+// The runtime's options table in containerd's config sets the journal
+// level for every container of the runtime (the annotation still wins):
+//
+//	[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.quiet.options]
+//	  Journal = "off"
+//
+// The CRI plugin hands the table to the shim as TOML; a pod's sandbox is a
+// container of the handler's runtime.
+func TestJournalLevelFromTheRuntimeOptions(t *testing.T) {
+	for _, release := range harness.ContainerdReleases(t) {
+		t.Run("containerd-"+release.Version, func(t *testing.T) {
+			t.Parallel()
+			harness.ShimBinary(t)
+			handlers := []harness.RuntimeHandler{
+				{Name: "teach-journal-off", RuntimeType: harness.TeachRuntime, Options: map[string]string{"Journal": "off"}},
+				{Name: "teach-journal-debug", RuntimeType: harness.TeachRuntime, Options: map[string]string{"Journal": "debug"}},
+			}
+			d := harness.StartContainerdWith(t, release.Version, harness.Options{CRI: true, RuntimeHandlers: handlers})
+			for _, level := range []string{"off", "debug"} {
+				config := d.NewPodConfig(t, "journal-"+level)
+				pod := d.MustCrictl(t, "runp", "--runtime", "teach-journal-"+level, harness.WriteJSON(t, filepath.Join(t.TempDir(), "pod.json"), config))
+				got := traceOf(t, d, harness.CRINamespace, pod)
+				t.Logf("trace of the %s pod:\n%s%s", level, got.stdout, got.stderr)
+				switch level {
+				case "off":
+					if got.code != 1 || !strings.Contains(got.stderr, "no journal") {
+						t.Errorf("Journal = \"off\": trace exit %d, %q; want 1 and no journal", got.code, got.stderr)
+					}
+				case "debug":
+					if got.code != 0 {
+						t.Fatalf("Journal = \"debug\": trace exit %d: %s", got.code, got.stderr)
+					}
+					// The journal's opening line names its level; the
+					// default would be info. (What debug adds, the
+					// descriptors of the streams, a sandbox has none
+					// of: its stdio is /dev/null.)
+					inOrder(t, got.stdout, `^shim pid \d+ .*, journal level debug$`, `Create$`, `Create → ok`, `Start → ok`)
+				}
+				d.MustCrictl(t, "rmp", "--force", pod)
+			}
+		})
+	}
+}
+
+// traceOf runs trace on a container of daemon d, outside a session.
+func traceOf(t *testing.T, d *harness.Containerd, namespace, id string) traceResult {
+	t.Helper()
+	cmd := exec.Command(harness.ShimBinary(t), "trace", "-n", namespace, "--state", d.StateDir, id)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	result := traceResult{stdout: stdout.String(), stderr: stderr.String()}
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		result.code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run trace: %v", err)
+	}
+	return result
 }
