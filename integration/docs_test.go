@@ -29,7 +29,7 @@ var docsDir = flag.String("docs", "", "TestDocsCapture writes the captured outpu
 // captures each one holds.
 var docsCaptures = map[string][]string{
 	"how-it-works.md": {"inspect", "trace"},
-	"journal.md":      {"trace"},
+	"journal.md":      {"trace", "trace-oom", "trace-killed-shim", "trace-killed-shim-cleaned", "trace-unknown"},
 }
 
 func TestDocsCapture(t *testing.T) {
@@ -40,6 +40,20 @@ func TestDocsCapture(t *testing.T) {
 	task, exitCh := startDocsContainer(t, s)
 	captured := map[string]string{"inspect": captureInspect(t, s, task)}
 	captured["trace"] = captureTrace(t, s, task, exitCh)
+	command := func(id string) string {
+		return fmt.Sprintf("$ containerd-shim-teach-v2 trace -n %s --state %s %s\n", s.ns, s.daemon.StateDir, id)
+	}
+	// journal.md shows the ends of these stories, from the line named.
+	oom := traceAnOOMKill(t, s)
+	captured["trace-oom"] = command("oom-traced") + "…\n" + tailFrom(t, oom.stdout, `OOM kill: `)
+	killed, cleaned := traceAKilledShim(t, s)
+	captured["trace-killed-shim"] = command("orphaned") + "…\n" + tailFrom(t, killed.stdout, `event /tasks/start`) + killed.stderr
+	captured["trace-killed-shim-cleaned"] = command("orphaned") + "…\n" + tailFrom(t, cleaned.stdout, `containerd ran the delete action`) + cleaned.stderr
+	unknown := s.trace(t, "nosuch")
+	if unknown.code != 1 {
+		t.Fatalf("trace of an unknown container: exit %d, want 1", unknown.code)
+	}
+	captured["trace-unknown"] = command("nosuch") + unknown.stderr + "$ echo $?\n1\n"
 	if *docsDir == "" {
 		return
 	}
@@ -96,6 +110,21 @@ func captureTrace(t *testing.T, s *session, task client.Task, exitCh <-chan clie
 		`killed by SIGKILL`, `Delete$`, `^how each process ended:`)
 	argv := fmt.Sprintf("containerd-shim-teach-v2 trace -n %s --state %s %s", s.ns, s.daemon.StateDir, docsContainer)
 	return "$ " + argv + "\n" + got.stdout
+}
+
+// tailFrom is the text from the first line that matches pattern on: the
+// end of a long timeline, which a document shows.
+func tailFrom(t *testing.T, text, pattern string) string {
+	t.Helper()
+	lines := strings.SplitAfter(text, "\n")
+	re := regexp.MustCompile(pattern)
+	for i, line := range lines {
+		if re.MatchString(line) {
+			return strings.Join(lines[i:], "")
+		}
+	}
+	t.Fatalf("no line matches %q in:\n%s", pattern, text)
+	return ""
 }
 
 // pasteCaptures replaces each named block of the document with its capture,

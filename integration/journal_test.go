@@ -195,44 +195,51 @@ func journalKinds(t *testing.T, raw string) []string {
 // the story up to there, and trace says the shim died.
 func TestTraceAfterTheShimWasKilled(t *testing.T) {
 	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
-		_, task, exitCh := s.runningTask(t, "orphaned")
-		shimPid := journalShimPid(t, s, "orphaned")
-		if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill the shim (pid %d): %v", shimPid, err)
-		}
-		waitDead(t, shimPid)
-		got := s.trace(t, "orphaned")
-		t.Logf("trace after the kill:\n%s%s", got.stdout, got.stderr)
-		if got.code != 3 || !strings.Contains(got.stderr, fmt.Sprintf("the shim (pid %d)", shimPid)) {
-			t.Fatalf("trace: exit %d, stderr %q; want 3 and the dead shim named", got.code, got.stderr)
-		}
-		inOrder(t, got.stdout, `Create → ok`, `Start → ok`)
-
-		// containerd notices, and runs the delete action, which adds its
-		// cleanup to the journal. (Wait answers with the exit, or with
-		// the error of the lost connection.)
-		select {
-		case <-exitCh:
-		case <-time.After(exitTimeout):
-			t.Fatal("Wait never answered after the shim was killed")
-		}
-		task.Delete(s.ctx)
-		var after traceResult
-		deadline := time.Now().Add(exitTimeout)
-		for {
-			after = s.trace(t, "orphaned")
-			if strings.Contains(after.stdout, "unmount ") || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Logf("trace after containerd's cleanup:\n%s%s", after.stdout, after.stderr)
-		if after.code != 3 || !strings.Contains(after.stderr, "containerd cleaned up after it") {
-			t.Fatalf("trace after cleanup: exit %d, stderr %q", after.code, after.stderr)
-		}
-		inOrder(t, after.stdout, `Start → ok`, `containerd ran the delete action`, `runc delete \(pid \d+\) → exit 0`,
-			`\$ runc .* delete --force orphaned$`, `unmount .*/orphaned/rootfs`)
+		afterKill, afterCleanup := traceAKilledShim(t, s)
+		t.Logf("trace after the kill:\n%s%s", afterKill.stdout, afterKill.stderr)
+		t.Logf("trace after containerd's cleanup:\n%s%s", afterCleanup.stdout, afterCleanup.stderr)
 	})
+}
+
+// traceAKilledShim kills the shim of a running container "orphaned" and
+// runs trace on it twice: once the shim died, and once containerd's delete
+// action cleaned up after it. It checks both.
+func traceAKilledShim(t *testing.T, s *session) (afterKill, afterCleanup traceResult) {
+	_, task, exitCh := s.runningTask(t, "orphaned")
+	shimPid := journalShimPid(t, s, "orphaned")
+	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the shim (pid %d): %v", shimPid, err)
+	}
+	waitDead(t, shimPid)
+	afterKill = s.trace(t, "orphaned")
+	if afterKill.code != 3 || !strings.Contains(afterKill.stderr, fmt.Sprintf("the shim (pid %d)", shimPid)) {
+		t.Fatalf("trace: exit %d, stderr %q; want 3 and the dead shim named", afterKill.code, afterKill.stderr)
+	}
+	inOrder(t, afterKill.stdout, `Create → ok`, `Start → ok`)
+
+	// containerd notices, and runs the delete action, which adds its
+	// cleanup to the journal. (Wait answers with the exit, or with the
+	// error of the lost connection.)
+	select {
+	case <-exitCh:
+	case <-time.After(exitTimeout):
+		t.Fatal("Wait never answered after the shim was killed")
+	}
+	task.Delete(s.ctx)
+	deadline := time.Now().Add(exitTimeout)
+	for {
+		afterCleanup = s.trace(t, "orphaned")
+		if strings.Contains(afterCleanup.stdout, "unmount ") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if afterCleanup.code != 3 || !strings.Contains(afterCleanup.stderr, "containerd cleaned up after it") {
+		t.Fatalf("trace after cleanup: exit %d, stderr %q\n%s", afterCleanup.code, afterCleanup.stderr, afterCleanup.stdout)
+	}
+	inOrder(t, afterCleanup.stdout, `Start → ok`, `containerd ran the delete action`, `runc delete \(pid \d+\) → exit 0`,
+		`\$ runc .* delete --force orphaned$`, `unmount .*/orphaned/rootfs`)
+	return afterKill, afterCleanup
 }
 
 // waitDead waits until pid has died: it is gone, or a zombie waiting for
@@ -271,27 +278,34 @@ func journalShimPid(t *testing.T, s *session, id string) int {
 
 func TestTraceNamesTheOOMKiller(t *testing.T) {
 	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
-		// dd reads into one 64 MiB buffer: past the 32 MiB limit, the
-		// kernel's OOM killer kills it.
-		container := s.newContainer(t, "oom-traced", []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"},
-			withSpecOpts(oci.WithMemoryLimit(32<<20)))
-		task, exitCh := s.startTask(t, container, &stdio{})
-		if code := exitCodeOf(t, exitCh); code != 137 {
-			t.Fatalf("exit code %d, want 137 (killed by the OOM killer)", code)
-		}
-		deleteTask(t, s.ctx, task, 137)
-		got := s.trace(t, "oom-traced")
+		got := traceAnOOMKill(t, s)
 		t.Logf("trace:\n%s", got.stdout)
-		if got.code != 0 {
-			t.Fatalf("trace: exit %d\n%s", got.code, got.stderr)
-		}
-		inOrder(t, got.stdout,
-			`OOM kill: `,
-			`event /tasks/oom`,
-			`init \(pid \d+\) killed by SIGKILL \(status 137\): the kernel's OOM killer`,
-			`event /tasks/exit`,
-		)
 	})
+}
+
+// traceAnOOMKill runs a container "oom-traced" that the kernel's OOM killer
+// kills, and checks what trace says of it.
+func traceAnOOMKill(t *testing.T, s *session) traceResult {
+	// dd reads into one 64 MiB buffer: past the 32 MiB limit, the kernel's
+	// OOM killer kills it.
+	container := s.newContainer(t, "oom-traced", []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"},
+		withSpecOpts(oci.WithMemoryLimit(32<<20)))
+	task, exitCh := s.startTask(t, container, &stdio{})
+	if code := exitCodeOf(t, exitCh); code != 137 {
+		t.Fatalf("exit code %d, want 137 (killed by the OOM killer)", code)
+	}
+	deleteTask(t, s.ctx, task, 137)
+	got := s.trace(t, "oom-traced")
+	if got.code != 0 {
+		t.Fatalf("trace: exit %d\n%s", got.code, got.stderr)
+	}
+	inOrder(t, got.stdout,
+		`OOM kill: `,
+		`event /tasks/oom`,
+		`init \(pid \d+\) killed by SIGKILL \(status 137\): the kernel's OOM killer`,
+		`event /tasks/exit`,
+	)
+	return got
 }
 
 // The annotation turns the journal off for one container; the runtime
