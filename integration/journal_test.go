@@ -46,8 +46,14 @@ type traceResult struct {
 // test daemon's state folder.
 func (s *session) trace(t *testing.T, args ...string) traceResult {
 	t.Helper()
-	args = append([]string{"trace", "-n", s.ns, "--state", s.daemon.StateDir}, args...)
-	cmd := exec.CommandContext(s.ctx, harness.ShimBinary(t), args...)
+	return traceOf(t, s.daemon, s.ns, args...)
+}
+
+// traceOf runs trace on a container of daemon d, in namespace.
+func traceOf(t *testing.T, d *harness.Containerd, namespace string, args ...string) traceResult {
+	t.Helper()
+	args = append([]string{"trace", "-n", namespace, "--state", d.StateDir}, args...)
+	cmd := exec.Command(harness.ShimBinary(t), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -447,20 +453,4 @@ func TestJournalLevelFromTheRuntimeOptions(t *testing.T) {
 			}
 		})
 	}
-}
-
-// traceOf runs trace on a container of daemon d, outside a session.
-func traceOf(t *testing.T, d *harness.Containerd, namespace, id string) traceResult {
-	t.Helper()
-	cmd := exec.Command(harness.ShimBinary(t), "trace", "-n", namespace, "--state", d.StateDir, id)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	result := traceResult{stdout: stdout.String(), stderr: stderr.String()}
-	if exitErr, ok := err.(*exec.ExitError); ok {
-		result.code = exitErr.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run trace: %v", err)
-	}
-	return result
 }
