@@ -29,6 +29,10 @@ cleanup() {
 		wait "$containerd_pid" 2>/dev/null
 	fi
 	grep " $work" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount 2>/dev/null
+	# The shim kept its journal under /run, in a folder of this containerd's.
+	for noted in /run/containerd-shim-teach-v2/*/containerd-state; do
+		[ "$(cat "$noted" 2>/dev/null)" = "$work/state" ] && rm -rf "$(dirname "$noted")"
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -99,3 +103,14 @@ ctr container delete demo
 printf 'shim pid %s still alive? ' "$shim_pid"
 for _ in $(seq 50); do kill -0 "$shim_pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$shim_pid" 2>/dev/null; then echo yes; else echo "no: it exited with its last container"; fi
+
+step "What the shim did, from its journal: containerd-shim-teach-v2 trace demo"
+"$shim" trace -n default --state "$work/state" demo
+cat <<EOF2
+
+Every line is a step the shim recorded as it went: containerd's requests, the
+runc commands with their argv, the FIFOs and pipes, the signal, the exit it
+reaped, the events. containerd's SIGKILL does not appear: the shim only saw
+its requests stop and resume. 'containerd-shim-teach-v2 inspect ID' shows a
+running container's anatomy the same way; docs/how-it-works.md walks through it.
+EOF2
