@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // These tests talk to the shim the way containerd does, but without
@@ -65,6 +66,11 @@ func startShimDirectlyIn(t *testing.T, prepare func(shimWorkDir string)) *direct
 		prepare(shimWorkDir)
 	}
 	shimLog := captureShimLog(t, shimWorkDir)
+	// The shim keeps its journals under /run, named after the containerd
+	// state folder its bundles imply; with no containerd here, nobody else
+	// removes them.
+	journals := journal.StateDir(journal.DefaultRoot, journal.StateOfBundle(filepath.Join(work, "bundles", "any")))
+	t.Cleanup(func() { os.RemoveAll(journals) })
 	// A containerd address that nothing serves: the shim derives its socket
 	// name from it, and its events go nowhere (they are queued and retried).
 	fakeContainerd := filepath.Join(work, "containerd.sock")
