@@ -91,7 +91,7 @@ func run() (code int) {
 	flag.IntVar(&p.iterations, "iterations", 300, "measured rounds of lifecycle, exec and shim start")
 	flag.IntVar(&p.warmup, "warmup", 20, "unmeasured rounds before them")
 	flag.IntVar(&p.idle, "idle", 5, "idle containers per shim for the per-shim memory")
-	flag.IntVar(&p.fleet, "fleet", 50, "containers per shim for the total memory, ungrouped and grouped")
+	flag.IntVar(&p.fleet, "fleet", 50, "containers per shim for the total memory, ungrouped and grouped; 0 skips both")
 	flag.DurationVar(&p.settle, "settle", 40*time.Second, "wait before reading the shims' memory; the runc shim's pkg/shim returns freed memory to the kernel every 30s")
 	flag.Int64Var(&p.stdioMiB, "stdio-mib", 2048, "MiB the container writes to stdout")
 	flag.IntVar(&p.stdioRuns, "stdio-runs", 5, "stdio runs per shim (the median is kept)")
