@@ -70,8 +70,8 @@ func (p parameters) describe() []string {
 			"and one at the default level (info), alternating; %d rounds after %d warm-up.", p.iterations, p.warmup),
 		fmt.Sprintf("Exec: Exec, Wait, Start, the exit of `/bin/true`, Delete, in a running container, FIFOs as above; %d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
 		fmt.Sprintf("Stdio: the container runs busybox `dd if=/dev/zero bs=1M count=%d` (%d MiB); timed from Start until the client has read every byte "+
-			"from the FIFO and the exit is known; MB/s is 10^6 bytes per second; median of %d runs. Host pipe: the same busybox dd piped to the host's `cat`, "+
-			"interleaved with the shims' runs.", p.stdioMiB, p.stdioMiB, p.stdioRuns),
+			"from the FIFO and the exit is known; MB/s is 10^6 bytes per second; median of %d runs. The client reads the FIFO through Go's poller in reads of %d MiB. "+
+			"Host pipe: the same busybox dd piped to the host's `cat`, interleaved with the shims' runs.", p.stdioMiB, p.stdioMiB, p.stdioRuns, readBlock>>20),
 		fmt.Sprintf("Shim start: the shim binary run as containerd 2.x runs it (same flags, environment, bootstrap parameters on stdin, bundle as working folder "+
 			"with its log FIFO open), timed from exec until `start` exits with the address; the server it launched is then shut down through the task API. "+
 			"%d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
@@ -91,7 +91,7 @@ func run() (code int) {
 	flag.IntVar(&p.iterations, "iterations", 300, "measured rounds of lifecycle, exec and shim start")
 	flag.IntVar(&p.warmup, "warmup", 20, "unmeasured rounds before them")
 	flag.IntVar(&p.idle, "idle", 5, "idle containers per shim for the per-shim memory")
-	flag.IntVar(&p.fleet, "fleet", 50, "containers per shim for the total memory, ungrouped and grouped")
+	flag.IntVar(&p.fleet, "fleet", 50, "containers per shim for the total memory, ungrouped and grouped; 0 skips both")
 	flag.DurationVar(&p.settle, "settle", 40*time.Second, "wait before reading the shims' memory; the runc shim's pkg/shim returns freed memory to the kernel every 30s")
 	flag.Int64Var(&p.stdioMiB, "stdio-mib", 2048, "MiB the container writes to stdout")
 	flag.IntVar(&p.stdioRuns, "stdio-runs", 5, "stdio runs per shim (the median is kept)")

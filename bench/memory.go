@@ -182,7 +182,8 @@ type memoryResult struct {
 	ungroupedShims, groupShims int
 }
 
-// measureMemory runs the three memory phases. Each phase lets the shims
+// measureMemory runs the three memory phases (only the idle one when
+// fleetCount is 0). Each phase lets the shims
 // settle (the Go runtime returns freed memory to the kernel in the
 // background) before reading, and removes its containers before the next.
 func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration) map[string]*memoryResult {
@@ -203,6 +204,9 @@ func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration)
 		results[f.shim.label].idle = memory{int64(medianOf(rss)), int64(medianOf(pss)), int64(medianOf(private))}
 	}
 	s.stopFleets(fleets)
+	if fleetCount == 0 {
+		return results
+	}
 
 	for _, grouped := range []bool{false, true} {
 		name := "ungrouped"

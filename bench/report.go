@@ -87,24 +87,7 @@ func (r *results) rows() []row {
 			atMost(idle+": PSS", "MiB", float64(o.idle.pss), float64(t.idle.pss), 0.75),
 			atMost(idle+": RSS", "MiB", float64(o.idle.rss), float64(t.idle.rss), 0.75),
 		)
-		n := float64(r.params.fleet)
-		ungrouped := fmt.Sprintf("%d containers, ungrouped", r.params.fleet)
-		grouped := fmt.Sprintf("%d containers, grouped", r.params.fleet)
-		rows = append(rows,
-			info(ungrouped+": shim processes", "", float64(o.ungroupedShims), float64(t.ungroupedShims)),
-			info(ungrouped+": total PSS of the shims", "MiB", float64(o.ungrouped.pss), float64(t.ungrouped.pss)),
-			info(grouped+": shim processes", "", float64(o.groupShims), float64(t.groupShims)),
-			info(grouped+": total PSS of the shims", "MiB", float64(o.grouped.pss), float64(t.grouped.pss)),
-		)
-		// The target for grouping compares against one ungrouped
-		// runc-v2 shim's RSS, for both columns alike.
-		oneRunc := float64(t.idle.rss)
-		po, pt := float64(o.grouped.pss)/n/oneRunc, float64(t.grouped.pss)/n/oneRunc
-		rows = append(rows, row{
-			measure: grouped + ": PSS per container ÷ one ungrouped runc-v2 shim's RSS",
-			ours:    format(po, "×"), theirs: format(pt, "×"), ratio: po / pt,
-			target: "teach ≤ 0.05×", met: po <= 0.05,
-		})
+		rows = append(rows, r.fleetRows()...)
 	}
 	if r.lifecycle != nil {
 		o, t := r.lifecycle[ours], r.lifecycle[theirs]
@@ -156,6 +139,35 @@ func (r *results) table() string {
 	return b.String()
 }
 
+// fleetRows are the memory of the 50 containers, ungrouped and grouped;
+// none when the run skipped them (-fleet 0).
+func (r *results) fleetRows() []row {
+	if r.params.fleet == 0 {
+		return nil
+	}
+	o, t := r.memory[ours], r.memory[theirs]
+	var rows []row
+	n := float64(r.params.fleet)
+	ungrouped := fmt.Sprintf("%d containers, ungrouped", r.params.fleet)
+	grouped := fmt.Sprintf("%d containers, grouped", r.params.fleet)
+	rows = append(rows,
+		info(ungrouped+": shim processes", "", float64(o.ungroupedShims), float64(t.ungroupedShims)),
+		info(ungrouped+": total PSS of the shims", "MiB", float64(o.ungrouped.pss), float64(t.ungrouped.pss)),
+		info(grouped+": shim processes", "", float64(o.groupShims), float64(t.groupShims)),
+		info(grouped+": total PSS of the shims", "MiB", float64(o.grouped.pss), float64(t.grouped.pss)),
+	)
+	// The target for grouping compares against one ungrouped
+	// runc-v2 shim's RSS, for both columns alike.
+	oneRunc := float64(t.idle.rss)
+	po, pt := float64(o.grouped.pss)/n/oneRunc, float64(t.grouped.pss)/n/oneRunc
+	rows = append(rows, row{
+		measure: grouped + ": PSS per container ÷ one ungrouped runc-v2 shim's RSS",
+		ours:    format(po, "×"), theirs: format(pt, "×"), ratio: po / pt,
+		target: "teach ≤ 0.05×", met: po <= 0.05,
+	})
+	return rows
+}
+
 // stepTable splits the lifecycle's median into its steps, where a
 // difference between the shims shows which step it comes from.
 func (r *results) stepTable() string {
@@ -182,7 +194,7 @@ func (r *results) stepTable() string {
 // what the run observed.
 func (r *results) notes() []string {
 	var notes []string
-	if r.memory != nil {
+	if r.memory != nil && r.params.fleet > 0 {
 		for _, label := range []string{ours, theirs} {
 			m := r.memory[label]
 			switch {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -49,16 +50,14 @@ func Of(pid int) (Cgroup, error) {
 		}
 		return &unified{manager: manager, events: filepath.Join(unifiedMountpoint, path, "memory.events")}, nil
 	}
+	// The paths are read from /proc/<pid>/cgroup now, while the process
+	// lives; the controllers are loaded when metrics are first asked for.
 	paths := cgroup1.PidPath(pid)
-	cg, err := cgroup1.Load(paths)
-	if err != nil {
-		return nil, fmt.Errorf("load cgroup of pid %d: %w", pid, err)
-	}
 	memory, err := paths(cgroup1.Memory)
 	if err != nil {
 		return nil, fmt.Errorf("find memory cgroup of pid %d: %w", pid, err)
 	}
-	return &legacy{cgroup: cg, oomControl: filepath.Join(legacyMountpoint, "memory", memory, "memory.oom_control")}, nil
+	return &legacy{paths: paths, memory: filepath.Join(legacyMountpoint, "memory", memory)}, nil
 }
 
 const (
@@ -68,13 +67,27 @@ const (
 
 // legacy is a cgroup v1 container cgroup: one directory per controller.
 type legacy struct {
-	cgroup     cgroup1.Cgroup
-	oomControl string // memory.oom_control of the container's memory cgroup
+	paths  cgroup1.Path // each controller's folder of the container
+	memory string       // the memory controller's folder
+
+	// cgroup is loaded by the first Metrics: loading checks every
+	// controller's folder, work (and memory, the shim's heap holds what it
+	// allocates until its first collection) that a container nobody asks
+	// for stats does not need. The OOM watch needs only the memory folder.
+	load    sync.Once
+	cgroup  cgroup1.Cgroup
+	loadErr error
 }
 
-func (l *legacy) OOMKills() (uint64, error) { return readCounter(l.oomControl, "oom_kill") }
+func (l *legacy) OOMKills() (uint64, error) {
+	return readCounter(filepath.Join(l.memory, "memory.oom_control"), "oom_kill")
+}
 
 func (l *legacy) Metrics() (*anypb.Any, error) {
+	l.load.Do(func() { l.cgroup, l.loadErr = cgroup1.Load(l.paths) })
+	if l.loadErr != nil {
+		return nil, fmt.Errorf("load cgroup v1: %w", l.loadErr)
+	}
 	metrics, err := l.cgroup.Stat(cgroup1.IgnoreNotExist)
 	if err != nil {
 		return nil, fmt.Errorf("read cgroup v1 metrics: %w", err)

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
-	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 )
@@ -17,11 +17,10 @@ import (
 // eventfd when the cgroup is removed, which is how the watch ends: after each
 // wake-up, a cgroup that no longer exists means the container is gone.
 func (l *legacy) WatchOOM(onOOM func()) error {
-	fd, err := l.cgroup.OOMEventFD()
+	eventfd, err := registerOOMEvents(l.memory)
 	if err != nil {
-		return fmt.Errorf("register for OOM events: %w", err)
+		return fmt.Errorf("register for OOM events of %s: %w", l.memory, err)
 	}
-	eventfd := os.NewFile(fd, "oom-eventfd")
 	go func() {
 		defer eventfd.Close()
 		var count [8]byte
@@ -29,7 +28,7 @@ func (l *legacy) WatchOOM(onOOM func()) error {
 			if _, err := eventfd.Read(count[:]); err != nil {
 				return
 			}
-			if l.cgroup.State() == cgroup1.Deleted {
+			if _, err := os.Stat(l.memory); err != nil {
 				return
 			}
 			if binary.LittleEndian.Uint64(count[:]) > 0 {
@@ -38,6 +37,34 @@ func (l *legacy) WatchOOM(onOOM func()) error {
 		}
 	}()
 	return nil
+}
+
+// registerOOMEvents makes an eventfd the kernel signals on each OOM event of
+// the memory cgroup in folder memory: writing "<eventfd> <fd of
+// memory.oom_control>" to the cgroup's cgroup.event_control registers it
+// (the kernel's cgroup-v1 memory documentation, "OOM Control").
+//
+// The eventfd is non-blocking, so os.NewFile hands it to Go's poller: the
+// watching goroutine waits there, without holding a thread of its own in
+// read(2) for the container's whole life.
+func registerOOMEvents(memory string) (*os.File, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	eventfd := os.NewFile(uintptr(fd), "oom-eventfd")
+	oomControl, err := os.Open(filepath.Join(memory, "memory.oom_control"))
+	if err != nil {
+		eventfd.Close()
+		return nil, err
+	}
+	defer oomControl.Close()
+	registration := fmt.Sprintf("%d %d", fd, oomControl.Fd())
+	if err := os.WriteFile(filepath.Join(memory, "cgroup.event_control"), []byte(registration), 0); err != nil {
+		eventfd.Close()
+		return nil, err
+	}
+	return eventfd, nil
 }
 
 // WatchOOM, cgroup v2: memory.events counts oom_kill; containerd/cgroups

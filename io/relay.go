@@ -99,7 +99,7 @@ func (r *Relay) Start() error {
 			close(r.outputDone)
 		}()
 	} else {
-		go r.copyOutputs(r.outputs)
+		r.copyOutputs(r.outputs)
 	}
 	if r.stdinFifo != nil {
 		go r.copyStdin(r.stdinFifo)
@@ -158,22 +158,30 @@ func (r *Relay) copyStdin(stdin io.Reader) {
 	streamEnded(r.journal, "stdin", r.paths.Stdin, n)
 }
 
+// copyOutputs starts one copy per output stream; outputDone is closed when
+// every stream has ended.
 func (r *Relay) copyOutputs(jobs []copyJob) {
-	var wg sync.WaitGroup
+	if len(jobs) == 0 {
+		close(r.outputDone)
+		return
+	}
+	// The copy that ends last says the output is done; no goroutine waits
+	// for the others (an idle container's goroutines are its memory).
+	var running atomic.Int32
+	running.Store(int32(len(jobs)))
 	for _, job := range jobs {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			n := copyOutput(job.to.File(), job.from)
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()
 			job.count.Add(n)
 			streamEnded(r.journal, job.name, job.path, n)
+			if running.Add(-1) == 0 {
+				close(r.outputDone)
+			}
 		}()
 	}
-	wg.Wait()
-	close(r.outputDone)
 }
 
 // copyOutput moves one output stream of the process to its destination until

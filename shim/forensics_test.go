@@ -3,8 +3,6 @@ package shim
 import (
 	"testing"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
@@ -38,17 +36,17 @@ func TestExplainExit(t *testing.T) {
 }
 
 func TestJournalLevelAnnotationWinsOverRuntimeOptions(t *testing.T) {
-	spec := &specs.Spec{Annotations: map[string]string{JournalAnnotation: "debug"}}
+	spec := &bundleSpec{Annotations: map[string]string{JournalAnnotation: "debug"}}
 	if l, err := journalLevel(spec, shimOptions{Journal: "off"}); err != nil || l != journal.Debug {
 		t.Fatalf("annotation debug, options off: %v, %v", l, err)
 	}
-	if l, err := journalLevel(&specs.Spec{}, shimOptions{Journal: "off"}); err != nil || l != journal.Off {
+	if l, err := journalLevel(&bundleSpec{}, shimOptions{Journal: "off"}); err != nil || l != journal.Off {
 		t.Fatalf("options off: %v, %v", l, err)
 	}
-	if l, err := journalLevel(&specs.Spec{}, shimOptions{}); err != nil || l != journal.Info {
+	if l, err := journalLevel(&bundleSpec{}, shimOptions{}); err != nil || l != journal.Info {
 		t.Fatalf("nothing set: %v, %v", l, err)
 	}
-	if _, err := journalLevel(&specs.Spec{Annotations: map[string]string{JournalAnnotation: "all"}}, shimOptions{}); err == nil {
+	if _, err := journalLevel(&bundleSpec{Annotations: map[string]string{JournalAnnotation: "all"}}, shimOptions{}); err == nil {
 		t.Fatal("an unknown level was accepted")
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
 )
@@ -23,7 +22,7 @@ var journalRoot = journal.DefaultRoot
 
 // journalLevel chooses a container's journal level: its annotation, else
 // the runtime options, else journal.DefaultLevel.
-func journalLevel(spec *specs.Spec, own shimOptions) (journal.Level, error) {
+func journalLevel(spec *bundleSpec, own shimOptions) (journal.Level, error) {
 	setting := own.Journal
 	if value, ok := spec.Annotations[JournalAnnotation]; ok {
 		setting = value

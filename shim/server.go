@@ -34,7 +34,12 @@ func runServer(flags launchFlags) error {
 	}
 	tuneRuntime()
 	ctx := namespaces.WithNamespace(context.Background(), flags.namespace)
-	ctx, sd := shutdown.WithShutdown(ctx)
+	// The shim's context is not the one WithShutdown returns: that one has
+	// a Done of its own, and a context derived from a Done the context
+	// package does not know needs a goroutine to watch it, for as long as
+	// it lives: one per ttrpc connection, one per event forwarded. Nothing
+	// waits for the shim's context to end; the process ends instead.
+	_, sd := shutdown.WithShutdown(ctx)
 	defer sd.Shutdown()
 
 	// Container processes whose parent dies (runc's init after `runc

@@ -21,9 +21,26 @@ func validateID(kind, id string) error {
 	return nil
 }
 
+// bundleSpec is the part of the bundle's config.json (an OCI runtime spec)
+// the shim reads; the rest is runc's. Decoding only these fields, not a whole
+// specs.Spec, matters for memory: encoding/json keeps, for the life of the
+// process, a decoder for every type it has decoded, and the spec's types
+// (every Linux resource, seccomp, hooks…) made that cache 140 KiB, a third
+// of an idle shim's live heap (docs/benchmarks.md, History).
+type bundleSpec struct {
+	// Process is only checked for presence: a spec without one has nothing
+	// to run.
+	Process     *struct{}         `json:"process"`
+	Annotations map[string]string `json:"annotations"`
+	Linux       *struct {
+		Namespaces []specs.LinuxNamespace `json:"namespaces"`
+	} `json:"linux"`
+}
+
 // readBundleSpec checks the bundle before runc sees it, so a broken bundle is
-// reported as what it is rather than as runc's exit status.
-func readBundleSpec(bundle string) (*specs.Spec, error) {
+// reported as what it is rather than as runc's exit status. It reads what
+// the shim needs (bundleSpec); runc reads and checks the rest.
+func readBundleSpec(bundle string) (*bundleSpec, error) {
 	if !filepath.IsAbs(bundle) {
 		return nil, fmt.Errorf("bundle path %q is not absolute: %w", bundle, errdefs.ErrInvalidArgument)
 	}
@@ -44,7 +61,7 @@ func readBundleSpec(bundle string) (*specs.Spec, error) {
 		}
 		return nil, fmt.Errorf("config.json in %s cannot be read: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
 	}
-	var spec specs.Spec
+	var spec bundleSpec
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, fmt.Errorf("config.json in %s is not a valid OCI runtime spec: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
 	}
@@ -56,7 +73,7 @@ func readBundleSpec(bundle string) (*specs.Spec, error) {
 
 // hasNamespace reports whether the container gets a namespace of this type
 // of its own (one listed without a path to join).
-func hasNamespace(spec *specs.Spec, ns specs.LinuxNamespaceType) bool {
+func hasNamespace(spec *bundleSpec, ns specs.LinuxNamespaceType) bool {
 	if spec.Linux == nil {
 		return false
 	}
