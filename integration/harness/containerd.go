@@ -337,10 +337,16 @@ func (d *Containerd) signalAndWait(sig syscall.Signal, timeout time.Duration) er
 	d.mu.Lock()
 	cmd, exited := d.process, d.exited
 	d.mu.Unlock()
+	return signalAndWait("containerd", cmd, exited, sig, timeout)
+}
+
+// signalAndWait sends sig to a daemon the harness started and waits for it
+// to be gone. It signals by the pid it started, never by name: other
+// daemons run here.
+func signalAndWait(name string, cmd *exec.Cmd, exited <-chan struct{}, sig syscall.Signal, timeout time.Duration) error {
 	if cmd == nil {
 		return nil
 	}
-	// Signal by the pid we started, never by name: other daemons run here.
 	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return err
 	}
@@ -348,13 +354,16 @@ func (d *Containerd) signalAndWait(sig syscall.Signal, timeout time.Duration) er
 	case <-exited:
 		return nil
 	case <-time.After(timeout):
-		return fmt.Errorf("containerd pid %d still running %v after %v", cmd.Process.Pid, timeout, sig)
+		return fmt.Errorf("%s pid %d still running %v after %v", name, cmd.Process.Pid, timeout, sig)
 	}
 }
 
 // LogTail returns the last lines of the daemon's log.
-func (d *Containerd) LogTail(lines int) string {
-	data, err := os.ReadFile(d.LogPath)
+func (d *Containerd) LogTail(lines int) string { return logTail(d.LogPath, lines) }
+
+// logTail is the last lines of a daemon's log file.
+func logTail(path string, lines int) string {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}

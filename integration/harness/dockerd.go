@@ -297,32 +297,11 @@ func (dd *Dockerd) signalAndWait(sig syscall.Signal, timeout time.Duration) erro
 	dd.mu.Lock()
 	cmd, exited := dd.process, dd.exited
 	dd.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("dockerd pid %d still running %v after %v", cmd.Process.Pid, timeout, sig)
-	}
+	return signalAndWait("dockerd", cmd, exited, sig, timeout)
 }
 
 // LogTail returns the last lines of dockerd's log.
-func (dd *Dockerd) LogTail(lines int) string {
-	data, err := os.ReadFile(dd.LogPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
+func (dd *Dockerd) LogTail(lines int) string { return logTail(dd.LogPath, lines) }
 
 // cleanup removes every container through dockerd while it runs (with
 // live-restore they would outlive it), stops it, and removes its folder.
