@@ -9,18 +9,7 @@ import (
 // durations are the samples of one measure for one shim.
 type durations []time.Duration
 
-func (d durations) median() time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
+func (d durations) median() time.Duration { return medianOf(d) }
 
 // percentile is the nearest-rank percentile: the smallest sample that at
 // least p percent of the samples do not exceed. p99 of 300 samples is the
@@ -35,7 +24,8 @@ func (d durations) percentile(p float64) time.Duration {
 	return s[max(rank, 1)-1]
 }
 
-func medianOf(values []float64) float64 {
+// medianOf is the middle sample, or the mean of the two middle ones.
+func medianOf[T ~int64 | ~float64](values []T) T {
 	if len(values) == 0 {
 		return 0
 	}
