@@ -45,6 +45,7 @@ type parameters struct {
 	stdioRuns          int
 	logLevel           string
 	shim               string
+	smapsDir           string // where to copy the idle shims' smaps; empty: nowhere
 	phases             []string
 	date               time.Time
 	containerd         string // the pinned release, the daemon and the reference shim
@@ -101,6 +102,7 @@ func run() (code int) {
 	doc := flag.String("doc", "docs/benchmarks.md", "where to write the result, relative to the repository; empty: do not write")
 	daemonLog := flag.String("daemon-log", "", "copy containerd's log (with the shims' logs in it) to this file at the end")
 	verbose := flag.Bool("v", false, "show the harness's notes")
+	flag.StringVar(&p.smapsDir, "smaps", "", "also copy each idle shim's /proc/<pid>/smaps into this folder, to see which mappings its memory is in")
 	flag.Parse()
 	p.phases = strings.Split(*only, ",")
 	p.date = time.Now()
@@ -147,7 +149,7 @@ func run() (code int) {
 	for _, phase := range p.phases {
 		switch phase {
 		case "memory":
-			r.memory = s.measureMemory(p.idle, p.fleet, p.settle)
+			r.memory = s.measureMemory(p.idle, p.fleet, p.settle, p.smapsDir)
 		case "lifecycle":
 			r.lifecycle, r.lifecycleSteps = s.measureLifecycle(p.warmup, p.iterations)
 		case "journal":

@@ -173,6 +173,25 @@ func (s *session) shimMemory(f *fleet) []memory {
 	return all
 }
 
+// saveSmaps copies each shim's /proc/<pid>/smaps, every mapping with its
+// own Rss and Private figures, into dir as <shim>-<pid>.smaps.
+func (s *session) saveSmaps(fleets []*fleet, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.tb.Fatal(err)
+	}
+	for _, f := range fleets {
+		for _, pid := range f.shimPids {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.smaps", f.shim.label, pid)), data, 0o644)
+			}
+			if err != nil {
+				s.tb.Fatalf("smaps of %s shim %d: %v", f.shim.label, pid, err)
+			}
+		}
+	}
+}
+
 // memoryResult is what the memory phases found for one shim.
 type memoryResult struct {
 	// idle: the median of each figure over the shims of 5 idle containers.
@@ -186,7 +205,7 @@ type memoryResult struct {
 // fleetCount is 0). Each phase lets the shims
 // settle (the Go runtime returns freed memory to the kernel in the
 // background) before reading, and removes its containers before the next.
-func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration) map[string]*memoryResult {
+func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration, smapsDir string) map[string]*memoryResult {
 	results := make(map[string]*memoryResult)
 	for _, shim := range s.shims {
 		results[shim.label] = &memoryResult{}
@@ -194,6 +213,9 @@ func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration)
 
 	fleets := s.startFleets("idle", idleCount, false)
 	s.sleep(settle)
+	if smapsDir != "" {
+		s.saveSmaps(fleets, smapsDir)
+	}
 	for _, f := range fleets {
 		var rss, pss, private []float64
 		for _, m := range s.shimMemory(f) {

@@ -157,6 +157,7 @@ func serverCommand(params *bootapi.BootstrapParams, group, address string, liste
 	cmd.Dir = cwd
 	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+params.ContainerdTtrpcAddress, "GRPC_ADDRESS="+params.ContainerdGrpcAddress,
 		shimAddressEnv+"="+address)
+	cmd.Env = append(cmd.Env, oneProcessorEnv()...)
 	cmd.ExtraFiles = []*os.File{socket}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd, nil

@@ -114,10 +114,9 @@ const serverStartedMessage = "shim server serving the task API"
 //
 // One P is enough for the shim server: its Go work is small (decode an RPC,
 // route an exit, forward an event) and its copying of stdio waits in the
-// kernel. Each further P keeps spans of its own for every size class and
-// wants a thread; one P makes an idle shim about 0.25 MiB smaller.
-// containerd starts shims with GOMAXPROCS=2 in the environment; runc, a Go
-// program we start, still inherits that.
+// kernel. The server is started with GOMAXPROCS=1 in its environment
+// (oneProcessorEnv), so the runtime has one P from its first instruction;
+// the call here only covers a server started some other way.
 //
 // The collector keeps Go's defaults. A lower GC percent (pkg/shim sets 40)
 // and a forced collection with debug.FreeOSMemory after a burst of RPCs
@@ -127,6 +126,7 @@ const serverStartedMessage = "shim server serving the task API"
 // History).
 func tuneRuntime() {
 	runtime.GOMAXPROCS(1)
+	restoreChildGOMAXPROCS()
 }
 
 // logToContainerd sends the shim's log to the FIFO named "log" in the

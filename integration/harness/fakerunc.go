@@ -67,6 +67,22 @@ exit 0`, version))
 	return w
 }
 
+// EnvRecordingRunc is the real runc, except that before each create it
+// appends the value runc gets for the environment variable name to a file
+// (Recorded reads it): what a shim passes on to runc.
+func EnvRecordingRunc(t testing.TB, name string) *RuncWrapper {
+	t.Helper()
+	w := newRuncWrapper(t, "create")
+	w.write(t, fmt.Sprintf(`echo "${%s-unset}" >> %s`, name, shellQuote(w.recordPath())))
+	return w
+}
+
+// Recorded is one line per create that EnvRecordingRunc saw.
+func (w *RuncWrapper) Recorded() []string {
+	data, _ := os.ReadFile(w.recordPath())
+	return strings.Fields(string(data))
+}
+
 func newRuncWrapper(t testing.TB, subcommand string) *RuncWrapper {
 	t.Helper()
 	// Not t.TempDir: the shim runs the script long after the test made it,
@@ -118,6 +134,7 @@ exec "$real" "$@"
 
 func (w *RuncWrapper) pidPath() string     { return filepath.Join(w.dir, "hung.pid") }
 func (w *RuncWrapper) releasePath() string { return filepath.Join(w.dir, "release") }
+func (w *RuncWrapper) recordPath() string  { return filepath.Join(w.dir, "recorded") }
 
 // HungPID is the pid of the wrapper waiting in the hung subcommand, 0 when
 // none has started yet.
