@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // interleave runs one step per shim, shim after shim, iterations times after
@@ -32,36 +33,69 @@ func (s *session) interleave(what string, warmup, iterations int, step func(shim
 	return samples
 }
 
-// lifecycleSteps are the parts of a lifecycle, in order, each timed on its
-// own as well: a difference in the total is then found in one step.
-var lifecycleSteps = []string{"create", "start", "exit", "delete"}
+// step is one part of a measured round, timed on its own as well: a
+// difference between the shims in a round's total is then found in one step.
+type step struct {
+	name string // the key in the samples
+	what string // the step table's first column
+}
+
+var lifecycleSteps = []step{
+	{"create", "create: NewTask and Wait (shim start, runc create)"},
+	{"start", "start: Start (runc start)"},
+	{"exit", "exit: until the exit status arrives"},
+	{"delete", "delete: Delete (runc delete, shim shutdown)"},
+}
+
+var execSteps = []step{
+	{"exec", "exec: Exec and Wait (the shim records the process)"},
+	{"start", "start: Start (runc exec)"},
+	{"exit", "exit: until the exit status arrives"},
+	{"delete", "delete: Delete (the shim forgets the process)"},
+}
+
+// stepSamples are the durations of each step, per shim and step name.
+type stepSamples map[string]map[string]durations
+
+// interleaveSteps is interleave for a round made of steps: round returns the
+// time before each step and after the last. It returns the rounds' totals
+// and each step's durations.
+func (s *session) interleaveSteps(what string, steps []step, warmup, iterations int, round func(shim shimUnderTest, n int) ([]time.Time, error)) (map[string]durations, stepSamples) {
+	samples := make(stepSamples)
+	for _, shim := range s.shims {
+		samples[shim.label] = make(map[string]durations)
+	}
+	totals := s.interleave(what, warmup, iterations, func(shim shimUnderTest, n int) (time.Duration, error) {
+		marks, err := round(shim, n)
+		if err != nil {
+			return 0, err
+		}
+		if len(marks) != len(steps)+1 {
+			return 0, fmt.Errorf("%s: %d marks for %d steps", what, len(marks), len(steps))
+		}
+		if n >= warmup {
+			for i, st := range steps {
+				samples[shim.label][st.name] = append(samples[shim.label][st.name], marks[i+1].Sub(marks[i]))
+			}
+		}
+		return marks[len(marks)-1].Sub(marks[0]), nil
+	})
+	return totals, samples
+}
 
 // measureLifecycle times the whole life of a short task as a client lives
 // it: create the task (containerd starts a shim, the shim runs runc create),
 // start it, wait for /bin/true's exit, delete the task (the shim exits).
 // Each shim gets one container, reused for every task, so the snapshot work
-// containerd does for a new container is not in the figure. It returns the
-// totals, and each step's samples by shim and step.
-func (s *session) measureLifecycle(warmup, iterations int) (map[string]durations, map[string]map[string]durations) {
+// containerd does for a new container is not in the figure.
+func (s *session) measureLifecycle(warmup, iterations int) (map[string]durations, stepSamples) {
 	containers := make(map[string]client.Container)
-	steps := make(map[string]map[string]durations)
 	for _, shim := range s.shims {
 		containers[shim.label] = s.newContainer(shim, "lifecycle-"+shim.label, []string{"/bin/true"})
-		steps[shim.label] = make(map[string]durations)
 	}
-	totals := s.interleave("lifecycle", warmup, iterations, func(shim shimUnderTest, round int) (time.Duration, error) {
-		marks, err := s.lifecycleRound(containers[shim.label])
-		if err != nil {
-			return 0, err
-		}
-		if round >= warmup {
-			for i, step := range lifecycleSteps {
-				steps[shim.label][step] = append(steps[shim.label][step], marks[i+1].Sub(marks[i]))
-			}
-		}
-		return marks[len(marks)-1].Sub(marks[0]), nil
+	return s.interleaveSteps("lifecycle", lifecycleSteps, warmup, iterations, func(shim shimUnderTest, _ int) ([]time.Time, error) {
+		return s.lifecycleRound(containers[shim.label])
 	})
-	return totals, steps
 }
 
 // lifecycleRound runs one task of container through its life: create,
@@ -99,7 +133,7 @@ func (s *session) lifecycleRound(container client.Container) ([]time.Time, error
 
 // measureExec times `exec /bin/true` in a running container: register the
 // exec process, start it, wait for its exit, delete it.
-func (s *session) measureExec(warmup, iterations int) map[string]durations {
+func (s *session) measureExec(warmup, iterations int) (map[string]durations, stepSamples) {
 	tasks := make(map[string]client.Task)
 	for _, shim := range s.shims {
 		container := s.newContainer(shim, "exec-"+shim.label, []string{"sleep", "1000000"})
@@ -120,29 +154,42 @@ func (s *session) measureExec(warmup, iterations int) map[string]durations {
 			task.Delete(s.ctx, client.WithProcessKill)
 		}
 	}()
-	return s.interleave("exec", warmup, iterations, func(shim shimUnderTest, round int) (time.Duration, error) {
-		ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
-		defer cancel()
-		begin := time.Now()
-		p, err := tasks[shim.label].Exec(ctx, fmt.Sprintf("true-%d", round), &process, s.discardIO(nil))
-		if err != nil {
-			return 0, fmt.Errorf("exec: %w", err)
-		}
-		exitCh, err := p.Wait(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("wait exec: %w", err)
-		}
-		if err := p.Start(ctx); err != nil {
-			return 0, fmt.Errorf("start exec: %w", err)
-		}
-		if err := exitedWith(ctx, exitCh, 0); err != nil {
-			return 0, err
-		}
-		if _, err := p.Delete(ctx); err != nil {
-			return 0, fmt.Errorf("delete exec: %w", err)
-		}
-		return time.Since(begin), nil
+	return s.interleaveSteps("exec", execSteps, warmup, iterations, func(shim shimUnderTest, round int) ([]time.Time, error) {
+		return s.execRound(tasks[shim.label], fmt.Sprintf("true-%d", round), &process)
 	})
+}
+
+// execRound runs one exec process in task through its life: exec, start,
+// the exit of /bin/true, delete. It returns the time before each step and
+// after the last.
+func (s *session) execRound(task client.Task, id string, process *specs.Process) ([]time.Time, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
+	defer cancel()
+	var marks []time.Time
+	mark := func() { marks = append(marks, time.Now()) }
+	mark()
+	p, err := task.Exec(ctx, id, process, s.discardIO(nil))
+	if err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	}
+	exitCh, err := p.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait exec: %w", err)
+	}
+	mark()
+	if err := p.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start exec: %w", err)
+	}
+	mark()
+	if err := exitedWith(ctx, exitCh, 0); err != nil {
+		return nil, err
+	}
+	mark()
+	if _, err := p.Delete(ctx); err != nil {
+		return nil, fmt.Errorf("delete exec: %w", err)
+	}
+	mark()
+	return marks, nil
 }
 
 // exitedWith waits for an exit status and checks it: a run that measured

@@ -155,7 +155,7 @@ func run() (code int) {
 		case "journal":
 			r.journal = s.measureJournal(p.warmup, p.iterations)
 		case "exec":
-			r.exec = s.measureExec(p.warmup, p.iterations)
+			r.exec, r.execSteps = s.measureExec(p.warmup, p.iterations)
 		case "stdio":
 			r.stdio, r.hostPipe = s.measureStdio(p.stdioMiB<<20, p.stdioRuns)
 		case "start":
@@ -172,7 +172,7 @@ func run() (code int) {
 	for _, note := range r.notes() {
 		fmt.Println("- " + note)
 	}
-	if steps := r.stepTable(); steps != "" {
+	for _, steps := range r.stepTables() {
 		fmt.Println()
 		fmt.Print(steps)
 	}

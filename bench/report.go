@@ -16,13 +16,13 @@ import (
 
 // results is everything one run measured.
 type results struct {
-	params    parameters
-	machine   []string
-	memory    map[string]*memoryResult
-	lifecycle map[string]durations
-	// lifecycleSteps: per shim, per step of lifecycleSteps.
-	lifecycleSteps map[string]map[string]durations
+	params         parameters
+	machine        []string
+	memory         map[string]*memoryResult
+	lifecycle      map[string]durations
+	lifecycleSteps stepSamples // per step of lifecycleSteps
 	exec           map[string]durations
+	execSteps      stepSamples // per step of execSteps
 	start          map[string]durations
 	stdio          map[string]float64
 	hostPipe       float64
@@ -168,26 +168,32 @@ func (r *results) fleetRows() []row {
 	return rows
 }
 
-// stepTable splits the lifecycle's median into its steps, where a
-// difference between the shims shows which step it comes from.
-func (r *results) stepTable() string {
-	if r.lifecycleSteps == nil {
-		return ""
+// stepTables split the lifecycle's and the exec's medians into their
+// steps, where a difference between the shims shows which step it comes
+// from.
+func (r *results) stepTables() []string {
+	var tables []string
+	for _, split := range []struct {
+		heading string
+		steps   []step
+		samples stepSamples
+	}{
+		{"lifecycle step (median)", lifecycleSteps, r.lifecycleSteps},
+		{"exec step (median)", execSteps, r.execSteps},
+	} {
+		if split.samples == nil {
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "| %s | %s | %s | %s ÷ %s |\n", split.heading, ours, theirs, ours, theirs)
+		b.WriteString("|---|---:|---:|---:|\n")
+		for _, st := range split.steps {
+			o, t := split.samples[ours][st.name].median(), split.samples[theirs][st.name].median()
+			fmt.Fprintf(&b, "| %s | %.1f ms | %.1f ms | %.2f× |\n", st.what, ms(o), ms(t), float64(o)/float64(t))
+		}
+		tables = append(tables, b.String())
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "| lifecycle step (median) | %s | %s | %s ÷ %s |\n", ours, theirs, ours, theirs)
-	b.WriteString("|---|---:|---:|---:|\n")
-	what := map[string]string{
-		"create": "create: NewTask and Wait (shim start, runc create)",
-		"start":  "start: Start (runc start)",
-		"exit":   "exit: until the exit status arrives",
-		"delete": "delete: Delete (runc delete, shim shutdown)",
-	}
-	for _, step := range lifecycleSteps {
-		o, t := r.lifecycleSteps[ours][step].median(), r.lifecycleSteps[theirs][step].median()
-		fmt.Fprintf(&b, "| %s | %.1f ms | %.1f ms | %.2f× |\n", what[step], ms(o), ms(t), float64(o)/float64(t))
-	}
-	return b.String()
+	return tables
 }
 
 // notes are what the table cannot say in a cell; each is computed from
@@ -304,7 +310,7 @@ func writeDoc(path string, r *results) error {
 	for _, note := range r.notes() {
 		fmt.Fprintf(&b, "- %s\n", note)
 	}
-	if steps := r.stepTable(); steps != "" {
+	for _, steps := range r.stepTables() {
 		b.WriteString("\n" + steps)
 	}
 	if journal := r.journalTable(); journal != "" {

@@ -136,7 +136,7 @@ func (p *Pidfd) Close() {
 // connects while it sets the process up and sends the pidfd before it
 // returns; a goroutine takes it meanwhile, so runc never waits on the shim.
 type pidfdReceiver struct {
-	socket   *runc.Socket
+	socket   *pidfdSocket
 	received chan *os.File // one value: the pidfd, or nil
 }
 
@@ -151,13 +151,13 @@ func listenForPidfd(ctx context.Context, j journal.Recorder, rc *runc.Runc) (*pi
 	if reason := pidfdsUnavailable(ctx, j, rc); reason != "" {
 		return nil, reason
 	}
-	socket, err := runc.NewTempPidfdSocket()
+	socket, err := newPidfdSocket()
 	if err != nil {
 		return nil, fmt.Sprintf("cannot create the pidfd socket: %v", err)
 	}
 	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
 	go func() {
-		file, err := socket.ReceivePidfd()
+		file, err := socket.receive()
 		if err != nil {
 			file = nil
 		}

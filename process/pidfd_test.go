@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,76 +184,26 @@ func waitReaped(t *testing.T, file *os.File) {
 	t.Fatal("the process was never reaped")
 }
 
+// newTestReceiver is a receiver whose runc command is the test itself.
 func newTestReceiver(t *testing.T) *pidfdReceiver {
 	t.Helper()
-	socket, err := runc.NewTempPidfdSocket()
+	return newReceiverFor(t, os.Getpid())
+}
+
+// newReceiverFor is a receiver whose runc command has pid sender, as the
+// Reaper would announce it.
+func newReceiverFor(t *testing.T, sender int) *pidfdReceiver {
+	t.Helper()
+	socket, err := newPidfdSocket()
 	if err != nil {
 		t.Fatal(err)
 	}
+	socket.senderStarted(sender)
 	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
 	go func() {
-		file, _ := socket.ReceivePidfd()
+		file, _ := socket.receive()
 		r.received <- file
 	}()
+	t.Cleanup(r.discard)
 	return r
-}
-
-// A command that failed sent nothing; discarding ends the wait for it.
-func TestDiscardEndsTheWaitForAPidfd(t *testing.T) {
-	r := newTestReceiver(t)
-	r.discard()
-	if _, err := os.Stat(r.socket.Path()); !os.IsNotExist(err) {
-		t.Fatalf("the socket is still there after discard: %v", err)
-	}
-	var none *pidfdReceiver
-	none.discard() // no receiver: nothing to do
-	if none.runcSocket() != nil {
-		t.Fatal("no receiver must give go-runc a nil PidfdSocket")
-	}
-}
-
-func TestParsePidfdInfo(t *testing.T) {
-	for _, tc := range []struct {
-		info string
-		pid  int
-		ok   bool
-	}{
-		{"pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nPid:\t4242\nNSpid:\t4242\t1\n", 4242, true},
-		{"pos:\t0\nPid:\t-1\n", -1, true},
-		{"pos:\t0\nflags:\t02\n", 0, false},
-		{"Pid:\tnot-a-number\n", 0, false},
-	} {
-		pid, err := parsePidfdInfo(strings.NewReader(tc.info))
-		if (err == nil) != tc.ok || (tc.ok && pid != tc.pid) {
-			t.Errorf("%q: pid %d, %v", tc.info, pid, err)
-		}
-	}
-}
-
-func FuzzParsePidfdInfo(f *testing.F) {
-	f.Add("Pid:\t12\n")
-	f.Add("pos:\t0\nPid:\t-1\nNSpid:\t-1\n")
-	f.Fuzz(func(t *testing.T, info string) {
-		parsePidfdInfo(strings.NewReader(info))
-	})
-}
-
-func TestVersionAtLeast(t *testing.T) {
-	for _, tc := range []struct {
-		version string
-		want    bool
-	}{
-		{"1.5.3", true},
-		{"1.2.0", true},
-		{"1.2.0-rc.1", true},
-		{"2.0.0", true},
-		{"1.1.15", false},
-		{"1.0.0-rc92", false},
-		{"", false},
-		{"unknown", false},
-	} {
-		if got := versionAtLeast(tc.version, 1, 2); got != tc.want {
-			t.Errorf("versionAtLeast(%q, 1, 2) = %v", tc.version, got)
-		}
-	}
 }

@@ -1,0 +1,124 @@
+package process
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// pidfdSenderEnv makes the test binary a stand-in for runc: it connects to
+// the socket named in the variable and sends its own pidfd.
+const pidfdSenderEnv = "TEACH_TEST_SEND_OWN_PIDFD"
+
+func TestMain(m *testing.M) {
+	if socket := os.Getenv(pidfdSenderEnv); socket != "" {
+		os.Exit(sendOwnPidfd(socket))
+	}
+	os.Exit(m.Run())
+}
+
+func sendOwnPidfd(socket string) int {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer conn.Close()
+	if _, _, err := conn.(*net.UnixConn).WriteMsgUnix([]byte("pidfd"), unix.UnixRights(fd), nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// The socket is a name in the kernel, not a file: nothing to remove.
+func TestPidfdSocketIsAbstract(t *testing.T) {
+	s, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.Path(), "@containerd-shim-teach-v2/") {
+		t.Fatalf("socket name %q is not in the abstract namespace", s.Path())
+	}
+	if _, err := os.Stat(s.Path()); err == nil {
+		t.Fatalf("a file named %q exists", s.Path())
+	}
+}
+
+// Anyone in the network namespace may connect to an abstract socket. A
+// connection from another process than the runc command is closed unread,
+// even one that sends nothing and stays open, and the command's pidfd is
+// still taken.
+func TestPidfdSocketTakesOnlyTheRuncCommandsPidfd(t *testing.T) {
+	socket, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
+	go func() {
+		file, _ := socket.receive()
+		r.received <- file
+	}()
+	defer r.discard()
+
+	// The intruder (this test) connects first and says nothing.
+	intruder, err := net.Dial("unix", socket.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer intruder.Close()
+
+	// The "runc command": the test binary, sending its own pidfd.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), pidfdSenderEnv+"="+socket.Path())
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	socket.senderStarted(cmd.Process.Pid) // as the Reaper does
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+
+	file, reason := r.take(cmd.Process.Pid)
+	if file == nil {
+		t.Fatalf("the runc command's pidfd was not taken: %s", reason)
+	}
+	file.Close()
+	// The intruder's connection was closed by the shim: a read sees its end.
+	buf := make([]byte, 1)
+	if n, err := intruder.Read(buf); n != 0 || err == nil {
+		t.Fatalf("the intruder's connection is still open (read %d, %v)", n, err)
+	}
+}
+
+// The Reaper names the sender by the socket in the command's arguments.
+func TestAnnouncePidfdSenderFindsTheSocketInTheArguments(t *testing.T) {
+	socket, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer socket.Close()
+	cmd := exec.Command("runc", "--root", "/run/runc", "exec", "--pidfd-socket", socket.Path(), "--detach", "c1")
+	cmd.Process = &os.Process{Pid: 4242}
+	announcePidfdSender(cmd)
+	select {
+	case <-socket.announced:
+	default:
+		t.Fatal("the socket was not told its sender")
+	}
+	if got := socket.sender.Load(); got != 4242 {
+		t.Fatalf("sender %d, want 4242", got)
+	}
+}
