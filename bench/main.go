@@ -72,7 +72,7 @@ func (p parameters) describe() []string {
 		fmt.Sprintf("Exec: Exec, Wait, Start, the exit of `/bin/true`, Delete, in a running container, FIFOs as above; %d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
 		fmt.Sprintf("Stdio: the container runs busybox `dd if=/dev/zero bs=1M count=%d` (%d MiB); timed from Start until the client has read every byte "+
 			"from the FIFO and the exit is known; MB/s is 10^6 bytes per second; median of %d runs. The client reads the FIFO through Go's poller in reads of %d MiB. "+
-			"Host pipe: the same busybox dd piped to the host's `cat`, interleaved with the shims' runs.", p.stdioMiB, p.stdioMiB, p.stdioRuns, readBlock>>20),
+			"Host pipe: the same busybox dd piped to the host's `cat` by a shell (a 64 KiB pipe), and again through a pipe grown to 1 MiB as our shim grows a busy stream's; both interleaved with the shims' runs.", p.stdioMiB, p.stdioMiB, p.stdioRuns, readBlock>>20),
 		fmt.Sprintf("Shim start: the shim binary run as containerd 2.x runs it (same flags, environment, bootstrap parameters on stdin, bundle as working folder "+
 			"with its log FIFO open), timed from exec until `start` exits with the address; the server it launched is then shut down through the task API. "+
 			"%d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
