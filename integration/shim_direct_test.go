@@ -75,6 +75,12 @@ func startShimDirectlyIn(t *testing.T, prepare func(shimWorkDir string)) *direct
 	// name from it, and its events go nowhere (they are queued and retried).
 	fakeContainerd := filepath.Join(work, "containerd.sock")
 	namespace := fmt.Sprintf("teach-direct-%d", time.Now().UnixNano())
+	// The shim's id ("direct") is not its working folder's name, so it is
+	// a grouped shim, with a shim-wide journal named after the state folder
+	// its working folder implies; that folder is shared with other tests,
+	// the namespace is this test's.
+	shimJournals := filepath.Join(journal.StateDir(journal.DefaultRoot, journal.StateOfBundle(shimWorkDir)), namespace)
+	t.Cleanup(func() { os.RemoveAll(shimJournals) })
 	cmd := exec.Command(harness.ShimBinary(t), "-namespace", namespace, "-id", "direct", "-address", fakeContainerd, "start")
 	cmd.Dir = shimWorkDir
 	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+fakeContainerd+".ttrpc")
