@@ -1,12 +1,15 @@
 package process
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +32,9 @@ import (
 // networking too. So the socket takes a pidfd only from the runc command it
 // was made for. The kernel tells which process connected (SO_PEERCRED), and
 // the Reaper, which starts every runc command, tells the socket the pid of
-// the command whose arguments name it (announcePidfdSender). A connection
+// the command whose arguments name it (announcePidfdSender). The command may
+// be a wrapper script (BinaryName) that runs runc as its child rather than
+// exec'ing it, so a descendant of the command is accepted too. A connection
 // from anyone else is closed unread, so it cannot hold the socket up.
 type pidfdSocket struct {
 	listener *net.UnixListener
@@ -127,7 +132,7 @@ func (s *pidfdSocket) receiveFrom(conn *net.UnixConn) (*os.File, error) {
 	case <-s.closed:
 		return nil, net.ErrClosed
 	}
-	if int64(peer) != s.sender.Load() {
+	if !descendsFrom(peer, int(s.sender.Load())) {
 		return nil, errNotTheSender
 	}
 	// runc sends at once; a deadline still bounds a sender that does not.
@@ -155,6 +160,47 @@ func peerPid(conn *net.UnixConn) (int, error) {
 		return 0, fmt.Errorf("SO_PEERCRED: %w", credErr)
 	}
 	return int(cred.Pid), nil
+}
+
+// wrapperDepth bounds how many parents are followed from the connecting
+// process to the runc command: a wrapper script, perhaps a shell in it.
+const wrapperDepth = 3
+
+// descendsFrom reports whether pid is ancestor or a child, grandchild... of
+// it, up to wrapperDepth generations. runc is still running when it
+// connects (it closes the connection as it exits), and so are the wrappers
+// waiting for it, so their /proc entries are there to read.
+func descendsFrom(pid, ancestor int) bool {
+	for range wrapperDepth {
+		if pid == ancestor {
+			return true
+		}
+		parent, err := parentPid(pid)
+		if err != nil || parent <= 1 {
+			return false
+		}
+		pid = parent
+	}
+	return pid == ancestor
+}
+
+// parentPid reads a process's parent from /proc/<pid>/stat: the field after
+// the command name, which is in parentheses and may itself hold spaces and
+// parentheses.
+func parentPid(pid int) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	end := bytes.LastIndexByte(data, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(data[end+1:]))
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
+	}
+	return strconv.Atoi(fields[1])
 }
 
 // receiveFile reads one descriptor sent as SCM_RIGHTS. runc sends the

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,6 +101,61 @@ func TestPidfdSocketTakesOnlyTheRuncCommandsPidfd(t *testing.T) {
 	buf := make([]byte, 1)
 	if n, err := intruder.Read(buf); n != 0 || err == nil {
 		t.Fatalf("the intruder's connection is still open (read %d, %v)", n, err)
+	}
+}
+
+// A BinaryName may be a script that runs runc as its child: the pidfd then
+// comes from a child of the command the Reaper started, and is taken.
+func TestPidfdSocketTakesThePidfdOfAWrappedRunc(t *testing.T) {
+	socket, err := newPidfdSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
+	go func() {
+		file, _ := socket.receive()
+		r.received <- file
+	}()
+	defer r.discard()
+
+	// `; exit` keeps the shell from exec'ing the last command itself.
+	wrapper := exec.Command("sh", "-c", `"$0" -test.run='^$'; exit $?`, os.Args[0])
+	wrapper.Env = append(os.Environ(), pidfdSenderEnv+"="+socket.Path())
+	wrapper.Stderr = os.Stderr
+	if err := wrapper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	socket.senderStarted(wrapper.Process.Pid)
+	var file *os.File
+	select {
+	case file = <-r.received:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wrapped runc's pidfd was not taken")
+	}
+	if err := wrapper.Wait(); err != nil {
+		t.Fatalf("wrapper: %v", err)
+	}
+	if file == nil {
+		t.Fatal("the wrapped runc's connection was refused")
+	}
+	file.Close()
+}
+
+func TestParentPid(t *testing.T) {
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	if parent, err := parentPid(cmd.Process.Pid); err != nil || parent != os.Getpid() {
+		t.Fatalf("parent of %d: %d, %v; want %d", cmd.Process.Pid, parent, err, os.Getpid())
+	}
+	if !descendsFrom(cmd.Process.Pid, os.Getpid()) {
+		t.Fatal("a child does not descend from its parent")
+	}
+	if descendsFrom(os.Getpid(), cmd.Process.Pid) {
+		t.Fatal("a parent descends from its child")
 	}
 }
 
