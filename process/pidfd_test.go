@@ -194,11 +194,19 @@ func newTestReceiver(t *testing.T) *pidfdReceiver {
 // Reaper would announce it.
 func newReceiverFor(t *testing.T, sender int) *pidfdReceiver {
 	t.Helper()
+	r := newListeningReceiver(t)
+	r.socket.senderStarted(sender)
+	return r
+}
+
+// newListeningReceiver is a receiver waiting for connections, its sender
+// not yet announced.
+func newListeningReceiver(t *testing.T) *pidfdReceiver {
+	t.Helper()
 	socket, err := newPidfdSocket()
 	if err != nil {
 		t.Fatal(err)
 	}
-	socket.senderStarted(sender)
 	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
 	go func() {
 		file, _ := socket.receive()

@@ -62,16 +62,8 @@ func TestPidfdSocketIsAbstract(t *testing.T) {
 // even one that sends nothing and stays open, and the command's pidfd is
 // still taken.
 func TestPidfdSocketTakesOnlyTheRuncCommandsPidfd(t *testing.T) {
-	socket, err := newPidfdSocket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
-	go func() {
-		file, _ := socket.receive()
-		r.received <- file
-	}()
-	defer r.discard()
+	r := newListeningReceiver(t)
+	socket := r.socket
 
 	// The intruder (this test) connects first and says nothing.
 	intruder, err := net.Dial("unix", socket.Path())
@@ -107,16 +99,8 @@ func TestPidfdSocketTakesOnlyTheRuncCommandsPidfd(t *testing.T) {
 // A BinaryName may be a script that runs runc as its child: the pidfd then
 // comes from a child of the command the Reaper started, and is taken.
 func TestPidfdSocketTakesThePidfdOfAWrappedRunc(t *testing.T) {
-	socket, err := newPidfdSocket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
-	go func() {
-		file, _ := socket.receive()
-		r.received <- file
-	}()
-	defer r.discard()
+	r := newListeningReceiver(t)
+	socket := r.socket
 
 	// `; exit` keeps the shell from exec'ing the last command itself.
 	wrapper := exec.Command("sh", "-c", `"$0" -test.run='^$'; exit $?`, os.Args[0])
