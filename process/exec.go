@@ -155,15 +155,16 @@ func (e *ExecProcess) Kill(ctx context.Context, signal uint32, all bool) error {
 	case Stopped, Deleted:
 		return fmt.Errorf("exec %s already finished: %w", e.cfg.ID, errdefs.ErrNotFound)
 	}
+	sentAt := journal.Now()
 	if held, err := e.pidfd.Signal(unix.Signal(signal)); held {
-		noteSignalSent(e.cfg.Journal, e.pid, signal, sentThroughPidfd)
+		noteSignalSent(e.cfg.Journal, sentAt, e.pid, signal, sentThroughPidfd)
 		return signalError(err, e.cfg.ID, signal)
 	}
 	// Without a pidfd the pid is used. Its state is not Stopped, but the
 	// process may have been reaped a moment ago and its exit not yet
 	// recorded: in that moment the kernel may give the pid to another
 	// process. The pidfd closes that gap.
-	noteSignalSent(e.cfg.Journal, e.pid, signal, sentToPid)
+	noteSignalSent(e.cfg.Journal, sentAt, e.pid, signal, sentToPid)
 	return signalError(unix.Kill(e.pid, unix.Signal(signal)), e.cfg.ID, signal)
 }
 

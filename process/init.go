@@ -203,8 +203,9 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 	// recycled pid. A paused container goes through runc: a SIGKILL to a
 	// frozen process (cgroup v1) waits for a thaw, which runc kill does.
 	if !all && p.life.State() != Paused {
+		sentAt := journal.Now()
 		if held, err := p.pidfd.Signal(unix.Signal(signal)); held {
-			noteSignalSent(p.journal, p.Pid(), signal, sentThroughPidfd)
+			noteSignalSent(p.journal, sentAt, p.Pid(), signal, sentThroughPidfd)
 			return signalError(err, p.id, signal)
 		}
 	}

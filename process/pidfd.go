@@ -335,9 +335,12 @@ func logAttribution(ctx context.Context, fields log.Fields, attribution ExitAttr
 // noteSignalSent records in the journal how a signal reached the process:
 // the Kill request itself is recorded by the shim; this says which way the
 // signal went, since runc kill, which the journal shows as a command, is only
-// one of them.
-func noteSignalSent(j journal.Recorder, pid int, signal uint32, how string) {
-	j.Record(journal.Entry{Kind: journal.KindSignal, Signal: int(signal), Pid: pid, Msg: how})
+// one of them. The entry carries sentAt, read just before the signal went:
+// a process that dies of it at once may be reaped, and its exit recorded by
+// the Reaper, before this line is written, and the trace, ordered by time,
+// must still show the signal first.
+func noteSignalSent(j journal.Recorder, sentAt int64, pid int, signal uint32, how string) {
+	j.Record(journal.Entry{Kind: journal.KindSignal, Mono: sentAt, Signal: int(signal), Pid: pid, Msg: how})
 }
 
 const (
