@@ -121,33 +121,9 @@ func (s *session) measureLifecycle(warmup, iterations int) (map[string]durations
 // start, the exit of /bin/true, delete. It returns the time before each step
 // and after the last.
 func (s *session) lifecycleRound(container client.Container) ([]time.Time, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
-	defer cancel()
-	var marks []time.Time
-	mark := func() { marks = append(marks, time.Now()) }
-	mark()
-	task, err := container.NewTask(ctx, s.discardIO(nil))
-	if err != nil {
-		return nil, fmt.Errorf("create task: %w", err)
-	}
-	exitCh, err := task.Wait(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("wait task: %w", err)
-	}
-	mark()
-	if err := task.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start task: %w", err)
-	}
-	mark()
-	if err := exitedWith(ctx, exitCh, 0); err != nil {
-		return nil, err
-	}
-	mark()
-	if _, err := task.Delete(ctx); err != nil {
-		return nil, fmt.Errorf("delete task: %w", err)
-	}
-	mark()
-	return marks, nil
+	return s.processRound("task", func(ctx context.Context) (client.Process, error) {
+		return container.NewTask(ctx, s.discardIO(nil))
+	})
 }
 
 // measureExec times `exec /bin/true` in a running container: register the
@@ -182,22 +158,31 @@ func (s *session) measureExec(warmup, iterations int) (map[string]durations, ste
 // the exit of /bin/true, delete. It returns the time before each step and
 // after the last.
 func (s *session) execRound(task client.Task, id string, process *specs.Process) ([]time.Time, error) {
+	return s.processRound("exec", func(ctx context.Context) (client.Process, error) {
+		return task.Exec(ctx, id, process, s.discardIO(nil))
+	})
+}
+
+// processRound is the life both rounds time, for a task or an exec process
+// alike: create it (and ask for its exit), start it, wait for the exit of
+// /bin/true, delete it.
+func (s *session) processRound(kind string, create func(ctx context.Context) (client.Process, error)) ([]time.Time, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, stepTimeout)
 	defer cancel()
 	var marks []time.Time
 	mark := func() { marks = append(marks, time.Now()) }
 	mark()
-	p, err := task.Exec(ctx, id, process, s.discardIO(nil))
+	p, err := create(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("exec: %w", err)
+		return nil, fmt.Errorf("create %s: %w", kind, err)
 	}
 	exitCh, err := p.Wait(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("wait exec: %w", err)
+		return nil, fmt.Errorf("wait %s: %w", kind, err)
 	}
 	mark()
 	if err := p.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start exec: %w", err)
+		return nil, fmt.Errorf("start %s: %w", kind, err)
 	}
 	mark()
 	if err := exitedWith(ctx, exitCh, 0); err != nil {
@@ -205,7 +190,7 @@ func (s *session) execRound(task client.Task, id string, process *specs.Process)
 	}
 	mark()
 	if _, err := p.Delete(ctx); err != nil {
-		return nil, fmt.Errorf("delete exec: %w", err)
+		return nil, fmt.Errorf("delete %s: %w", kind, err)
 	}
 	mark()
 	return marks, nil
