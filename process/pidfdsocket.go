@@ -42,7 +42,7 @@ type pidfdSocket struct {
 	name     string
 
 	senderOnce sync.Once
-	sender     atomic.Int64  // the runc command's pid
+	sender     int           // the runc command's pid; read only once announced is closed
 	announced  chan struct{} // closed once sender is set
 	closed     chan struct{} // closed by Close
 	closeOnce  sync.Once
@@ -84,7 +84,7 @@ func (s *pidfdSocket) Close() error {
 // senderStarted records the pid of the runc command given this socket.
 func (s *pidfdSocket) senderStarted(pid int) {
 	s.senderOnce.Do(func() {
-		s.sender.Store(int64(pid))
+		s.sender = pid
 		close(s.announced)
 	})
 }
@@ -133,7 +133,7 @@ func (s *pidfdSocket) receiveFrom(conn *net.UnixConn) (*os.File, error) {
 	case <-s.closed:
 		return nil, net.ErrClosed
 	}
-	if !descendsFrom(peer, int(s.sender.Load())) {
+	if !descendsFrom(peer, s.sender) {
 		return nil, errNotTheSender
 	}
 	// runc sends at once; a deadline still bounds a sender that does not.
