@@ -73,16 +73,8 @@ func TestPidfdSocketTakesOnlyTheRuncCommandsPidfd(t *testing.T) {
 	defer intruder.Close()
 
 	// The "runc command": the test binary, sending its own pidfd.
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), pidfdSenderEnv+"="+socket.Path())
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	socket.senderStarted(cmd.Process.Pid) // as the Reaper does
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("sender: %v", err)
-	}
+	cmd, wait := startSender(t, socket, os.Args[0], "-test.run=^$")
+	wait()
 
 	file, reason := r.take(cmd.Process.Pid)
 	if file == nil {
@@ -103,22 +95,14 @@ func TestPidfdSocketTakesThePidfdOfAWrappedRunc(t *testing.T) {
 	socket := r.socket
 
 	// `; exit` keeps the shell from exec'ing the last command itself.
-	wrapper := exec.Command("sh", "-c", `"$0" -test.run='^$'; exit $?`, os.Args[0])
-	wrapper.Env = append(os.Environ(), pidfdSenderEnv+"="+socket.Path())
-	wrapper.Stderr = os.Stderr
-	if err := wrapper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	socket.senderStarted(wrapper.Process.Pid)
+	_, wait := startSender(t, socket, "sh", "-c", `"$0" -test.run='^$'; exit $?`, os.Args[0])
 	var file *os.File
 	select {
 	case file = <-r.received:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the wrapped runc's pidfd was not taken")
 	}
-	if err := wrapper.Wait(); err != nil {
-		t.Fatalf("wrapper: %v", err)
-	}
+	wait()
 	if file == nil {
 		t.Fatal("the wrapped runc's connection was refused")
 	}
@@ -143,6 +127,29 @@ func TestParentPid(t *testing.T) {
 	}
 }
 
+// startSender starts a stand-in for the runc command given socket, through
+// the package's Reaper as the shim starts runc: the Reaper tells the socket
+// its pid, found by the --pidfd-socket argument (the stand-in ignores its
+// arguments after the ones given), and collects its exit, which a plain
+// cmd.Wait would race the Reaper's wait4 for. wait fails the test unless the
+// stand-in exits 0.
+func startSender(t *testing.T, socket *pidfdSocket, name string, args ...string) (*exec.Cmd, func()) {
+	t.Helper()
+	cmd := exec.Command(name, append(args, "--pidfd-socket", socket.Path())...)
+	cmd.Env = append(os.Environ(), pidfdSenderEnv+"="+socket.Path())
+	cmd.Stderr = os.Stderr
+	waiter, err := testReaper.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd, func() {
+		t.Helper()
+		if status, err := testReaper.Wait(cmd, waiter); err != nil || status != 0 {
+			t.Fatalf("%s: exit status %d, %v", name, status, err)
+		}
+	}
+}
+
 // The Reaper names the sender by the socket in the command's arguments.
 func TestAnnouncePidfdSenderFindsTheSocketInTheArguments(t *testing.T) {
 	socket, err := newPidfdSocket()
@@ -158,7 +165,7 @@ func TestAnnouncePidfdSenderFindsTheSocketInTheArguments(t *testing.T) {
 	default:
 		t.Fatal("the socket was not told its sender")
 	}
-	if got := socket.sender.Load(); got != 4242 {
+	if got := socket.sender; got != 4242 {
 		t.Fatalf("sender %d, want 4242", got)
 	}
 }
