@@ -28,8 +28,8 @@ type CheckpointConfig struct {
 // Unless Exit is asked, the container keeps running: runc --leave-running.
 // When CRIU fails, its own reason (the tail of its dump log) is returned.
 func (p *InitProcess) Checkpoint(ctx context.Context, cfg CheckpointConfig) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.turn.Lock()
+	defer p.turn.Unlock()
 	if state := p.life.State(); state != Running && state != Paused {
 		return fmt.Errorf("container %s is %s; only a running or paused container can be checkpointed: %w", p.id, state, errdefs.ErrFailedPrecondition)
 	}

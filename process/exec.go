@@ -37,10 +37,12 @@ type ExecProcess struct {
 	cfg  ExecConfig
 	life *Lifecycle
 
-	// mu serialises Start, Kill and Delete.
-	mu      sync.Mutex
-	pid     int
-	streams stdio.Streams // nil until started
+	// mu guards the fields below. It is never held while runc runs: State,
+	// Pid, Kill and the container's other requests never wait for a start.
+	mu       sync.Mutex
+	starting bool // a Start is running runc exec
+	pid      int
+	streams  stdio.Streams // nil until started
 	// pidfd names the process once started (see pidfd.go); it has a lock
 	// of its own.
 	pidfd Pidfd
@@ -98,11 +100,10 @@ func (e *ExecProcess) Bytes() stdio.Bytes {
 // (the subreaper). The process may exit before runc even returns; the
 // caller's StartWindow keeps that exit until the pid is claimed.
 func (e *ExecProcess) Start(ctx context.Context) (err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.life.Check(Running, e.cfg.ID); err != nil {
+	if err := e.beginStart(); err != nil {
 		return err
 	}
+	defer e.endStart()
 	paths := e.cfg.Stdio
 	paths.Journal = e.cfg.Journal
 	setup, err := prepareStdio(paths)
@@ -136,12 +137,35 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 		pidfds.discard()
 		return fmt.Errorf("read pid file of exec %s: %w", e.cfg.ID, err)
 	}
+	e.mu.Lock()
 	e.pid, e.streams = pid, streams
+	e.mu.Unlock()
 	adoptPidfd(ctx, pidfds, noPidfd, pid, &e.pidfd, log.Fields{"id": e.cfg.ContainerID, "exec": e.cfg.ID})
 	if err := e.life.MoveTo(Running, e.cfg.ID); err != nil && e.life.State() != Stopped {
 		return err
 	}
 	return nil
+}
+
+// beginStart lets one Start run: a second Start of the same exec, while
+// the first runs or after it, is refused.
+func (e *ExecProcess) beginStart() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.starting {
+		return fmt.Errorf("exec %s is already being started: %w", e.cfg.ID, errdefs.ErrFailedPrecondition)
+	}
+	if err := e.life.Check(Running, e.cfg.ID); err != nil {
+		return err
+	}
+	e.starting = true
+	return nil
+}
+
+func (e *ExecProcess) endStart() {
+	e.mu.Lock()
+	e.starting = false
+	e.mu.Unlock()
 }
 
 // Kill signals the exec process directly: runc kill addresses only a
@@ -173,6 +197,9 @@ func (e *ExecProcess) Kill(ctx context.Context, signal uint32, all bool) error {
 func (e *ExecProcess) Delete(ctx context.Context) (ExitStatus, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.starting {
+		return ExitStatus{}, fmt.Errorf("exec %s is being started; delete it once its Start has returned: %w", e.cfg.ID, errdefs.ErrFailedPrecondition)
+	}
 	if state := e.life.State(); state == Running || state == Paused {
 		return ExitStatus{}, fmt.Errorf("exec %s is still running; kill it before deleting it: %w", e.cfg.ID, errdefs.ErrFailedPrecondition)
 	}

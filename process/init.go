@@ -47,9 +47,13 @@ type InitProcess struct {
 	noPivot    bool
 	journal    journal.Recorder
 
-	// mu serialises the runc commands that change the process (start,
-	// kill, delete) so that each sees the state the previous one left.
-	mu sync.Mutex
+	// turn makes the runc commands that change the container (start,
+	// pause, resume, update, checkpoint, delete) take turns, so that each
+	// sees the state the previous one left. It is the one lock the shim
+	// holds across a runc command, so nothing that reads, reports, signals
+	// or reaps ever takes it: State, Pid, Kill and the exit pipeline go on
+	// while runc runs.
+	turn sync.Mutex
 
 	// started guards pid and streams. runc create sets them before anyone
 	// else sees the process; a container restored from a checkpoint gets
@@ -163,8 +167,8 @@ func (p *InitProcess) Resize(width, height uint32) error { return p.io().Resize(
 // the Reaper will have delivered that exit through SetExited, and Start
 // still succeeds.
 func (p *InitProcess) Start(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.turn.Lock()
+	defer p.turn.Unlock()
 	if err := p.life.Check(Running, p.id); err != nil {
 		return err
 	}
@@ -183,10 +187,10 @@ func (p *InitProcess) Start(ctx context.Context) error {
 	return nil
 }
 
-// Kill sends a signal through `runc kill`.
+// Kill sends a signal: through the pidfd, or `runc kill`. It does not wait
+// for its turn: a SIGKILL must not wait for a checkpoint that may take
+// minutes, and runc kill needs no other command to be finished.
 func (p *InitProcess) Kill(ctx context.Context, signal uint32, all bool) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.kill(ctx, signal, all)
 }
 
@@ -220,8 +224,6 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 // own keeps the rest of its processes when init dies, and they must not
 // outlive it.
 func (p *InitProcess) KillRemaining(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return runcCall(ctx, p.journal, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(unix.SIGKILL), &runc.KillOpts{All: true})
 	})
@@ -231,8 +233,8 @@ func (p *InitProcess) KillRemaining(ctx context.Context) error {
 // was created but never started is killed first, so it too has an exit status
 // to report.
 func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.turn.Lock()
+	defer p.turn.Unlock()
 	switch p.life.State() {
 	case Running, Paused:
 		return ExitStatus{}, fmt.Errorf("container %s is still running; kill it before deleting it: %w", p.id, errdefs.ErrFailedPrecondition)
@@ -315,8 +317,8 @@ func (p *InitProcess) Pids(ctx context.Context) ([]int, error) {
 // Pause freezes every process in the container (`runc pause`: the cgroup
 // freezer).
 func (p *InitProcess) Pause(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.turn.Lock()
+	defer p.turn.Unlock()
 	if err := p.life.Check(Paused, p.id); err != nil {
 		return err
 	}
@@ -328,8 +330,8 @@ func (p *InitProcess) Pause(ctx context.Context) error {
 
 // Resume thaws a paused container (`runc resume`).
 func (p *InitProcess) Resume(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.turn.Lock()
+	defer p.turn.Unlock()
 	if p.life.State() != Paused {
 		return fmt.Errorf("container %s is %s, not paused: %w", p.id, p.life.State(), errdefs.ErrFailedPrecondition)
 	}
@@ -342,8 +344,8 @@ func (p *InitProcess) Resume(ctx context.Context) error {
 // Update applies new resource limits to the running container (`runc
 // update`): cgroup values such as memory.limit_in_bytes or cpu shares.
 func (p *InitProcess) Update(ctx context.Context, resources *specs.LinuxResources) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.turn.Lock()
+	defer p.turn.Unlock()
 	if state := p.life.State(); state != Running && state != Paused && state != Created {
 		return fmt.Errorf("container %s is %s; only a live container can be updated: %w", p.id, state, errdefs.ErrFailedPrecondition)
 	}

@@ -44,6 +44,10 @@ type tracked struct {
 	exitReported chan struct{}
 	journal      journal.Recorder
 	life         *lifeRecord // for the exit forensics
+	// steps counts the commands under way whose event must reach
+	// containerd before this process's TaskExit: its Start (TaskStart,
+	// TaskExecStarted), and for the init Pause, Resume and Checkpoint.
+	steps inflight
 }
 
 func track(p process.Process, rec journal.Recorder) *tracked {
@@ -61,6 +65,27 @@ func (t *tracked) waitExitReported(ctx context.Context) error {
 
 // Container is one container the shim runs: its bundle, its mounted rootfs,
 // its init process and its exec processes.
+//
+// Locks, outermost first. None is held across a runc command, or while
+// waiting for a process or for another request:
+//
+//	InitProcess.turn       the init's state-changing runc commands take turns
+//	                       (start, pause, resume, update, checkpoint, delete);
+//	                       it is the one lock held across runc, and nothing
+//	                       that reads, reports or signals ever waits for it
+//	TaskService.mu         the shim's map of containers
+//	Container.eventOrder   the order of the events containerd receives
+//	Container.mu           execs and cgroup
+//	process locks          Lifecycle.mu, Pidfd.mu, InitProcess.started,
+//	                       ExecProcess.mu: a field or two each, never held
+//	                       while taking another
+//
+// containerd's event order is kept by waiting, not by locking (handleExit):
+//   - a process's TaskExit waits for its steps (tracked.steps) to be
+//     published: TaskStart or TaskExecStarted, TaskPaused...;
+//   - the init's exit waits for every exec being started (execStarts), and
+//     then for every running exec's TaskExit;
+//   - TaskOOM is read under eventOrder just before a TaskExit is queued.
 type Container struct {
 	ID     string
 	Bundle string
@@ -79,10 +104,8 @@ type Container struct {
 	// 0 while it runs. Exec forensics read it.
 	initExitedAt atomic.Int64
 
-	// eventOrder keeps this container's events in the order containerd
-	// relies on: TaskCreate < TaskStart < TaskExit < TaskDelete. Start holds
-	// it across `runc start` and TaskStart, so an exit that races with
-	// Start is published after TaskStart.
+	// eventOrder is held while an event is queued for containerd, so that
+	// the OOM kills counted just before a TaskExit are queued before it.
 	eventOrder sync.Mutex
 	// oomsReported counts the OOM kills already published as TaskOOM;
 	// guarded by eventOrder.
@@ -90,6 +113,10 @@ type Container struct {
 	// lastOOM is when the latest of them was seen (journal.Now()); guarded
 	// by eventOrder.
 	lastOOM int64
+
+	// execStarts counts the exec processes being started. While one is,
+	// the init's exit is held back (handleExit).
+	execStarts inflight
 
 	mu     sync.Mutex
 	execs  map[string]*tracked // guarded by mu
@@ -154,11 +181,16 @@ func (c *Container) publish(exec, topic string, event events.Event) {
 	c.events.Publish(topic, event)
 }
 
-// publishCreate tells containerd the task exists (TaskCreate).
-func (c *Container) publishCreate(req *taskAPI.CreateTaskRequest) {
+// publishInOrder queues one event under eventOrder.
+func (c *Container) publishInOrder(exec, topic string, event events.Event) {
 	c.eventOrder.Lock()
 	defer c.eventOrder.Unlock()
-	c.publish("", runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
+	c.publish(exec, topic, event)
+}
+
+// publishCreate tells containerd the task exists (TaskCreate).
+func (c *Container) publishCreate(req *taskAPI.CreateTaskRequest) {
+	c.publishInOrder("", runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
 		ContainerID: c.ID,
 		Bundle:      c.Bundle,
 		Rootfs:      req.Rootfs,
@@ -181,33 +213,50 @@ func (c *Container) AddExec(cfg process.ExecConfig) error {
 	c.execs[cfg.ID] = track(process.NewExec(cfg), cfg.Journal)
 	c.mu.Unlock()
 
-	c.eventOrder.Lock()
-	defer c.eventOrder.Unlock()
-	c.publish(cfg.ID, runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
+	c.publishInOrder(cfg.ID, runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
 	return nil
 }
 
 // Start starts the init process or an exec process, and publishes TaskStart
-// or TaskExecStarted. For an exec, and for an init restored from a
-// checkpoint, the pid is learnt only when runc returns, so the exit is routed
-// through a StartWindow opened before.
+// or TaskExecStarted. No lock is held while runc runs: the process's exit,
+// which may come before runc even returns, waits for this start's event
+// (tracked.steps), and other requests of the container go on meanwhile.
 func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter) (int, error) {
 	p, err := c.process(execID)
 	if err != nil {
 		return 0, err
 	}
-	c.eventOrder.Lock()
-	defer c.eventOrder.Unlock()
-	if execID == "" && p.State() == process.CreatedFromCheckpoint {
+	p.steps.begin()
+	defer p.steps.end()
+	switch {
+	case execID != "":
+		return c.startExec(ctx, p, exits)
+	case p.State() == process.CreatedFromCheckpoint:
 		return c.restore(ctx, exits)
 	}
-	if execID == "" {
-		if err := p.Start(ctx); err != nil {
-			return 0, err
-		}
-		p.life.noteStarted()
-		c.publish("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
-		return p.Pid(), nil
+	if err := p.Start(ctx); err != nil {
+		return 0, err
+	}
+	p.life.noteStarted()
+	c.publishInOrder("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
+	return p.Pid(), nil
+}
+
+// startExec runs `runc exec` for p. Its pid is learnt only when runc returns,
+// so its exit is routed through a StartWindow opened before.
+//
+// containerd's contract for an init that dies meanwhile (its regression test
+// for containerd issue 10589): while an exec is being started, the init's
+// exit is held back, so the task still reports running and accepts more
+// Exec requests; those execs then fail to start, and every exec's TaskExit
+// comes before the init's.
+func (c *Container) startExec(ctx context.Context, p *tracked, exits *ExitRouter) (int, error) {
+	c.execStarts.begin()
+	defer c.execStarts.end()
+	// Counted first, checked second: an init exit recorded before the
+	// count began is seen here; one recorded after it waits for the count.
+	if _, exited := c.init.Exit(); exited {
+		return 0, fmt.Errorf("container %s has stopped; exec %s cannot start: %w", c.ID, p.ID(), errdefs.ErrFailedPrecondition)
 	}
 	window := exits.OpenWindow()
 	if err := p.Start(ctx); err != nil {
@@ -216,13 +265,13 @@ func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter)
 	}
 	p.life.noteStarted()
 	window.Claim(p.Pid(), exitTarget{container: c, process: p})
-	c.publish(execID, runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: execID, Pid: uint32(p.Pid())})
+	c.publishInOrder(p.ID(), runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: p.ID(), Pid: uint32(p.Pid())})
 	return p.Pid(), nil
 }
 
 // restore brings the container back from its checkpoint (runc restore) and
 // publishes TaskStart: to containerd, the restored container has started.
-// The caller holds eventOrder.
+// The caller counts it among the init's steps.
 func (c *Container) restore(ctx context.Context, exits *ExitRouter) (int, error) {
 	window := exits.OpenWindow()
 	if err := c.init.Start(ctx); err != nil {
@@ -232,7 +281,7 @@ func (c *Container) restore(ctx context.Context, exits *ExitRouter) (int, error)
 	c.initTracked.life.noteStarted()
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 	c.watchResources()
-	c.publish("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
+	c.publishInOrder("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
 	return c.init.Pid(), nil
 }
 
@@ -242,6 +291,10 @@ func (c *Container) handleExit(p *tracked, exit runc.Exit) {
 	// The exit was collected at exit.Timestamp; the journal's clock is
 	// monotonic, so the time since then is taken from its reading now.
 	exitedAt := journal.Now() - int64(time.Since(exit.Timestamp))
+	if p == c.initTracked {
+		// Held back while execs are being started (see startExec).
+		c.execStarts.wait()
+	}
 	p.SetExited(exit.Status, exit.Timestamp)
 	if p == c.initTracked {
 		c.initExitedAt.Store(exitedAt)
@@ -252,6 +305,9 @@ func (c *Container) handleExit(p *tracked, exit runc.Exit) {
 	case <-time.After(outputDrainLimit):
 		log.L.WithField("id", p.ID()).Warn("output still open after the process exited (a process outside the container holds it); reporting the exit anyway")
 	}
+	// TaskStart (or TaskExecStarted, TaskPaused...) of a command that was
+	// still running when the process died goes first.
+	p.steps.wait()
 	status, _ := p.Exit()
 	c.eventOrder.Lock()
 	// An OOM kill and the exit it causes race to the shim (eventfd and
@@ -282,6 +338,10 @@ func (c *Container) afterInitExit() {
 		}
 		cancel()
 	}
+	// An exec whose start began after the exit was let through, but before
+	// it was recorded, is waited for too: its runc exec fails, or it runs
+	// and is counted below.
+	c.execStarts.wait()
 	c.mu.Lock()
 	var running []*tracked
 	for _, e := range c.execs {
@@ -354,9 +414,7 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 	if err := unmountRootfs(c.rootfs, c.journal); err != nil {
 		return process.ExitStatus{}, err
 	}
-	c.eventOrder.Lock()
-	defer c.eventOrder.Unlock()
-	c.publish("", runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+	c.publishInOrder("", runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
 		ContainerID: c.ID,
 		Pid:         uint32(exit.Pid),
 		ExitStatus:  uint32(exit.Code),
@@ -365,25 +423,26 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 	return exit, nil
 }
 
-// Pause freezes the container and publishes TaskPaused.
+// Pause freezes the container and publishes TaskPaused, before the init's
+// TaskExit should it die meanwhile.
 func (c *Container) Pause(ctx context.Context) error {
-	c.eventOrder.Lock()
-	defer c.eventOrder.Unlock()
+	c.initTracked.steps.begin()
+	defer c.initTracked.steps.end()
 	if err := c.init.Pause(ctx); err != nil {
 		return err
 	}
-	c.publish("", runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
+	c.publishInOrder("", runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
 	return nil
 }
 
 // Resume thaws the container and publishes TaskResumed.
 func (c *Container) Resume(ctx context.Context) error {
-	c.eventOrder.Lock()
-	defer c.eventOrder.Unlock()
+	c.initTracked.steps.begin()
+	defer c.initTracked.steps.end()
 	if err := c.init.Resume(ctx); err != nil {
 		return err
 	}
-	c.publish("", runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
+	c.publishInOrder("", runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
 	return nil
 }
 
@@ -474,11 +533,11 @@ func (c *Container) resources() cgroup.Cgroup {
 // Checkpoint saves the container and publishes TaskCheckpointed (which the
 // stock runc shim never sends).
 func (c *Container) Checkpoint(ctx context.Context, cfg process.CheckpointConfig) error {
-	c.eventOrder.Lock()
-	defer c.eventOrder.Unlock()
+	c.initTracked.steps.begin()
+	defer c.initTracked.steps.end()
 	if err := c.init.Checkpoint(ctx, cfg); err != nil {
 		return err
 	}
-	c.publish("", runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
+	c.publishInOrder("", runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
 	return nil
 }

@@ -20,8 +20,8 @@ import (
 //     the exit it caused, and once the init has exited nothing of the
 //     container is left to be killed.
 //
-// container.go keeps the order (Container.eventOrder); this checks that it
-// was kept, at run time, so a broken order shows in the shim's log rather
+// container.go keeps the order (see the comment on Container); this checks
+// that it was kept, at run time, so a broken order shows in the shim's log rather
 // than as a client's Wait that never returns.
 type OrderChecker struct {
 	mu         sync.Mutex

@@ -180,3 +180,28 @@ func (w *RuncWrapper) Release() {
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// HangingExecRunc makes `runc exec` wait until Release, like HangingRunc,
+// but only for an exec whose process (the JSON file runc exec reads with
+// --process) contains marker: the container's other execs start at once.
+// Each hanging exec writes its pid to the file HungPID reads, so a second
+// one replaces the first there.
+func HangingExecRunc(t testing.TB, marker string) *RuncWrapper {
+	t.Helper()
+	w := newRuncWrapper(t, "exec")
+	if err := unix.Mkfifo(w.releasePath(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, fmt.Sprintf(`process=
+prev=
+for arg in "$@"; do
+	[ "$prev" = --process ] && process=$arg
+	prev=$arg
+done
+if [ -n "$process" ] && grep -q %s "$process"; then
+	echo $$ > %s
+	read _ < %s
+fi`, shellQuote(marker), shellQuote(w.pidPath()), shellQuote(w.releasePath())))
+	t.Cleanup(func() { w.Release() })
+	return w
+}
