@@ -38,6 +38,8 @@ type queuedEvent struct {
 	event events.Event
 }
 
+// NewEventSink starts the goroutine that sends queued events to publisher,
+// one at a time, for as long as ctx lives.
 func NewEventSink(ctx context.Context, publisher events.Publisher) *EventSink {
 	e := &EventSink{ctx: ctx, publisher: publisher, order: NewOrderChecker(), wake: make(chan struct{}, 1)}
 	e.idle = sync.NewCond(&e.mu)

@@ -45,6 +45,7 @@ type ExitRouter struct {
 	windows map[*StartWindow]struct{}
 }
 
+// NewExitRouter makes a router with no process registered; Run starts it.
 func NewExitRouter() *ExitRouter {
 	return &ExitRouter{
 		byPid:   make(map[int]exitTarget),

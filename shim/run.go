@@ -12,28 +12,19 @@ import (
 	"github.com/containerd/log"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/teach/containerd-shim-teach-v2/inspect"
-	"github.com/teach/containerd-shim-teach-v2/trace"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
 
-// Run is the whole program; main hands over to it. containerd runs this
+// Run is what containerd runs; main hands over to it. containerd runs this
 // binary in four ways:
 //
 //	containerd-shim-teach-v2 ... start    launch the shim server, print its address
 //	containerd-shim-teach-v2 ... delete   clean up after a shim that died
 //	containerd-shim-teach-v2 -info        describe the runtime
 //	containerd-shim-teach-v2 ...          the shim server itself (started by start)
-//
-// and people run it as `containerd-shim-teach-v2 inspect ID` (package
-// inspect) and `containerd-shim-teach-v2 trace ID` (package trace).
 func Run() {
 	flags, err := parseLaunchFlags(os.Args[1:])
 	switch {
-	case len(os.Args) > 1 && os.Args[1] == "trace":
-		os.Exit(trace.Main(os.Args[2:], os.Stdout, os.Stderr))
-	case len(os.Args) > 1 && os.Args[1] == "inspect":
-		os.Exit(inspect.Run(os.Args[2:], os.Stdout, os.Stderr))
 	case err != nil:
 	case flags.version:
 		printVersion()

@@ -43,6 +43,11 @@ type TaskService struct {
 	creating map[string]struct{}
 }
 
+// NewTaskService makes the task service of a shim server. It is not free
+// of side effects: it opens the shim-wide journal, and it starts the Reaper,
+// which takes over SIGCHLD for the whole process, becomes go-runc's Monitor,
+// and from then on collects every child the process has; so a process makes
+// one, once.
 func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Service) *TaskService {
 	s := &TaskService{
 		namespace:  namespace,

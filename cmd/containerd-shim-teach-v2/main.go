@@ -1,9 +1,28 @@
 // Command containerd-shim-teach-v2 is a containerd shim v2: containerd runs it
 // for every container of the runtime io.containerd.teach.v2.
+//
+// People run it too, to look at a container: `containerd-shim-teach-v2
+// inspect ID` shows its anatomy now (package inspect), and
+// `containerd-shim-teach-v2 trace ID` tells its story from the shim's
+// journal (package trace). Everything else is containerd's (package shim).
 package main
 
-import "github.com/teach/containerd-shim-teach-v2/shim"
+import (
+	"os"
+
+	"github.com/teach/containerd-shim-teach-v2/inspect"
+	"github.com/teach/containerd-shim-teach-v2/shim"
+	"github.com/teach/containerd-shim-teach-v2/trace"
+)
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "trace":
+			os.Exit(trace.Main(os.Args[2:], os.Stdout, os.Stderr))
+		case "inspect":
+			os.Exit(inspect.Run(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	shim.Run()
 }
