@@ -3,7 +3,8 @@
 // one private containerd, and writes the result to docs/benchmarks.md.
 //
 //	make bench                         the full run, with the counts
-//	go run ./bench -iterations 20 -stdio-mib 64 -fleet 10 -doc ''   a quick look
+//	go run ./bench -iterations 20 -stdio-mib 64 -fleet 10 -parallel-rounds 5 -doc ''   a quick look
+//	go run ./bench -only parallel-exec -doc ''                       one phase
 //
 // The measures, in the order they run:
 //
