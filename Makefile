@@ -96,7 +96,7 @@ fuzz:
 # The benchmark runs our shim as `make install` builds it against the stock
 # runc shim as containerd releases it (hack/tools.sh bench builds that), under
 # one private containerd. BENCH_FLAGS adds flags, e.g. for a quick look:
-#   make bench BENCH_FLAGS="-iterations 20 -stdio-mib 64 -fleet 10 -doc ''"
+#   make bench BENCH_FLAGS="-iterations 20 -stdio-mib 64 -fleet 10 -parallel-rounds 5 -doc ''"
 bench: build
 	hack/tools.sh bench
 	go run ./bench -shim $(CURDIR)/$(BIN) $(BENCH_FLAGS)

@@ -68,14 +68,7 @@ func TestMedianAndPercentile(t *testing.T) {
 // The journal's rows compare our shim with itself: their table names its
 // columns journal on and off, and the main table has none of them.
 func TestJournalTableNamesItsColumns(t *testing.T) {
-	ms := func(v ...float64) durations {
-		var d durations
-		for _, x := range v {
-			d = append(d, time.Duration(x*float64(time.Millisecond)))
-		}
-		return d
-	}
-	r := &results{journal: map[string]durations{journalOn: ms(102, 104, 103), journalOff: ms(100, 101, 102)}}
+	r := &results{journal: map[string]durations{journalOn: samples(102, 104, 103), journalOff: samples(100, 101, 102)}}
 	table := r.journalTable()
 	for _, want := range []string{"| journal on | journal off | on ÷ off |", "| median | 103.0 ms | 101.0 ms | 1.02× | ≤ 1.03× | yes |"} {
 		if !strings.Contains(table, want) {
@@ -85,4 +78,45 @@ func TestJournalTableNamesItsColumns(t *testing.T) {
 	if strings.Contains(table, ours) || strings.Contains(table, theirs) || len(r.rows()) != 0 {
 		t.Errorf("the journal's figures are labelled as the two shims':\n%s%s", table, r.table())
 	}
+}
+
+// Each N of the parallel-exec phase is a row of the main table, smallest
+// first, held to the 0.8×.
+func TestParallelExecRowsCarryTheTarget(t *testing.T) {
+	r := &results{parallelExec: map[int]map[string]durations{
+		50: {ours: samples(400, 420, 410), theirs: samples(600, 610, 590)},
+		20: {ours: samples(180, 190, 170), theirs: samples(200, 210, 190)},
+	}}
+	table := r.table()
+	for _, want := range []string{
+		"| 20 parallel execs of /bin/true into one container: wall time, median of 3 | 180.0 ms | 200.0 ms | 0.90× | ≤ 0.8× | no |",
+		"| 50 parallel execs of /bin/true into one container: wall time, median of 3 | 410.0 ms | 600.0 ms | 0.68× | ≤ 0.8× | yes |",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table has no %q:\n%s", want, table)
+		}
+	}
+	if strings.Index(table, "| 20 parallel") > strings.Index(table, "| 50 parallel") {
+		t.Errorf("rows not in the order of N:\n%s", table)
+	}
+}
+
+func TestParseInts(t *testing.T) {
+	if got, err := parseInts("20, 50"); err != nil || len(got) != 2 || got[0] != 20 || got[1] != 50 {
+		t.Errorf("parseInts(\"20, 50\") = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "0", "20,x", "-3"} {
+		if _, err := parseInts(bad); err == nil {
+			t.Errorf("parseInts(%q) accepted it", bad)
+		}
+	}
+}
+
+// samples are durations given in milliseconds.
+func samples(millis ...float64) durations {
+	var d durations
+	for _, x := range millis {
+		d = append(d, time.Duration(x*float64(time.Millisecond)))
+	}
+	return d
 }

@@ -129,9 +129,21 @@ func (s *session) lifecycleRound(container client.Container) ([]time.Time, error
 // measureExec times `exec /bin/true` in a running container: register the
 // exec process, start it, wait for its exit, delete it.
 func (s *session) measureExec(warmup, iterations int) (map[string]durations, stepSamples) {
+	tasks, process, stop := s.execTargets("exec")
+	defer stop()
+	return s.interleaveSteps("exec", execSteps, warmup, iterations, func(shim shimUnderTest, round int) ([]time.Time, error) {
+		return s.execRound(tasks[shim.label], fmt.Sprintf("true-%d", round), process)
+	})
+}
+
+// execTargets starts one sleeping container per shim, <name>-<shim>, for a
+// phase to exec into, and returns their tasks by shim, the process that
+// runs /bin/true in them, and stop, which kills and deletes the tasks (the
+// run's cleanup removes what a failed phase left).
+func (s *session) execTargets(name string) (map[string]client.Task, *specs.Process, func()) {
 	tasks := make(map[string]client.Task)
 	for _, shim := range s.shims {
-		container := s.newContainer(shim, "exec-"+shim.label, []string{"sleep", "1000000"})
+		container := s.newContainer(shim, name+"-"+shim.label, []string{"sleep", "1000000"})
 		task, _, err := s.startTask(s.ctx, container, s.discardIO(nil))
 		if err != nil {
 			s.tb.Fatal(err)
@@ -144,14 +156,12 @@ func (s *session) measureExec(warmup, iterations int) (map[string]durations, ste
 	}
 	process := *spec.Process
 	process.Args = []string{"/bin/true"}
-	defer func() {
+	stop := func() {
 		for _, task := range tasks {
 			task.Delete(s.ctx, client.WithProcessKill)
 		}
-	}()
-	return s.interleaveSteps("exec", execSteps, warmup, iterations, func(shim shimUnderTest, round int) ([]time.Time, error) {
-		return s.execRound(tasks[shim.label], fmt.Sprintf("true-%d", round), &process)
-	})
+	}
+	return tasks, &process, stop
 }
 
 // execRound runs one exec process in task through its life: exec, start,

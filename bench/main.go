@@ -3,7 +3,8 @@
 // one private containerd, and writes the result to docs/benchmarks.md.
 //
 //	make bench                         the full run, with the issue's counts
-//	go run ./bench -iterations 20 -stdio-mib 64 -fleet 10 -doc ''   a quick look
+//	go run ./bench -iterations 20 -stdio-mib 64 -fleet 10 -parallel-rounds 5 -doc ''   a quick look
+//	go run ./bench -only parallel-exec -doc ''                       one phase
 //
 // The measures, in the order they run:
 //
@@ -14,7 +15,8 @@
 //  3. journal: the lifecycle with our shim's journal on and off (journal.go);
 //  4. exec: /bin/true in a running container (latency.go);
 //  5. stdio: a container writes to stdout, the client reads it (stdio.go);
-//  6. shim start: `start` until it answers with the address (shimstart.go).
+//  6. shim start: `start` until it answers with the address (shimstart.go);
+//  7. parallel exec: N execs at once into one container (parallelexec.go).
 //
 // The daemon, the image and the cleanup come from integration/harness, the
 // same code the integration tests run on; runTB (tb.go) adapts it to a
@@ -29,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,12 +49,18 @@ type parameters struct {
 	logLevel           string
 	shim               string
 	smapsDir           string // where to copy the idle shims' smaps; empty: nowhere
+	parallelExecs      []int  // N of each parallel-exec measure
+	parallelRounds     int
 	phases             []string
 	date               time.Time
 	containerd         string // the pinned release, the daemon and the reference shim
 }
 
-var allPhases = []string{"memory", "lifecycle", "journal", "exec", "stdio", "start"}
+var allPhases = []string{"memory", "lifecycle", "journal", "exec", "stdio", "start", "parallel-exec"}
+
+// parallelExecWarmup is the parallel-exec phase's unmeasured rounds: each
+// already runs dozens of execs.
+const parallelExecWarmup = 2
 
 func (p parameters) describe() []string {
 	return []string{
@@ -76,6 +85,9 @@ func (p parameters) describe() []string {
 		fmt.Sprintf("Shim start: the shim binary run as containerd 2.x runs it (same flags, environment, bootstrap parameters on stdin, bundle as working folder "+
 			"with its log FIFO open), timed from exec until `start` exits with the address; the server it launched is then shut down through the task API. "+
 			"%d rounds after %d warm-up, alternating.", p.iterations, p.warmup),
+		fmt.Sprintf("Parallel exec: N clients (N = %s) each run the exec above (`/bin/true`, exit status checked) into one running container "+
+			"per shim at the same moment; timed from the moment all N are let go until the last exec is deleted; "+
+			"median of %d rounds after %d warm-up, alternating.", joinInts(p.parallelExecs, ", "), p.parallelRounds, parallelExecWarmup),
 	}
 }
 
@@ -98,6 +110,8 @@ func run() (code int) {
 	flag.IntVar(&p.stdioRuns, "stdio-runs", 5, "stdio runs per shim (the median is kept)")
 	flag.StringVar(&p.logLevel, "log-level", "info", "containerd's log level; debug also makes the shims log at debug")
 	flag.StringVar(&p.shim, "shim", defaultShim, "our shim binary, as `make build` makes it")
+	parallelExecs := flag.String("parallel-execs", "20,50", "N of each parallel-exec measure, comma separated")
+	flag.IntVar(&p.parallelRounds, "parallel-rounds", 20, "measured rounds of each parallel-exec measure")
 	only := flag.String("only", strings.Join(allPhases, ","), "phases to run, comma separated; the document is written only when all ran")
 	doc := flag.String("doc", "docs/benchmarks.md", "where to write the result, relative to the repository; empty: do not write")
 	daemonLog := flag.String("daemon-log", "", "copy containerd's log (with the shims' logs in it) to this file at the end")
@@ -105,6 +119,12 @@ func run() (code int) {
 	flag.StringVar(&p.smapsDir, "smaps", "", "also copy each idle shim's /proc/<pid>/smaps into this folder, to see which mappings its memory is in")
 	flag.Parse()
 	p.phases = strings.Split(*only, ",")
+	counts, err := parseInts(*parallelExecs)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "-parallel-execs: %v\n", err)
+		return 2
+	}
+	p.parallelExecs = counts
 	p.date = time.Now()
 	for _, phase := range p.phases {
 		if !slices.Contains(allPhases, phase) {
@@ -160,6 +180,8 @@ func run() (code int) {
 			r.stdio, r.hostPipe = s.measureStdio(p.stdioMiB<<20, p.stdioRuns)
 		case "start":
 			r.start = s.measureShimStart(p.warmup, p.iterations)
+		case "parallel-exec":
+			r.parallelExec = s.measureParallelExec(p.parallelExecs, parallelExecWarmup, p.parallelRounds)
 		}
 	}
 
@@ -200,4 +222,25 @@ func copyFile(from, to string) {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "copy containerd's log: %v\n", err)
 	}
+}
+
+// parseInts reads a comma-separated list of positive counts.
+func parseInts(list string) ([]int, error) {
+	var counts []int
+	for _, field := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive count", field)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}
+
+func joinInts(counts []int, sep string) string {
+	fields := make([]string, len(counts))
+	for i, n := range counts {
+		fields[i] = strconv.Itoa(n)
+	}
+	return strings.Join(fields, sep)
 }

@@ -26,7 +26,8 @@ type results struct {
 	start          map[string]durations
 	stdio          map[string]float64
 	hostPipe       hostPipes
-	journal        map[string]durations // our shim, journal on and off
+	journal        map[string]durations         // our shim, journal on and off
+	parallelExec   map[int]map[string]durations // by N, then by shim
 }
 
 // row is one line of the table: our figure, runc-v2's, the ratio, and the
@@ -118,6 +119,7 @@ func (r *results) rows() []row {
 			info("shim start: p99", "ms", ms(o.percentile(99)), ms(t.percentile(99))),
 		)
 	}
+	rows = append(rows, r.parallelExecRows()...)
 	return rows
 }
 

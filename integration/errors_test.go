@@ -46,8 +46,11 @@ func TestBadRequests(t *testing.T) {
 func assertStillWorks(t *testing.T, s *session) {
 	t.Helper()
 	result := s.runToExit(t, "after-"+sanitize(t.Name()), nil, "sh", "-c", "echo fine")
-	if result.exitCode != 0 || result.stdout != "fine\n" {
-		t.Errorf("next container: exit code %d, stdout %q; want 0 and %q", result.exitCode, result.stdout, "fine\n")
+	switch {
+	case result.exitCode != 0:
+		t.Errorf("next container: exit code %d, want 0", result.exitCode)
+	case result.stdout != "fine\n":
+		s.shimFellShort(t, "next container printed %q, want %q", result.stdout, "fine\n")
 	}
 }
 

@@ -22,10 +22,10 @@ func TestStdoutAndStderrStaySeparate(t *testing.T) {
 	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
 		result := s.runToExit(t, "streams", nil, "sh", "-c", "echo out; echo err >&2")
 		if result.stdout != "out\n" {
-			t.Errorf("stdout = %q, want %q", result.stdout, "out\n")
+			s.shimFellShort(t, "stdout = %q, want %q", result.stdout, "out\n")
 		}
 		if result.stderr != "err\n" {
-			t.Errorf("stderr = %q, want %q", result.stderr, "err\n")
+			s.shimFellShort(t, "stderr = %q, want %q", result.stderr, "err\n")
 		}
 		if result.exitCode != 0 {
 			t.Errorf("exit code = %d, want 0", result.exitCode)
@@ -38,7 +38,7 @@ func TestStdinReachesCat(t *testing.T) {
 		input := "line one\nline two, no newline at the end"
 		result := s.runToExit(t, "cat", strings.NewReader(input), "cat")
 		if result.stdout != input {
-			t.Errorf("cat echoed %q, want %q", result.stdout, input)
+			s.shimFellShort(t, "cat echoed %q, want %q", result.stdout, input)
 		}
 		if result.stderr != "" || result.exitCode != 0 {
 			t.Errorf("cat: exit code %d, stderr %q; want 0 and nothing", result.exitCode, result.stderr)
@@ -62,7 +62,7 @@ func TestLargeBinaryStdinRoundTrip(t *testing.T) {
 		input := allByteValues()
 		result := s.runToExit(t, "cat-binary", bytes.NewReader(input), "cat")
 		if got := []byte(result.stdout); !bytes.Equal(got, input) {
-			t.Errorf("cat returned %d bytes, want the %d sent, identical (first difference at %d)",
+			s.shimFellShort(t, "cat returned %d bytes, want the %d sent, identical (first difference at %d)",
 				len(got), len(input), firstDifference(got, input))
 		}
 	})
@@ -81,10 +81,10 @@ func TestOutputThroughCtr(t *testing.T) {
 	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
 		result := s.daemon.CtrRun(t, s.ns, s.runtime, "ctr-streams", nil, "sh", "-c", "echo out; echo err >&2")
 		if string(result.Stdout) != "out\n" {
-			t.Errorf("ctr stdout = %q, want %q", result.Stdout, "out\n")
+			s.shimFellShort(t, "ctr stdout = %q, want %q", result.Stdout, "out\n")
 		}
 		if string(result.Stderr) != "err\n" {
-			t.Errorf("ctr stderr = %q, want %q", result.Stderr, "err\n")
+			s.shimFellShort(t, "ctr stderr = %q, want %q", result.Stderr, "err\n")
 		}
 		if result.ExitCode != 0 {
 			t.Errorf("ctr exit code = %d, want 0", result.ExitCode)
@@ -121,7 +121,7 @@ func TestStdinThroughCtr(t *testing.T) {
 			t.Fatalf("ctr run cat: %v\nstderr: %s", err, stderr.Bytes())
 		}
 		if stdout.String() != input {
-			t.Errorf("ctr run cat: stdout %q, want %q", stdout.Bytes(), input)
+			s.shimFellShort(t, "ctr run cat: stdout %q, want %q", stdout.Bytes(), input)
 		}
 	})
 }

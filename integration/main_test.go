@@ -8,7 +8,10 @@
 //	go test ./integration/ -run '//teach'              # our shim only
 //
 // The runc rows are the reference: they pass today and prove each assertion
-// is right; the teach rows must come to give the same answers.
+// is right; the teach rows must come to give the same answers. Where the
+// stock shim loses something on a busy machine (output, an event, an exit),
+// its row logs a "reference shim finding:" and passes, while ours fails:
+// s.shimFellShort and harness.ShimFellShort are that one rule.
 package integration
 
 import (

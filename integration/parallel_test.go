@@ -32,8 +32,11 @@ func TestParallelContainers(t *testing.T) {
 				t.Errorf("%s: %v", id, errs[i])
 				continue
 			}
-			if results[i].exitCode != uint32(i) || results[i].stdout != id+"\n" {
-				t.Errorf("%s: exit code %d, stdout %q; want %d and %q", id, results[i].exitCode, results[i].stdout, i, id+"\n")
+			switch {
+			case results[i].exitCode != uint32(i):
+				t.Errorf("%s: exit code %d, want %d", id, results[i].exitCode, i)
+			case results[i].stdout != id+"\n":
+				s.shimFellShort(t, "%s: stdout %q, want %q", id, results[i].stdout, id+"\n")
 			}
 		}
 	})

@@ -246,15 +246,11 @@ func TestReliabilityRuncHangs(t *testing.T) {
 
 		if stateErr != nil {
 			err := fmt.Errorf("State while runc kill hangs: %w", stateErr)
-			if !sc.stockShares(err, "State blocked by a hung runc") {
-				sc.knownShimBug("state-blocked-by-hung-runc", err)
-			}
+			sc.shimFellShort("state-blocked-by-hung-runc", err)
 		}
 		if hung {
 			err := errors.New("Kill with no deadline of its own never returned while runc kill hung: the shim gives runc no deadline")
-			if !sc.stockShares(err, "no deadline on runc calls") {
-				sc.knownShimBug("runc-call-without-deadline", err)
-			}
+			sc.shimFellShort("runc-call-without-deadline", err)
 		}
 	})
 }

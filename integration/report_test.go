@@ -51,6 +51,7 @@ func sized(short, soak int) int {
 type scenario struct {
 	t       *testing.T
 	started time.Time
+	runtime string // the shim the row runs
 
 	mu     sync.Mutex // guards record
 	record reliability.Record
@@ -65,11 +66,9 @@ type scenarioSpec struct {
 // newScenario starts recording a row of spec; s may be nil for a row that
 // runs no daemon (a shim started by hand).
 func newScenario(t *testing.T, spec scenarioSpec, s *session) *scenario {
-	sc := &scenario{t: t, started: time.Now()}
-	mode := "short"
+	sc := &scenario{t: t, started: time.Now(), runtime: harness.TeachRuntime}
 	command := fmt.Sprintf("go test ./integration/ -run '^%s$' -v", spec.test)
 	if soaking() {
-		mode = "soak"
 		command = soakEnv + "=1 " + command
 	}
 	sc.record = reliability.Record{
@@ -77,16 +76,25 @@ func newScenario(t *testing.T, spec scenarioSpec, s *session) *scenario {
 		About:      spec.about,
 		Test:       t.Name(),
 		Command:    command,
-		Mode:       mode,
+		Mode:       mode(),
 		Containerd: "none (shim started by hand)",
 		Runtime:    "teach",
 	}
 	if s != nil {
+		sc.runtime = s.runtime
 		sc.record.Containerd = s.daemon.Release.Version
 		sc.record.Runtime = rowName(s.runtime)
 	}
 	t.Cleanup(sc.finish)
 	return sc
+}
+
+// mode is the record's name for the short or the soak versions.
+func mode() string {
+	if soaking() {
+		return "soak"
+	}
+	return "short"
 }
 
 func rowName(runtime string) string {
@@ -119,11 +127,30 @@ func (sc *scenario) note(format string, args ...any) {
 	sc.mu.Unlock()
 }
 
-// knownShimBug handles a check that failed (err != nil) on a row. On the
-// teach row a failure listed in knownShimBugs skips the rest of the row,
-// saying which bug it is and what was seen, so that `make test` stays green
-// until the shim is fixed; any other failure fails the test. Once the bug is
-// fixed the check passes and the skip is never reached; its entry in
+// shimFellShort is harness.ShimFellShort for a scenario's row: err (nil
+// when the check passed) says what the row's shim lost or left, bug names
+// it. On the reference row it is a finding, kept in the row's record for
+// the report, and the row goes on; on our row it is knownShimBug.
+func (sc *scenario) shimFellShort(bug string, err error) {
+	sc.t.Helper()
+	if err == nil {
+		return
+	}
+	if !harness.IsReference(sc.runtime) {
+		sc.knownShimBug(bug, err)
+		return
+	}
+	finding := harness.ReferenceFinding(sc.t, "%s: %v", bug, err)
+	sc.mu.Lock()
+	sc.record.Findings = append(sc.record.Findings, finding)
+	sc.mu.Unlock()
+}
+
+// knownShimBug handles a check that failed (err != nil) on our row. A
+// failure listed in knownShimBugs skips the rest of the row, saying which
+// bug it is and what was seen, so that `make test` stays green until the
+// shim is fixed; any other failure fails the test. Once the bug is fixed
+// the check passes and the skip is never reached; its entry in
 // knownShimBugs then goes.
 func (sc *scenario) knownShimBug(bug string, err error) {
 	sc.t.Helper()
@@ -131,8 +158,9 @@ func (sc *scenario) knownShimBug(bug string, err error) {
 		return
 	}
 	description, known := knownShimBugs[bug]
-	if sc.record.Runtime != "teach" || !known {
-		sc.t.Fatalf("%s: %v", bug, err)
+	if harness.IsReference(sc.runtime) || !known {
+		sc.t.Errorf("%s: %v", bug, err)
+		return
 	}
 	reason := fmt.Sprintf("known shim bug: %s (%s); seen: %v", description, bug, err)
 	sc.mu.Lock()
@@ -141,16 +169,27 @@ func (sc *scenario) knownShimBug(bug string, err error) {
 	sc.t.Skip(reason)
 }
 
-// stockShares handles a check that failed on the stock runc shim's row: the
-// reference cannot vouch for it, so the row notes what the stock shim did and
-// passes. Our row is held to the check.
-func (sc *scenario) stockShares(err error, what string) bool {
-	sc.t.Helper()
-	if err == nil || sc.record.Runtime != "runc" {
-		return false
+// shimFellShort is harness.ShimFellShort for a row outside the reliability
+// scenarios: on the reference row the finding is logged, and written to the
+// reliability report as a record of its own; on ours it fails the test.
+func (s *session) shimFellShort(t *testing.T, format string, args ...any) {
+	t.Helper()
+	finding := harness.ShimFellShort(t, s.runtime, format, args...)
+	if finding == "" {
+		return
 	}
-	sc.note("stock runc shim: %s: %v", what, err)
-	return true
+	err := appendRecord(reliability.Record{
+		Test:       t.Name(),
+		Mode:       mode(),
+		Containerd: s.daemon.Release.Version,
+		Runtime:    rowName(s.runtime),
+		Result:     "pass",
+		Findings:   []string{finding},
+		Finished:   time.Now().UTC().Format(time.RFC3339),
+	})
+	if err != nil {
+		t.Errorf("reliability report: %v", err)
+	}
 }
 
 func (sc *scenario) finish() {

@@ -78,11 +78,7 @@ func TestOOMKillIsReportedBeforeTheExit(t *testing.T) {
 		oom := strings.Index(got, "/tasks/oom")
 		exit := strings.Index(got, "/tasks/exit")
 		if oom < 0 || exit < 0 || oom > exit {
-			report := t.Errorf
-			if stockShimDropsEvents(s) {
-				report = t.Logf
-			}
-			report("want /tasks/oom before /tasks/exit, got:\n%s", got)
+			s.shimFellShort(t, "want /tasks/oom before /tasks/exit, got:\n%s", got)
 		}
 	})
 }

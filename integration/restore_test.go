@@ -78,8 +78,11 @@ func TestRestoreFailureLeavesNothingBehind(t *testing.T) {
 				task, exitCh := s.startTask(t, next, streams)
 				code := exitCodeOf(t, exitCh)
 				deleteTask(t, s.ctx, task, code)
-				if code != 0 || streams.stdout.String() != "fine\n" {
-					t.Errorf("next container of the group: exit code %d, stdout %q; want 0 and %q", code, streams.stdout.String(), "fine\n")
+				switch {
+				case code != 0:
+					t.Errorf("next container of the group: exit code %d, want 0", code)
+				case streams.stdout.String() != "fine\n":
+					s.shimFellShort(t, "next container of the group printed %q, want %q", streams.stdout.String(), "fine\n")
 				}
 			})
 		}

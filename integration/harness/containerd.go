@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +47,7 @@ type Containerd struct {
 	TTRPCAddress string // the socket shims publish their events to
 	LogPath      string // the daemon's stdout and stderr, debug level
 	FIFODir      string // where the tests' clients make their stdio FIFOs
+	TempDir      string // $TMPDIR of the daemon, its shims and ctr
 
 	options   Options
 	cri       criState
@@ -76,6 +78,10 @@ func StartContainerdWith(t testing.TB, version string, opts Options) *Containerd
 	if os.Geteuid() != 0 {
 		t.Skip("containerd and runc need root")
 	}
+	// Registered first, so it runs last: once the daemon and its folder
+	// are gone, nothing of it may be left in the machine's temp folders.
+	checkpointsBefore := checkpointFolders()
+	t.Cleanup(func() { assertNoCheckpointFoldersLeft(t, checkpointsBefore) })
 	d := newContainerd(t, FindContainerdRelease(t, version), opts)
 	if opts.CRI {
 		// Registered before the daemon's own cleanup, so it runs after it:
@@ -134,6 +140,7 @@ func newContainerd(t testing.TB, release ContainerdRelease, opts Options) *Conta
 		TTRPCAddress: filepath.Join(dir, "containerd.sock.ttrpc"),
 		LogPath:      filepath.Join(dir, "containerd.log"),
 		FIFODir:      filepath.Join(dir, "fifo"),
+		TempDir:      filepath.Join(dir, "tmp"),
 		options:      opts,
 		binDir:       binaries,
 		runcPath:     runc,
@@ -146,7 +153,15 @@ func newContainerd(t testing.TB, release ContainerdRelease, opts Options) *Conta
 	}
 	dirs := append(append([]string(nil), opts.ShimDirs...), shims, filepath.Dir(runc), binaries, os.Getenv("PATH"))
 	path := strings.Join(dirs, string(os.PathListSeparator))
-	d.env = append(withoutEnv(os.Environ(), "PATH"), "PATH="+path)
+	// containerd unpacks the checkpoint a task is restored from into a
+	// folder it makes in $XDG_RUNTIME_DIR, or in $TMPDIR when that is
+	// unset, and never removes it. A temp folder inside the daemon's own
+	// goes with it. XDG_RUNTIME_DIR is dropped: it would win over TMPDIR,
+	// and containerd 2.x would move the shims' sockets there too.
+	if err := os.Mkdir(d.TempDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d.env = append(withoutEnv(os.Environ(), "PATH", "TMPDIR", "XDG_RUNTIME_DIR"), "PATH="+path, "TMPDIR="+d.TempDir)
 	return d
 }
 
@@ -374,10 +389,12 @@ func logTail(path string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
-func withoutEnv(env []string, key string) []string {
+// withoutEnv is env without the variables named keys.
+func withoutEnv(env []string, keys ...string) []string {
 	var kept []string
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, key+"=") {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(keys, name) {
 			kept = append(kept, kv)
 		}
 	}

@@ -216,7 +216,7 @@ func (dd *Dockerd) answers() error {
 // DockerCommand is the docker CLI pointed at this daemon.
 func (dd *Dockerd) DockerCommand(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "docker", args...)
-	cmd.Env = append(withoutEnv(withoutEnv(os.Environ(), "DOCKER_HOST"), "DOCKER_CONFIG"),
+	cmd.Env = append(withoutEnv(os.Environ(), "DOCKER_HOST", "DOCKER_CONFIG"),
 		"DOCKER_HOST="+dd.Host, "DOCKER_CONFIG="+dd.cliConfig, "DOCKER_CLI_HINTS=false")
 	return cmd
 }

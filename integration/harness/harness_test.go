@@ -1,8 +1,10 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -121,5 +123,36 @@ func TestToolDirMatchesToolsScript(t *testing.T) {
 		if got := ToolDir(t, tool); got != want {
 			t.Errorf("ToolDir(%s) = %s, want %s", tool, got, want)
 		}
+	}
+}
+
+// findingRecorder is a testing.TB that keeps what a check said, to see how
+// ShimFellShort treats each row.
+type findingRecorder struct {
+	testing.TB
+	errors, logs []string
+}
+
+func (r *findingRecorder) Helper() {}
+func (r *findingRecorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+func (r *findingRecorder) Logf(format string, args ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+}
+
+func TestShimFellShortFailsOurRowAndLogsTheReference(t *testing.T) {
+	ours := &findingRecorder{TB: t}
+	if finding := ShimFellShort(ours, TeachRuntime, "stdout %q", ""); finding != "" || len(ours.errors) != 1 || len(ours.logs) != 0 {
+		t.Errorf("our row: finding %q, errors %q, logs %q; want one error", finding, ours.errors, ours.logs)
+	}
+	reference := &findingRecorder{TB: t}
+	finding := ShimFellShort(reference, RuncRuntime, "output was %q", "--- FAIL: TestX")
+	if len(reference.errors) != 0 || len(reference.logs) != 1 || !strings.HasPrefix(reference.logs[0], FindingMarker+" ") {
+		t.Fatalf("reference row: errors %q, logs %q; want one log line starting %q", reference.errors, reference.logs, FindingMarker)
+	}
+	// CI counts "--- FAIL" lines: a finding must never print one.
+	if strings.Contains(reference.logs[0], "--- FAIL") || finding != `output was "-- FAIL: TestX"` {
+		t.Errorf("the finding reads as a failure: %q (returned %q)", reference.logs[0], finding)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,4 +132,55 @@ func FilesUnder(dir string) ([]string, error) {
 		return nil
 	})
 	return files, err
+}
+
+// checkpointFolderPattern names the folders containerd unpacks a checkpoint
+// into when a task is restored from one (plugins/services/tasks, Create),
+// and saves one into for `ctr task checkpoint`. It removes the second kind
+// only.
+const checkpointFolderPattern = "ctrd-checkpoint*"
+
+// sharedTempDirs are the folders a containerd without a temp folder of its
+// own makes them in: $XDG_RUNTIME_DIR, or $TMPDIR, or /tmp.
+func sharedTempDirs() []string {
+	dirs := []string{os.TempDir()}
+	if xdg := os.Getenv("XDG_RUNTIME_DIR"); xdg != "" {
+		dirs = append(dirs, xdg)
+	}
+	if !slices.Contains(dirs, "/tmp") {
+		dirs = append(dirs, "/tmp")
+	}
+	return dirs
+}
+
+// checkpointFolders lists the checkpoint folders now in the shared temp
+// folders.
+func checkpointFolders() map[string]bool {
+	found := map[string]bool{}
+	for _, dir := range sharedTempDirs() {
+		matches, _ := filepath.Glob(filepath.Join(dir, checkpointFolderPattern))
+		for _, m := range matches {
+			found[m] = true
+		}
+	}
+	return found
+}
+
+// assertNoCheckpointFoldersLeft fails t if a checkpoint folder appeared in a
+// shared temp folder since before was listed. Each daemon the harness starts
+// has a temp folder of its own, removed with it, so one appearing there came
+// from a daemon, or a test, that bypassed it; a test binary running at the
+// same time from elsewhere on the machine would be blamed too.
+func assertNoCheckpointFoldersLeft(t testing.TB, before map[string]bool) {
+	t.Helper()
+	var left []string
+	for folder := range checkpointFolders() {
+		if !before[folder] {
+			left = append(left, folder)
+		}
+	}
+	if len(left) > 0 {
+		slices.Sort(left)
+		t.Errorf("checkpoint folders left in the machine's temp folder while this test's containerd ran: %s", strings.Join(left, ", "))
+	}
 }

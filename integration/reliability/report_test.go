@@ -45,3 +45,33 @@ func TestReadRefusesABrokenLine(t *testing.T) {
 		t.Fatal("a broken line was accepted")
 	}
 }
+
+// A reference row's findings show in its scenario and in the list of every
+// finding; a test outside the scenarios adds a line to that list only.
+func TestWriteListsReferenceFindings(t *testing.T) {
+	records := []Record{
+		{Scenario: "restart", Test: "TestRestart/containerd-v2.4.2/runc", Containerd: "v2.4.2", Runtime: "runc", Result: "pass",
+			Findings: []string{"exec output lost"}},
+		{Test: "TestOOM/containerd-v1.7.35/runc", Containerd: "v1.7.35", Runtime: "runc", Result: "pass",
+			Findings: []string{"want /tasks/oom before /tasks/exit"}},
+	}
+	var doc strings.Builder
+	if err := Write(&doc, Run{Command: "make test"}, records); err != nil {
+		t.Fatal(err)
+	}
+	out := doc.String()
+	for _, want := range []string{
+		"## Reference shim findings",
+		"- `TestRestart/containerd-v2.4.2/runc`: exec output lost",
+		"- `TestOOM/containerd-v1.7.35/runc`: want /tasks/oom before /tasks/exit",
+		"- v2.4.2 / runc: reference shim finding: exec output lost",
+		"| [restart](#restart) | 1 | 1 | 0 | 0 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the document lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "| [](#) |") {
+		t.Errorf("a record without a scenario became a scenario:\n%s", out)
+	}
+}
