@@ -29,13 +29,14 @@ import (
 // shim need not ask the kernel who connected. Any user can read the path in
 // /proc/net/unix while runc runs; a random name keeps it from counting the
 // shim's creates and execs. The path is short on purpose: a socket's path
-// holds at most 107 bytes, and a bundle's path can be long. The
-// folder is made on the shim's first create or exec, removed when the shim
-// exits (RemovePidfdSockets), and the next shim to make its own removes any
-// that a shim killed outright left behind. Under /run, a tmpfs, making and
-// removing a socket file costs about as much as the abstract name the shim
-// once used, which any user could see and connect to (docs/benchmarks.md,
-// History).
+// holds at most 107 bytes, and a bundle's path can be long.
+//
+// The folder is made on the shim's first create or exec and removed when the
+// shim exits (RemovePidfdSockets); the next shim to make its own removes
+// those that shims killed outright left behind. Under /run, a tmpfs, making
+// and removing a socket file costs about as much as the abstract name the
+// shim once used, which any user could see and connect to
+// (docs/benchmarks.md, History).
 //
 // When runc sends: runc connects at once, and hands the connection to runc
 // init, which sends its own pidfd once it has joined the container's
@@ -52,6 +53,9 @@ import (
 // have all gone ends at once, without a wait.
 var pidfdGrace = 2 * time.Second
 
+// pidfdRoot holds a folder for each shim that has made a pidfd socket.
+var pidfdRoot = filepath.Join(journal.DefaultRoot, "pidfd")
+
 // pidfdFolder is the folder of one shim's pidfd sockets.
 type pidfdFolder struct {
 	root string // the folder every shim's folder is made in
@@ -59,9 +63,6 @@ type pidfdFolder struct {
 	mu   sync.Mutex // guards path
 	path string     // this shim's folder; "" until made, and once removed
 }
-
-// pidfdRoot holds a folder for each shim that has made a pidfd socket.
-var pidfdRoot = filepath.Join(journal.DefaultRoot, "pidfd")
 
 // shimPidfdFolder is the folder of this shim's pidfd sockets.
 var shimPidfdFolder = &pidfdFolder{root: pidfdRoot}
@@ -118,6 +119,7 @@ func removeFoldersOfDeadShims(root string) {
 	}
 }
 
+// remove removes the shim's folder and what is left in it.
 func (f *pidfdFolder) remove() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
