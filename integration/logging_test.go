@@ -2,10 +2,8 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
@@ -14,34 +12,8 @@ import (
 // Output can go to a logging program or a file instead of FIFOs:
 // `ctr run --log-uri binary:///path?args` or `--log-uri file:///path`.
 
-var (
-	testLoggerOnce sync.Once
-	testLoggerPath string
-	testLoggerErr  error
-)
-
-// testLogger builds integration/cmd/testlogger once per test binary.
-func testLogger(t *testing.T) string {
-	t.Helper()
-	testLoggerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "teach-testlogger-")
-		if err != nil {
-			testLoggerErr = err
-			return
-		}
-		testLoggerPath = filepath.Join(dir, "testlogger")
-		build := exec.Command("go", "build", "-o", testLoggerPath, "./integration/cmd/testlogger")
-		build.Dir = harness.RepoRoot(t)
-		if out, err := build.CombinedOutput(); err != nil {
-			testLoggerErr = err
-			t.Logf("%s", out)
-		}
-	})
-	if testLoggerErr != nil {
-		t.Fatalf("build testlogger: %v", testLoggerErr)
-	}
-	return testLoggerPath
-}
+// testLogger is integration/cmd/testlogger, built once per test binary.
+func testLogger(t *testing.T) string { return harness.TestProgram(t, "testlogger") }
 
 func TestOutputToALoggingProgram(t *testing.T) {
 	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {

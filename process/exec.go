@@ -117,13 +117,13 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 	if err := runcCall(ctx, e.cfg.Journal, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
 		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
 	}); err != nil {
-		pidfds.discard()
+		pidfds.Close()
 		setup.abort()
 		return err
 	}
 	streams, err := setup.started()
 	if err != nil {
-		pidfds.discard()
+		pidfds.Close()
 		setup.abort()
 		return err
 	}
@@ -134,13 +134,19 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 	}()
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
-		pidfds.discard()
+		pidfds.Close()
 		return fmt.Errorf("read pid file of exec %s: %w", e.cfg.ID, err)
+	}
+	if err := adoptPidfd(ctx, pidfds, noPidfd, pid, &e.pidfd, log.Fields{"id": e.cfg.ContainerID, "exec": e.cfg.ID}); err != nil {
+		// The process runs, but its exit could not be told from that of
+		// a later process given its pid. Its exit is reaped through the
+		// caller's StartWindow, which claims no pid for a failed start.
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("runc exec %s (exec %s): %w", e.cfg.ContainerID, e.cfg.ID, err)
 	}
 	e.mu.Lock()
 	e.pid, e.streams = pid, streams
 	e.mu.Unlock()
-	adoptPidfd(ctx, pidfds, noPidfd, pid, &e.pidfd, log.Fields{"id": e.cfg.ContainerID, "exec": e.cfg.ID})
 	if err := e.life.MoveTo(Running, e.cfg.ID); err != nil && e.life.State() != Stopped {
 		return err
 	}

@@ -99,25 +99,29 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 	if err := runcCall(ctx, p.journal, p.runc, "create", p.id, func(ctx context.Context) error {
 		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
 	}); err != nil {
-		pidfds.discard()
+		pidfds.Close()
 		setup.abort()
 		return nil, err
 	}
 	if p.streams, err = setup.started(); err != nil {
-		pidfds.discard()
+		pidfds.Close()
 		setup.abort()
 		p.forceDelete(ctx)
 		return nil, err
 	}
 	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
-		pidfds.discard()
+		pidfds.Close()
 		p.streams.Close()
 		p.forceDelete(ctx)
 		return nil, fmt.Errorf("read pid file of %s: %w", p.id, err)
 	}
 	p.pid = pid
-	adoptPidfd(ctx, pidfds, noPidfd, pid, &p.pidfd, log.Fields{"id": p.id})
+	if err := adoptPidfd(ctx, pidfds, noPidfd, pid, &p.pidfd, log.Fields{"id": p.id}); err != nil {
+		p.streams.Close()
+		p.forceDelete(ctx)
+		return nil, fmt.Errorf("runc create %s: %w", p.id, err)
+	}
 	return p, nil
 }
 

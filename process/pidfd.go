@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
@@ -36,7 +35,9 @@ import (
 //   - to send Kill's signal, which then cannot reach a recycled pid.
 //
 // Without a pidfd (an older runc, a kernel before 5.3, pidfd_open refused by
-// a sandbox) the shim falls back to matching wait4's pid, and says so.
+// a sandbox) the shim falls back to matching wait4's pid, and says so. A runc
+// that connects to the socket and then sends no pidfd is broken, not old: the
+// create or exec fails (pidfdsocket.go).
 
 // ExitAttribution names how the shim tells that a reaped pid is its process.
 type ExitAttribution string
@@ -132,64 +133,43 @@ func (p *Pidfd) Close() {
 	}
 }
 
-// pidfdReceiver is runc's --pidfd-socket for one create or exec. runc
-// connects while it sets the process up and sends the pidfd before it
-// returns; a goroutine takes it meanwhile, so runc never waits on the shim.
-type pidfdReceiver struct {
-	socket   *pidfdSocket
-	received chan *os.File // one value: the pidfd, or nil
-}
-
-// pidfdCollectLimit bounds how long the shim waits, after runc returned, for
-// a pidfd runc should already have sent.
-const pidfdCollectLimit = 2 * time.Second
-
 // listenForPidfd opens the socket runc sends the pidfd to, or returns nil,
 // with the reason, when pidfds are not to be had here. The journal records
 // the one `runc --version` a shim asks.
-func listenForPidfd(ctx context.Context, j journal.Recorder, rc *runc.Runc) (*pidfdReceiver, string) {
+func listenForPidfd(ctx context.Context, j journal.Recorder, rc *runc.Runc) (*pidfdSocket, string) {
 	if reason := pidfdsUnavailable(ctx, j, rc); reason != "" {
 		return nil, reason
 	}
-	socket, err := newPidfdSocket()
+	socket, err := shimPidfdFolder.listen()
 	if err != nil {
 		return nil, fmt.Sprintf("cannot create the pidfd socket: %v", err)
 	}
-	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
-	go func() {
-		file, err := socket.receive()
-		if err != nil {
-			file = nil
-		}
-		r.received <- file
-	}()
-	return r, ""
+	return socket, ""
 }
 
 // runcSocket is the option for go-runc's CreateOpts and ExecOpts. It must be
-// a nil interface, not a nil *runc.Socket, when there is no receiver: go-runc
+// a nil interface, not a nil *pidfdSocket, when there is no socket: go-runc
 // tests the interface against nil.
-func (r *pidfdReceiver) runcSocket() runc.PidfdSocket {
-	if r == nil {
+func (s *pidfdSocket) runcSocket() runc.PidfdSocket {
+	if s == nil {
 		return nil
 	}
-	return r.socket
+	return s
 }
 
-// take returns the pidfd runc sent for pid, or nil with the reason there is
-// none. A pidfd that names another live process than the pid file does is
-// refused: attributing exits by it would be wrong.
-func (r *pidfdReceiver) take(pid int) (*os.File, string) {
-	var file *os.File
-	select {
-	case file = <-r.received:
-		r.socket.Close()
-	case <-time.After(pidfdCollectLimit):
-		r.discard()
-		return nil, "runc sent no pidfd"
-	}
-	if file == nil {
-		return nil, "runc sent no pidfd"
+// take returns the pidfd runc sent for pid, once runc has returned, and
+// closes the socket. Without a pidfd, reason says why and the process's exit
+// will be attributed by pid; a runc that connected and sent none is an
+// error (sentNoPidfd). A pidfd that names another live process than the pid
+// file does is refused: attributing exits by it would be wrong.
+func (s *pidfdSocket) take(pid int) (file *os.File, reason string, err error) {
+	defer s.Close()
+	file, connected, err := s.collect()
+	switch {
+	case err != nil:
+		return nil, "", sentNoPidfd(err)
+	case !connected:
+		return nil, "runc did not connect to the pidfd socket", nil
 	}
 	// A process that has already been reaped (one that ends at once) shows
 	// as -1: the pidfd still names it, and polls readable, as its exit
@@ -197,23 +177,9 @@ func (r *pidfdReceiver) take(pid int) (*os.File, string) {
 	named, err := pidfdTarget(file)
 	if err != nil || (named != pid && named != -1) {
 		file.Close()
-		return nil, fmt.Sprintf("the pidfd runc sent names pid %d (%v), not %d", named, err, pid)
+		return nil, fmt.Sprintf("the pidfd runc sent names pid %d (%v), not %d", named, err, pid), nil
 	}
-	return file, ""
-}
-
-// discard closes the socket after a failed command: an Accept still waiting
-// ends, and a pidfd that arrives late is closed.
-func (r *pidfdReceiver) discard() {
-	if r == nil {
-		return
-	}
-	r.socket.Close()
-	go func() {
-		if file := <-r.received; file != nil {
-			file.Close()
-		}
-	}()
+	return file, "", nil
 }
 
 // pidfdTarget reads which pid a pidfd names, from its "Pid:" line in
@@ -308,16 +274,20 @@ func leadingDigits(s string) string {
 }
 
 // adoptPidfd puts the pidfd runc sent for pid into holder (none without a
-// receiver: reason says why) and logs how the process's exit will be
-// attributed.
-func adoptPidfd(ctx context.Context, r *pidfdReceiver, reason string, pid int, holder *Pidfd, fields log.Fields) {
+// socket: reason says why) and logs how the process's exit will be
+// attributed. It fails if runc connected to the socket and sent no pidfd.
+func adoptPidfd(ctx context.Context, socket *pidfdSocket, reason string, pid int, holder *Pidfd, fields log.Fields) error {
 	var file *os.File
-	if r != nil {
-		file, reason = r.take(pid)
+	if socket != nil {
+		var err error
+		if file, reason, err = socket.take(pid); err != nil {
+			return err
+		}
 	}
 	holder.hold(file, pid)
 	fields["pid"] = pid
 	logAttribution(ctx, fields, holder.Attribution(), reason)
+	return nil
 }
 
 // logAttribution tells, once per process, how its exit will be attributed:

@@ -122,7 +122,7 @@ func sendPidfd(t *testing.T, path string, file *os.File) {
 	}
 }
 
-func TestReceiverTakesThePidfdOfThePidRuncReported(t *testing.T) {
+func TestSocketTakesThePidfdOfThePidRuncReported(t *testing.T) {
 	cmd, file := startSleeper(t)
 	defer file.Close()
 	for _, tc := range []struct {
@@ -134,11 +134,11 @@ func TestReceiverTakesThePidfdOfThePidRuncReported(t *testing.T) {
 		{"another pid", cmd.Process.Pid + 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newTestReceiver(t)
-			sendPidfd(t, r.socket.Path(), file)
-			got, reason := r.take(tc.pid)
-			if tc.accepted != (got != nil) {
-				t.Fatalf("take(%d): file %v, reason %q", tc.pid, got, reason)
+			socket := newTestSocket(t)
+			sendPidfd(t, socket.Path(), file)
+			got, reason, err := socket.take(tc.pid)
+			if tc.accepted != (got != nil) || err != nil {
+				t.Fatalf("take(%d): file %v, reason %q, %v", tc.pid, got, reason, err)
 			}
 			if got != nil {
 				got.Close()
@@ -151,17 +151,17 @@ func TestReceiverTakesThePidfdOfThePidRuncReported(t *testing.T) {
 
 // The process may be reaped before the shim reads the pidfd (an exec that
 // ends at once): the pidfd names pid -1 then, and is kept.
-func TestReceiverKeepsThePidfdOfAReapedProcess(t *testing.T) {
+func TestSocketKeepsThePidfdOfAReapedProcess(t *testing.T) {
 	cmd, file := startSleeper(t)
 	defer file.Close()
 	pid := cmd.Process.Pid
 	cmd.Process.Kill()
 	waitReaped(t, file)
-	r := newTestReceiver(t)
-	sendPidfd(t, r.socket.Path(), file)
-	got, reason := r.take(pid)
+	socket := newTestSocket(t)
+	sendPidfd(t, socket.Path(), file)
+	got, reason, err := socket.take(pid)
 	if got == nil {
-		t.Fatalf("the pidfd of a reaped process was refused: %s", reason)
+		t.Fatalf("the pidfd of a reaped process was refused: %s, %v", reason, err)
 	}
 	defer got.Close()
 	var p Pidfd
@@ -182,36 +182,4 @@ func waitReaped(t *testing.T, file *os.File) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("the process was never reaped")
-}
-
-// newTestReceiver is a receiver whose runc command is the test itself.
-func newTestReceiver(t *testing.T) *pidfdReceiver {
-	t.Helper()
-	return newReceiverFor(t, os.Getpid())
-}
-
-// newReceiverFor is a receiver whose runc command has pid sender, as the
-// Reaper would announce it.
-func newReceiverFor(t *testing.T, sender int) *pidfdReceiver {
-	t.Helper()
-	r := newListeningReceiver(t)
-	r.socket.senderStarted(sender)
-	return r
-}
-
-// newListeningReceiver is a receiver waiting for connections, its sender
-// not yet announced.
-func newListeningReceiver(t *testing.T) *pidfdReceiver {
-	t.Helper()
-	socket, err := newPidfdSocket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &pidfdReceiver{socket: socket, received: make(chan *os.File, 1)}
-	go func() {
-		file, _ := socket.receive()
-		r.received <- file
-	}()
-	t.Cleanup(r.discard)
-	return r
 }

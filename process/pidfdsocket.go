@@ -1,217 +1,241 @@
 package process
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
-// pidfdSocket is the unix socket one runc command sends its new process's
-// pidfd to (--pidfd-socket).
+// The pidfd socket is where one runc command sends the pidfd of the process
+// it creates (--pidfd-socket). Each create and each exec gets a socket file
+// of its own, in a folder that belongs to this shim:
 //
-// It is an abstract socket: a name the kernel keeps, not a file. (runc
-// dials it with Go's net package, which reads a leading '@' as the abstract
-// namespace.) go-runc's socket is a file in a new temporary folder: on this
-// project's test machine, whose /tmp is on disk, making and removing the
-// folder and the file took 0.36 ms, an abstract socket 6 µs, and the pidfd
-// work around each create and exec had cost 0.84 ms, more than all the
-// shim's other work for an exec (docs/benchmarks.md, History).
+//	/run/containerd-shim-teach-v2/pidfd/<shim pid>/<random>
 //
-// An abstract name has no owner and no permissions: any process in the
-// shim's network namespace may connect to it, a container's with host
-// networking too. So the socket takes a pidfd only from the runc command it
-// was made for. The kernel tells which process connected (SO_PEERCRED), and
-// the Reaper, which starts every runc command, tells the socket the pid of
-// the command whose arguments name it (announcePidfdSender). The command may
-// be a wrapper script (BinaryName) that runs runc as its child rather than
-// exec'ing it, so a descendant of the command is accepted too. A connection
-// from anyone else is closed unread, so it cannot hold the socket up.
+// The folder is root's alone (0700), so only root can connect: whoever does
+// is runc, the runc init it starts, or a wrapper named as BinaryName, and the
+// shim need not ask the kernel who connected. Any user can read the path in
+// /proc/net/unix while runc runs; a random name keeps it from counting the
+// shim's creates and execs. The path is short on purpose: a socket's path
+// holds at most 107 bytes, and a bundle's path can be long.
+//
+// The folder is made on the shim's first create or exec and removed when the
+// shim exits (RemovePidfdSockets); the next shim to make its own removes
+// those that shims killed outright left behind. Under /run, a tmpfs, making
+// and removing a socket file costs about as much as the abstract name the
+// shim once used, which any user could see and connect to
+// (docs/benchmarks.md, History).
+//
+// When runc sends: runc connects at once, and hands the connection to runc
+// init, which sends its own pidfd once it has joined the container's
+// namespaces, before it tells runc it is ready: so before `runc create` or
+// `runc exec --detach` returns, however long that takes. Until the shim
+// accepts it, the kernel keeps the connection, and the pidfd sent on it, in
+// the listener's queue; the shim therefore takes nothing while runc runs, and
+// no timer runs then either. Only once runc has returned does the shim
+// accept and read (take).
+
+// pidfdGrace bounds how long the shim waits, once runc has returned, for a
+// pidfd on a connection that is still open: runc has sent it by then, so the
+// wait is for a wrapper that sends it on its own. A connection whose senders
+// have all gone ends at once, without a wait.
+var pidfdGrace = 2 * time.Second
+
+// pidfdRoot holds a folder for each shim that has made a pidfd socket.
+var pidfdRoot = filepath.Join(journal.DefaultRoot, "pidfd")
+
+// pidfdFolder is the folder of one shim's pidfd sockets.
+type pidfdFolder struct {
+	root string // the folder every shim's folder is made in
+
+	mu   sync.Mutex // guards path
+	path string     // this shim's folder; "" until made, and once removed
+}
+
+// shimPidfdFolder is the folder of this shim's pidfd sockets.
+var shimPidfdFolder = &pidfdFolder{root: pidfdRoot}
+
+// RemovePidfdSockets removes the shim's folder of pidfd sockets: the shim
+// calls it as it exits.
+func RemovePidfdSockets() { shimPidfdFolder.remove() }
+
+// nextPath makes the shim's folder if it has none yet, and returns the path
+// of a new socket in it.
+func (f *pidfdFolder) nextPath() (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.path == "" {
+		path, err := f.make()
+		if err != nil {
+			return "", err
+		}
+		f.path = path
+	}
+	return filepath.Join(f.path, fmt.Sprintf("%016x", rand.Uint64())), nil
+}
+
+// make creates this shim's folder, fresh: a shim that died with the same
+// pid may have left one. The folders of other shims that died go too.
+func (f *pidfdFolder) make() (string, error) {
+	if err := os.MkdirAll(f.root, 0o700); err != nil {
+		return "", err
+	}
+	removeFoldersOfDeadShims(f.root)
+	path := filepath.Join(f.root, strconv.Itoa(os.Getpid()))
+	if err := os.RemoveAll(path); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// removeFoldersOfDeadShims removes the folders named by the pid of a process
+// that no longer exists. A folder whose pid the kernel gave to another
+// process stays until that one ends too: it holds nothing anybody listens on.
+func removeFoldersOfDeadShims(root string) {
+	entries, _ := os.ReadDir(root)
+	for _, entry := range entries {
+		pid, err := strconv.Atoi(entry.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if errors.Is(unix.Kill(pid, 0), unix.ESRCH) {
+			os.RemoveAll(filepath.Join(root, entry.Name()))
+		}
+	}
+}
+
+// remove removes the shim's folder and what is left in it.
+func (f *pidfdFolder) remove() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.path != "" {
+		os.RemoveAll(f.path)
+		f.path = ""
+	}
+}
+
+// pidfdSocket is runc's --pidfd-socket for one create or exec.
 type pidfdSocket struct {
 	listener *net.UnixListener
-	name     string
-
-	senderOnce sync.Once
-	sender     int           // the runc command's pid; read only once announced is closed
-	announced  chan struct{} // closed once sender is set
-	closed     chan struct{} // closed by Close
-	closeOnce  sync.Once
 }
 
-// pidfdSockets finds a socket by its name, for the Reaper.
-var pidfdSockets sync.Map // name → *pidfdSocket
-
-var pidfdSocketCount atomic.Uint64
-
-// errNotTheSender is a connection from another process than the runc command.
-var errNotTheSender = errors.New("connection from a process other than the runc command")
-
-// newPidfdSocket listens on a new abstract name. The random part keeps
-// another process from taking the name first.
-func newPidfdSocket() (*pidfdSocket, error) {
-	name := fmt.Sprintf("@containerd-shim-teach-v2/%d/pidfd-%d-%016x", os.Getpid(), pidfdSocketCount.Add(1), rand.Uint64())
-	listener, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+// listen opens a new socket in the shim's folder.
+func (f *pidfdFolder) listen() (*pidfdSocket, error) {
+	path, err := f.nextPath()
 	if err != nil {
 		return nil, err
 	}
-	s := &pidfdSocket{listener: listener, name: name, announced: make(chan struct{}), closed: make(chan struct{})}
-	pidfdSockets.Store(name, s)
-	return s, nil
+	listener, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	return &pidfdSocket{listener: listener}, nil
 }
 
-// Path is the name runc is given (go-runc's PidfdSocket).
-func (s *pidfdSocket) Path() string { return s.name }
+// Path is the path runc is given (go-runc's PidfdSocket).
+func (s *pidfdSocket) Path() string { return s.listener.Addr().String() }
 
-// Close stops listening; a receive in progress ends.
-func (s *pidfdSocket) Close() error {
-	s.closeOnce.Do(func() {
-		pidfdSockets.Delete(s.name)
-		close(s.closed)
-	})
-	return s.listener.Close()
-}
-
-// senderStarted records the pid of the runc command given this socket.
-func (s *pidfdSocket) senderStarted(pid int) {
-	s.senderOnce.Do(func() {
-		s.sender = pid
-		close(s.announced)
-	})
-}
-
-// announcePidfdSender is the Reaper's part: cmd has just started; if its
-// arguments name one of the shim's pidfd sockets, that socket learns the
-// pid that will connect to it.
-func announcePidfdSender(cmd *exec.Cmd) {
-	for i := 0; i+1 < len(cmd.Args); i++ {
-		if cmd.Args[i] != "--pidfd-socket" {
-			continue
-		}
-		if s, ok := pidfdSockets.Load(cmd.Args[i+1]); ok {
-			s.(*pidfdSocket).senderStarted(cmd.Process.Pid)
-		}
-		return
+// Close removes the socket file. The kernel closes the connections still
+// queued, and the pidfds sent on them, so nothing is left; a sender that
+// sends afterwards gets EPIPE. Closing a nil socket (no pidfds to be had)
+// does nothing.
+func (s *pidfdSocket) Close() {
+	if s != nil {
+		s.listener.Close()
 	}
 }
 
-// receive waits for the runc command to connect and send its pidfd.
-// Connections from other processes are closed and skipped.
-func (s *pidfdSocket) receive() (*os.File, error) {
+// errClosedWithoutPidfd: every sender that connected closed its connection
+// without sending a pidfd.
+var errClosedWithoutPidfd = errors.New("every connection to it closed without one")
+
+// collect takes the pidfd runc sent, once runc has returned. connected is
+// false when nobody connected: a runc that does not know --pidfd-socket,
+// or a wrapper that dropped it. A connection that ends without a pidfd is
+// passed over for the next queued one, if any: the pidfd may come on
+// another connection than the first.
+func (s *pidfdSocket) collect() (file *os.File, connected bool, err error) {
+	deadline := time.Now().Add(pidfdGrace)
 	for {
+		queued, err := s.hasQueuedConnection()
+		switch {
+		case err != nil:
+			return nil, connected, err
+		case !queued && connected:
+			return nil, true, errClosedWithoutPidfd
+		case !queued:
+			return nil, false, nil
+		}
 		conn, err := s.listener.AcceptUnix()
 		if err != nil {
-			return nil, err
+			return nil, connected, err
 		}
-		file, err := s.receiveFrom(conn)
+		connected = true
+		file, err := receiveFile(conn, deadline)
 		conn.Close()
-		if errors.Is(err, errNotTheSender) {
-			continue
+		if !errors.Is(err, io.EOF) {
+			return file, true, err
 		}
-		return file, err
 	}
 }
 
-func (s *pidfdSocket) receiveFrom(conn *net.UnixConn) (*os.File, error) {
-	peer, err := peerPid(conn)
+// hasQueuedConnection reports, without waiting, whether a connection waits
+// to be accepted: the listener then polls readable.
+func (s *pidfdSocket) hasQueuedConnection() (bool, error) {
+	raw, err := s.listener.SyscallConn()
 	if err != nil {
+		return false, err
+	}
+	var n int
+	var pollErr error
+	err = raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, pollErr = unix.Poll(fds, 0)
+			if !errors.Is(pollErr, unix.EINTR) {
+				return
+			}
+		}
+	})
+	if err == nil {
+		err = pollErr
+	}
+	return n > 0, err
+}
+
+// receiveFile reads one descriptor sent as SCM_RIGHTS, waiting no later
+// than deadline; io.EOF if the connection ends first. runc sends the file's
+// name as the message's bytes; only the descriptor matters here.
+func receiveFile(conn *net.UnixConn, deadline time.Time) (*os.File, error) {
+	if err := conn.SetReadDeadline(deadline); err != nil {
 		return nil, err
 	}
-	// runc may connect before the Reaper has recorded its pid: the command
-	// runs from the moment it is started.
-	select {
-	case <-s.announced:
-	case <-s.closed:
-		return nil, net.ErrClosed
-	}
-	if !descendsFrom(peer, s.sender) {
-		return nil, errNotTheSender
-	}
-	// runc sends at once; a deadline still bounds a sender that does not.
-	if err := conn.SetReadDeadline(time.Now().Add(pidfdCollectLimit)); err != nil {
-		return nil, err
-	}
-	return receiveFile(conn)
-}
-
-// peerPid is the pid of the process that connected, as the kernel recorded
-// it at connect(2).
-func peerPid(conn *net.UnixConn) (int, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, fmt.Errorf("SO_PEERCRED: %w", credErr)
-	}
-	return int(cred.Pid), nil
-}
-
-// wrapperDepth bounds how many parents are followed from the connecting
-// process to the runc command: a wrapper script, perhaps a shell in it.
-const wrapperDepth = 3
-
-// descendsFrom reports whether pid is ancestor or a child, grandchild... of
-// it, up to wrapperDepth generations. runc is still running when it
-// connects (it closes the connection as it exits), and so are the wrappers
-// waiting for it, so their /proc entries are there to read.
-func descendsFrom(pid, ancestor int) bool {
-	for range wrapperDepth {
-		if pid == ancestor {
-			return true
-		}
-		parent, err := parentPid(pid)
-		if err != nil || parent <= 1 {
-			return false
-		}
-		pid = parent
-	}
-	return pid == ancestor
-}
-
-// parentPid reads a process's parent from /proc/<pid>/stat: the field after
-// the command name, which is in parentheses and may itself hold spaces and
-// parentheses.
-func parentPid(pid int) (int, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	end := bytes.LastIndexByte(data, ')')
-	if end < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	fields := strings.Fields(string(data[end+1:]))
-	if len(fields) < 2 {
-		return 0, fmt.Errorf("/proc/%d/stat: too short", pid)
-	}
-	return strconv.Atoi(fields[1])
-}
-
-// receiveFile reads one descriptor sent as SCM_RIGHTS. runc sends the
-// file's name as the message's bytes; only the descriptor matters here.
-func receiveFile(conn *net.UnixConn) (*os.File, error) {
 	payload := make([]byte, 256)
 	oob := make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := conn.ReadMsgUnix(payload, oob)
+	n, oobn, _, _, err := conn.ReadMsgUnix(payload, oob)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, fmt.Errorf("none came within %v of runc returning, on a connection still open", pidfdGrace)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if n == 0 && oobn == 0 {
+		return nil, io.EOF
 	}
 	messages, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil {
@@ -231,4 +255,13 @@ func receiveFile(conn *net.UnixConn) (*os.File, error) {
 		return nil, fmt.Errorf("expected one descriptor, got %d", len(fds))
 	}
 	return os.NewFile(uintptr(fds[0]), "pidfd"), nil
+}
+
+// sentNoPidfd is the error of a create or exec whose runc connected to the
+// pidfd socket and sent nothing: the process was made, but the shim cannot
+// tell its exit from that of a process given its pid later, so it does not
+// keep it.
+func sentNoPidfd(err error) error {
+	return fmt.Errorf("runc connected to the pidfd socket (--pidfd-socket) but sent no pidfd: %v; "+
+		"a runc wrapper named as BinaryName must pass --pidfd-socket on to runc unchanged: %w", err, errdefs.ErrUnknown)
 }

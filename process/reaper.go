@@ -112,7 +112,6 @@ func (r *Reaper) Start(cmd *exec.Cmd) (chan runc.Exit, error) {
 	waiter := make(chan runc.Exit, 1)
 	r.commands[cmd.Process.Pid] = waiter
 	noteCommandStarted(cmd)
-	announcePidfdSender(cmd)
 	return waiter, nil
 }
 

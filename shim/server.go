@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
+
+	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
 // runServer is the long-lived shim server that `start` launched: it serves
@@ -68,6 +70,9 @@ func runServer(flags launchFlags) error {
 	log.G(ctx).WithField("pid", os.Getpid()).Debug(serverStartedMessage)
 
 	<-sd.Done()
+	// The folder of the shim's pidfd sockets goes with the shim
+	// (process/pidfdsocket.go).
+	process.RemovePidfdSockets()
 	// The socket goes before the server stops listening: connections in
 	// progress are unaffected, and no new one can reach a shim that is
 	// leaving.

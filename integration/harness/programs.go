@@ -1,0 +1,58 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// The tests' own programs (integration/cmd/...) that a shim or a daemon
+// runs: a logging program, a runc stand-in. Each is built once per test
+// binary, outside t.TempDir, since the daemons may run it after the test
+// that asked for it has ended.
+
+type builtProgram struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var (
+	programsMu sync.Mutex
+	programs   = map[string]*builtProgram{}
+)
+
+// TestProgram builds the package integration/cmd/<name> once and returns
+// the binary's path.
+func TestProgram(t testing.TB, name string) string {
+	t.Helper()
+	programsMu.Lock()
+	p, ok := programs[name]
+	if !ok {
+		p = &builtProgram{}
+		programs[name] = p
+	}
+	programsMu.Unlock()
+	p.once.Do(func() { p.path, p.err = buildTestProgram(RepoRoot(t), name) })
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return p.path
+}
+
+func buildTestProgram(repoRoot, name string) (string, error) {
+	dir, err := os.MkdirTemp("", "teach-"+name+"-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	build := exec.Command("go", "build", "-o", path, "./integration/cmd/"+name)
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v: %s", name, err, out)
+	}
+	return path, nil
+}
