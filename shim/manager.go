@@ -41,37 +41,52 @@ const defaultSocketDir = "/run/containerd/s"
 type manager struct{}
 
 // Start launches the long-lived shim server for a container and returns the
-// address containerd should connect to.
-//
-// The server must not be containerd's child: it runs in a session of its own
-// (setsid), so it survives containerd stopping, and is re-parented to PID 1
-// (or the nearest subreaper) once this `start` process exits.
+// address containerd should connect to; or, for a container of a group whose
+// shim runs, joins that shim and returns its address (group.go).
 func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*bootapi.BootstrapResult, error) {
 	socketDir := defaultSocketDir
 	if params.SocketDir != nil && *params.SocketDir != "" {
 		socketDir = *params.SocketDir
 	}
-	group, grouped := shimGroup(params.InstanceID)
-	// A grouped shim's socket is named after its group, so the group's
-	// other containers find it. An ungrouped shim's socket is named after
-	// this start too: a container id is reused as soon as its task is
-	// deleted, and the old shim, while it exits, removes its socket — which
-	// must not be the new one's.
-	socketName := group
+	group, grouped := shimGroup(".", params.InstanceID) // start runs in the bundle
 	if !grouped {
-		socketName = fmt.Sprintf("%s@%d.%d", group, os.Getpid(), time.Now().UnixNano())
+		// An ungrouped shim's socket is named after this start: a
+		// container id is reused as soon as its task is deleted, and the
+		// old shim, while it exits, removes its socket — which must not
+		// be the new one's.
+		name := fmt.Sprintf("%s@%d.%d", group, os.Getpid(), time.Now().UnixNano())
+		return launchServer(ctx, params, group, socketAddress(socketDir, params.ContainerdGrpcAddress, params.Namespace, name), false)
 	}
-	address := socketAddress(socketDir, params.ContainerdGrpcAddress, params.Namespace, socketName)
-	listener, err := listen(address)
-	if errors.Is(err, errShimRunning) && grouped {
-		// Another container of the group started the shim: this
-		// container joins it. containerd connects to that address and
-		// calls Create there.
-		if err := writeBundleFile("address", []byte(address)); err != nil {
-			return nil, fmt.Errorf("write shim address into bundle: %w", err)
-		}
-		return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
+	// A grouped shim's socket is named after its group, so the group's
+	// other containers find it.
+	address := socketAddress(socketDir, params.ContainerdGrpcAddress, params.Namespace, group)
+	lock, err := lockGroup(address)
+	if err != nil {
+		return nil, err
 	}
+	defer lock.Unlock() // once the server is launched, or the attempt undone
+	err = joinGroupShim(ctx, address, params.InstanceID)
+	if errors.Is(err, errNoGroupShim) {
+		return launchServer(ctx, params, group, address, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// containerd connects to the group's shim and calls Create there.
+	if err := writeBundleFile("address", []byte(address)); err != nil {
+		return nil, fmt.Errorf("write shim address into bundle: %w", err)
+	}
+	return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
+}
+
+// launchServer creates the socket at address and starts the shim server on
+// it.
+//
+// The server must not be containerd's child: it runs in a session of its own
+// (setsid), so it survives containerd stopping, and is re-parented to PID 1
+// (or the nearest subreaper) once this `start` process exits.
+func launchServer(ctx context.Context, params *bootapi.BootstrapParams, group, address string, grouped bool) (*bootapi.BootstrapResult, error) {
+	listener, err := newSocket(address)
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +96,9 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	listener.SetUnlinkOnClose(false)
 	defer listener.Close()
 
-	cmd, err := serverCommand(params, group, address, listener)
+	cmd, err := serverCommand(params, group, address, grouped, listener)
 	if err != nil {
+		removeSocket(address)
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
@@ -106,36 +122,18 @@ func (manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*boo
 	return &bootapi.BootstrapResult{Version: 3, Address: address, Protocol: "ttrpc"}, nil
 }
 
-// shimAddressEnv tells the server the address it serves, so that it can
-// remove its own socket when it shuts down.
-const shimAddressEnv = "TEACH_SHIM_ADDRESS"
-
-// errShimRunning: a live shim already serves the address.
-var errShimRunning = errors.New("a shim already serves this address")
-
-// listen creates the shim's socket (socket.go). A stale socket left by a
-// dead shim is removed; a live one is errShimRunning.
-func listen(address string) (*net.UnixListener, error) {
-	l, err := newSocket(address)
-	if err == nil {
-		return l, nil
-	}
-	if !socketInUse(err) {
-		return nil, fmt.Errorf("create shim socket %s: %w", address, err)
-	}
-	if canConnect(address) {
-		return nil, fmt.Errorf("%s: %w", address, errShimRunning)
-	}
-	if err := removeSocket(address); err != nil {
-		return nil, fmt.Errorf("remove stale shim socket %s: %w", address, err)
-	}
-	return newSocket(address)
-}
+// The server learns from its environment the address it serves, so that it
+// can remove its own socket when it leaves, and whether the socket is a
+// group's, which it then removes under the group lock.
+const (
+	shimAddressEnv = "TEACH_SHIM_ADDRESS"
+	shimGroupedEnv = "TEACH_SHIM_GROUPED"
+)
 
 // serverCommand is the long-lived shim: this binary again, with no action. It
 // inherits the listening socket as fd 3, where runServer looks for it, and
 // learns containerd's event address from TTRPC_ADDRESS.
-func serverCommand(params *bootapi.BootstrapParams, group, address string, listener *net.UnixListener) (*exec.Cmd, error) {
+func serverCommand(params *bootapi.BootstrapParams, group, address string, grouped bool, listener *net.UnixListener) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -157,6 +155,9 @@ func serverCommand(params *bootapi.BootstrapParams, group, address string, liste
 	cmd.Dir = cwd
 	cmd.Env = append(os.Environ(), "TTRPC_ADDRESS="+params.ContainerdTtrpcAddress, "GRPC_ADDRESS="+params.ContainerdGrpcAddress,
 		shimAddressEnv+"="+address)
+	if grouped {
+		cmd.Env = append(cmd.Env, shimGroupedEnv+"=1")
+	}
 	cmd.Env = append(cmd.Env, oneProcessorEnv()...)
 	cmd.ExtraFiles = []*os.File{socket}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -190,7 +191,7 @@ func (manager) Stop(ctx context.Context, bundle, id string) (*taskAPI.DeleteResp
 	if err := unmountRootfs(filepath.Join(bundle, "rootfs"), j); err != nil {
 		return nil, err
 	}
-	removeDeadShimSocket(ctx, bundle)
+	removeDeadShimSocket(ctx, bundle, id)
 	pid, _ := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
 	return &taskAPI.DeleteResponse{
 		Pid:        uint32(pid),
@@ -201,10 +202,23 @@ func (manager) Stop(ctx context.Context, bundle, id string) (*taskAPI.DeleteResp
 
 // removeDeadShimSocket removes the socket a dead shim listened on, named in
 // the bundle's "address" file. A socket that still answers belongs to a live
-// shim (the group's, serving other containers) and stays.
-func removeDeadShimSocket(ctx context.Context, bundle string) {
+// shim (the group's, serving other containers) and stays; a group's socket is
+// judged under the group lock, since a start of the group may be replacing it
+// right now.
+func removeDeadShimSocket(ctx context.Context, bundle, id string) {
 	address, err := readAddress(filepath.Join(bundle, "address"))
-	if err != nil || canConnect(address) {
+	if err != nil {
+		return
+	}
+	if _, grouped := shimGroup(bundle, id); grouped {
+		lock, err := lockGroup(address)
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("remove the dead shim's socket")
+			return
+		}
+		defer lock.Unlock()
+	}
+	if shimAnswers(address) {
 		return
 	}
 	if err := removeSocket(address); err != nil && !os.IsNotExist(err) {

@@ -21,8 +21,8 @@ import (
 )
 
 // runServer is the long-lived shim server that `start` launched: it serves
-// the task API on the socket `start` handed over as fd 3, until containerd
-// calls Shutdown (or a signal ends it).
+// the task API (and the Group service, group.go) on the socket `start`
+// handed over as fd 3, until containerd calls Shutdown (or a signal ends it).
 //
 // containerd's pkg/shim offers this loop (RunShim); the shim has its own
 // because pkg/shim imports the task API v3 package, which carries gRPC
@@ -62,6 +62,9 @@ func runServer(flags launchFlags) error {
 	}
 	defer publisher.Close()
 	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd)
+	if address := os.Getenv(shimAddressEnv); address != "" {
+		service.socket = &serverSocket{address: address, grouped: os.Getenv(shimGroupedEnv) != ""}
+	}
 
 	server, err := serveTaskAPI(ctx, sd, service)
 	if err != nil {
@@ -73,12 +76,8 @@ func runServer(flags launchFlags) error {
 	// The folder of the shim's pidfd sockets goes with the shim
 	// (process/pidfdsocket.go).
 	process.RemovePidfdSockets()
-	// The socket goes before the server stops listening: connections in
-	// progress are unaffected, and no new one can reach a shim that is
-	// leaving.
-	if address := os.Getenv(shimAddressEnv); address != "" {
-		removeSocket(address)
-	}
+	// Shutdown removed the socket already; a signal did not.
+	service.socket.remove(ctx)
 	// The last answer (Shutdown's) may still be on its way to containerd.
 	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -97,6 +96,7 @@ func serveTaskAPI(ctx context.Context, sd shutdown.Service, service *TaskService
 	if err := services.RegisterTTRPC(server); err != nil {
 		return nil, err
 	}
+	registerGroupService(server, service)
 	listener, err := net.FileListener(os.NewFile(3, "socket"))
 	if err != nil {
 		return nil, fmt.Errorf("socket from start (fd 3): %w", err)

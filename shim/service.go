@@ -12,7 +12,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -41,6 +40,14 @@ type TaskService struct {
 	// creating holds ids whose Create is in progress, so a second Create
 	// with the same id is refused while the first runs.
 	creating map[string]struct{}
+	// joining holds ids of containers a `start` joined to this shim, whose
+	// Create has not arrived; leaving is set once Shutdown decided the shim
+	// exits. Both: group.go.
+	joining map[string]struct{}
+	leaving bool
+
+	// socket is what the shim serves on; set before it serves.
+	socket *serverSocket
 }
 
 // NewTaskService makes the task service of a shim server. It is not free
@@ -56,6 +63,7 @@ func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Servi
 		shutdown:   shutdown,
 		containers: make(map[string]*Container),
 		creating:   make(map[string]struct{}),
+		joining:    make(map[string]struct{}),
 		journals:   openJournals(namespace),
 	}
 	s.exits.shimJournal = s.journals.shimWide
@@ -185,6 +193,10 @@ func (s *TaskService) reserve(id string) error {
 	if exists || pending {
 		return fmt.Errorf("container %s already exists in this shim: %w", id, errdefs.ErrAlreadyExists)
 	}
+	if s.leaving {
+		return fmt.Errorf("create %s: this shim is exiting; start the container again to get a new one: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	delete(s.joining, id) // awaited no longer: it is being created
 	s.creating[id] = struct{}{}
 	return nil
 }
@@ -381,19 +393,16 @@ func (s *TaskService) Connect(ctx context.Context, req *taskAPI.ConnectRequest) 
 // containerd before the shim exits.
 const eventFlushLimit = 10 * time.Second
 
-// Shutdown ends the shim once it runs no container. containerd calls it after
-// deleting a task; a shim that still has containers stays.
+// Shutdown ends the shim once it runs no container and awaits none.
+// containerd calls it after deleting a task, or giving up on one; a shim that
+// still has containers stays (leaveIfIdle, group.go).
 func (s *TaskService) Shutdown(ctx context.Context, req *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
-	s.mu.Lock()
-	busy := len(s.containers) + len(s.creating)
-	s.mu.Unlock()
-	if busy > 0 {
-		log.G(ctx).WithField("containers", busy).Debug("shutdown requested while containers remain; staying")
+	if !s.leaveIfIdle(ctx, req.ID) {
 		return &emptypb.Empty{}, nil
 	}
 	flushCtx, cancel := context.WithTimeout(ctx, eventFlushLimit)
 	defer cancel()
 	s.events.Flush(flushCtx)
-	s.shutdown.Shutdown() // runServer removes the socket and returns
+	s.shutdown.Shutdown() // runServer returns
 	return &emptypb.Empty{}, nil
 }

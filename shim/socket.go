@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -8,10 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/pkg/sys"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 )
 
 // The shim's socket: where containerd reaches the task service. Its address
@@ -43,12 +45,12 @@ func newSocket(address string) (*net.UnixListener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create shim socket folder: %w", err)
+	if err := makeSocketFolder(path); err != nil {
+		return nil, err
 	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create shim socket %s: %w", address, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
@@ -57,24 +59,105 @@ func newSocket(address string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// socketInUse: listening failed because the socket file is there already.
-func socketInUse(err error) bool {
-	var opErr *net.OpError
-	return errors.As(err, &opErr) && opErr.Op == "listen" && errors.Is(err, syscall.EADDRINUSE)
+// makeSocketFolder creates the folder of a socket file, root's alone.
+func makeSocketFolder(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create shim socket folder: %w", err)
+	}
+	return nil
 }
 
-// canConnect tells a live shim's socket from one a dead shim left behind.
-func canConnect(address string) bool {
+// dialShim connects to a shim's socket, and takes as long as the kernel
+// makes it: only its answer tells a live shim from a dead one. connect(2) on
+// a blocking socket waits while the listener's queue of connections to
+// accept is full (a busy shim, a slow machine), where Go's net.Dial, which
+// connects without blocking, fails with EAGAIN; and a timer would call a live
+// shim dead on a machine slow enough. ECONNREFUSED: nobody listens on the
+// file, which a dead shim left; ENOENT: there is no file.
+func dialShim(address string) (net.Conn, error) {
 	path, err := socketPath(address)
 	if err != nil {
-		return false
+		return nil, err
 	}
-	conn, err := net.DialTimeout("unix", path, 100*time.Millisecond)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("create a socket to connect to %s: %w", address, err)
+	}
+	for {
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("connect to %s: %w", address, err)
+	}
+	file := os.NewFile(uintptr(fd), path)
+	defer file.Close() // FileConn holds a copy
+	return net.FileConn(file)
+}
+
+// shimAnswers: a shim listens on the socket of address.
+func shimAnswers(address string) bool {
+	conn, err := dialShim(address)
 	if err != nil {
 		return false
 	}
 	conn.Close()
 	return true
+}
+
+// serverSocket is the socket the shim server serves, as its exit sees it. The
+// file is removed once, when the server leaves, before it stops listening:
+// connections in progress are unaffected, and no new one can reach a shim
+// that is leaving. A group's socket is removed under the group lock
+// (group.go): while nobody holds it, the file at a group's address belongs to
+// a shim that serves it, or to one that died.
+type serverSocket struct {
+	address string
+	grouped bool
+	removed atomic.Bool
+}
+
+// lockGroup takes the group lock of a group's socket; an ungrouped socket
+// has none to take. A nil serverSocket is a shim without a socket (a test's).
+func (s *serverSocket) lockGroup() (unlock func(), err error) {
+	if s == nil || !s.grouped {
+		return func() {}, nil
+	}
+	lock, err := lockGroup(s.address)
+	if err != nil {
+		return nil, err
+	}
+	return lock.Unlock, nil
+}
+
+// removeLocked removes the socket file, the first time it is called. Held:
+// the group lock, for a group's socket.
+func (s *serverSocket) removeLocked(ctx context.Context) {
+	if s == nil || s.removed.Swap(true) {
+		return
+	}
+	if err := removeSocket(s.address); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.G(ctx).WithError(err).Warn("remove the shim's socket")
+	}
+}
+
+// remove removes the socket file, under the group lock for a group's, unless
+// Shutdown did already. A group's socket stays if the lock cannot be taken:
+// a start that finds it later takes it for a dead shim's and replaces it.
+func (s *serverSocket) remove(ctx context.Context) {
+	if s == nil || s.removed.Load() {
+		return
+	}
+	unlock, err := s.lockGroup()
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("could not take the group lock to remove the shim's socket")
+		return
+	}
+	defer unlock()
+	s.removeLocked(ctx)
 }
 
 // removeSocket removes the socket file of an address.
