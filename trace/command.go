@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/printable"
 )
 
 // Exit statuses of trace.
@@ -85,24 +86,25 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: %v\n%s", err, usage)
+		printable.Fprintf(stderr, "trace: %v\n", err)
+		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	found, err := journal.Find(r.root, r.state, r.namespace, r.id)
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: %v\n", explainNotFound(err, r))
+		printable.Fprintf(stderr, "trace: %v\n", explainNotFound(err, r))
 		return exitFailed
 	}
 	story, err := journal.Read(found.Dir)
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: read the journal of container %q: %v\n", r.id, err)
+		printable.Fprintf(stderr, "trace: read the journal of container %q: %v\n", r.id, err)
 		return exitFailed
 	}
 	if r.json {
 		return printRaw(found.Dir, story, r.follow, stdout, stderr)
 	}
 	if len(story.Entries) == 0 {
-		fmt.Fprintf(stderr, "trace: the journal of container %q in %s is empty\n", r.id, found.Dir)
+		printable.Fprintf(stderr, "trace: the journal of container %q in %s is empty\n", r.id, found.Dir)
 		return exitFailed
 	}
 	shared := readShared(&story, r.id)
@@ -112,7 +114,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	t.entries(story.Entries)
 	if r.follow && !ended(story) && !hasKind(story.Entries, journal.KindCleanup) {
 		if story, err = follow(t, story, shared); err != nil {
-			fmt.Fprintf(stderr, "trace: follow %s: %v\n", found.Dir, err)
+			printable.Fprintf(stderr, "trace: follow %s: %v\n", found.Dir, err)
 			return exitFailed
 		}
 	}
@@ -140,21 +142,21 @@ func verdict(story journal.Story, stderr io.Writer) int {
 	status := exitOK
 	first := story.Entries[0]
 	if story.Rotated {
-		fmt.Fprintf(stderr, "trace: the journal's oldest entries were rotated out (it keeps about %d KiB per container); the timeline starts at %s\n",
+		printable.Fprintf(stderr, "trace: the journal's oldest entries were rotated out (it keeps about %d KiB per container); the timeline starts at %s\n",
 			2*journal.DefaultFileLimit>>10, first.Time.Local().Format(time.RFC3339))
 		status = exitIncomplete
 	}
 	if story.Skipped > 0 {
-		fmt.Fprintf(stderr, "trace: %d lines of the journal could not be read and were left out\n", story.Skipped)
+		printable.Fprintf(stderr, "trace: %d lines of the journal could not be read and were left out\n", story.Skipped)
 	}
 	shim := shimOf(story.Entries)
 	switch {
 	case hasKind(story.Entries, journal.KindCleanup):
-		fmt.Fprintf(stderr, "trace: the shim (pid %d) died before the container was deleted; containerd cleaned up after it (the cleanup lines above)\n", shim.Pid)
+		printable.Fprintf(stderr, "trace: the shim (pid %d) died before the container was deleted; containerd cleaned up after it (the cleanup lines above)\n", shim.Pid)
 		status = exitIncomplete
 	case ended(story):
 	case shim.Kind == journal.KindJournal && !shimAlive(shim.Pid, shim.Name):
-		fmt.Fprintf(stderr, "trace: the shim (pid %d) is no longer running and did not record the container's end: it was killed or crashed. "+
+		printable.Fprintf(stderr, "trace: the shim (pid %d) is no longer running and did not record the container's end: it was killed or crashed. "+
 			"containerd cleans up when it notices (its delete action adds its lines here)\n", shim.Pid)
 		status = exitIncomplete
 	}
@@ -277,7 +279,7 @@ func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Wr
 	for _, name := range []string{"journal.1.jsonl", "journal.jsonl"} {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil && !os.IsNotExist(err) {
-			fmt.Fprintf(stderr, "trace: %v\n", err)
+			printable.Fprintf(stderr, "trace: %v\n", err)
 			return exitFailed
 		}
 		if name == "journal.jsonl" {
@@ -290,7 +292,7 @@ func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Wr
 	}
 	f, err := journal.Follow(dir, story.Offset)
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
+		printable.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
 		return exitFailed
 	}
 	defer f.Close()
@@ -300,7 +302,7 @@ func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Wr
 		ended := f.Ended()
 		lines, err := f.Next()
 		if err != nil {
-			fmt.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
+			printable.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
 			return exitFailed
 		}
 		for _, line := range lines {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/printable"
 )
 
 // The lanes, left to right.
@@ -30,7 +31,10 @@ const laneWidth = 12
 
 func laneCentre(lane int) int { return lane*laneWidth + laneWidth/2 }
 
-// timeline renders journal entries, one or two lines each.
+// timeline renders journal entries, one or two lines each. Its lines carry
+// what the container and runc wrote (runc's error messages, paths, ids), so
+// each is printed with printable.Fprintf: such text shows as escapes and
+// never acts on the terminal. --json prints the journal's own bytes.
 type timeline struct {
 	w    io.Writer
 	base int64          // Mono of the first entry: times are shown relative to it
@@ -47,18 +51,18 @@ func newTimeline(w io.Writer, first journal.Entry, loc *time.Location) *timeline
 
 // header says whose journal this is and what the columns are.
 func (t *timeline) header(id, namespace string, found journal.Found, first, opened journal.Entry) {
-	fmt.Fprintf(t.w, "container %s in namespace %s (containerd state %s)\n", id, namespace, found.State)
-	fmt.Fprintf(t.w, "journal %s\n", found.Dir)
+	printable.Fprintf(t.w, "container %s in namespace %s (containerd state %s)\n", id, namespace, found.State)
+	printable.Fprintf(t.w, "journal %s\n", found.Dir)
 	if opened.Kind == journal.KindJournal {
-		fmt.Fprintf(t.w, "shim pid %d (group %s), journal level %s\n", opened.Pid, opened.Name, opened.Msg)
+		printable.Fprintf(t.w, "shim pid %d (group %s), journal level %s\n", opened.Pid, opened.Name, opened.Msg)
 	}
-	fmt.Fprintf(t.w, "times are relative to %s\n\n", first.Time.In(t.loc).Format("2006-01-02 15:04:05.000 MST"))
+	printable.Fprintf(t.w, "times are relative to %s\n\n", first.Time.In(t.loc).Format("2006-01-02 15:04:05.000 MST"))
 	// Each lane's name is centred on its lifeline.
 	names := []rune(strings.Repeat(" ", lanes*laneWidth+laneWidth))
 	for lane, name := range laneNames {
 		copy(names[max(laneCentre(lane)-len(name)/2, 0):], []rune(name))
 	}
-	fmt.Fprintf(t.w, "%8s %8s %s\n", "time", "took", strings.TrimRight(string(names), " "))
+	printable.Fprintf(t.w, "%8s %8s %s\n", "time", "took", strings.TrimRight(string(names), " "))
 }
 
 // entry draws one entry.
@@ -68,9 +72,9 @@ func (t *timeline) entry(e journal.Entry) {
 	if e.Took > 0 {
 		took = formatDuration(time.Duration(e.Took))
 	}
-	fmt.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), took, arrow(from, to), t.describe(e))
+	printable.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), took, arrow(from, to), t.describe(e))
 	if e.Kind == journal.KindRunc && len(e.Argv) > 0 {
-		fmt.Fprintf(t.w, "%8s %8s %s  $ %s\n", "", "", arrow(-1, -1), strings.Join(e.Argv, " "))
+		printable.Fprintf(t.w, "%8s %8s %s  $ %s\n", "", "", arrow(-1, -1), strings.Join(e.Argv, " "))
 	}
 	if e.Kind == journal.KindExit && e.End != nil {
 		t.endings = append(t.endings, e)
@@ -85,7 +89,7 @@ func (t *timeline) entries(entries []journal.Entry) {
 		e := entries[i]
 		if i+1 < len(entries) && answers(entries[i+1], e) {
 			out := entries[i+1]
-			fmt.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), formatDuration(time.Duration(out.Took)),
+			printable.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), formatDuration(time.Duration(out.Took)),
 				arrow(laneContainerd, laneShim), t.describe(out))
 			i++
 			continue
@@ -105,9 +109,9 @@ func (t *timeline) summary() {
 	if len(t.endings) == 0 {
 		return
 	}
-	fmt.Fprintf(t.w, "\nhow each process ended:\n")
+	printable.Fprintf(t.w, "\nhow each process ended:\n")
 	for _, e := range t.endings {
-		fmt.Fprintf(t.w, "  %s\n", t.forensics(e))
+		printable.Fprintf(t.w, "  %s\n", t.forensics(e))
 	}
 }
 
