@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/teach/containerd-shim-teach-v2/inspect"
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
-	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // Terminal escape sequences a process in a container can put where inspect
@@ -83,17 +81,12 @@ func TestInspectAndTraceEscapeWhatTheContainerWrote(t *testing.T) {
 	if !strings.Contains(traced.stdout, `\x1b[1A\x1b[2Kfifos/`) {
 		t.Errorf("trace does not show the FIFOs' folder with its escapes:\n%s", traced.stdout)
 	}
-	raw := s.trace(t, "escapes", "--json")
 	exact := false
-	for _, line := range strings.Split(strings.TrimSpace(raw.stdout), "\n") {
-		var e journal.Entry
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("trace --json printed a line that is not an entry: %v: %q", err, line)
-		}
+	for _, e := range s.journalEntries(t, "escapes") {
 		exact = exact || strings.HasPrefix(e.Path, fifoDir+"/")
 	}
 	if !exact {
-		t.Errorf("trace --json has no entry with the FIFOs' path as it is:\n%s", raw.stdout)
+		t.Error("trace --json has no entry with the FIFOs' path as it is")
 	}
 }
 
