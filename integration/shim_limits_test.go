@@ -1,10 +1,16 @@
 package integration
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
@@ -75,5 +81,61 @@ func TestShimMemoryStaysFlatOverManyKills(t *testing.T) {
 	t.Logf("shim RSS %s after 10 000 kills, %s after 100 000 more", harness.MiB(baseline), harness.MiB(after))
 	if after > baseline+2<<20 {
 		t.Errorf("100 000 kills grew the shim from %s to %s; want it flat", harness.MiB(baseline), harness.MiB(after))
+	}
+}
+
+// annotate adds an annotation to a bundle's config.json.
+func annotate(t *testing.T, bundle, key, value string) {
+	t.Helper()
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec.Annotations = map[string]string{key: value}
+	if data, err = json.Marshal(spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Create whose config.json carries one huge annotation: at 100 MiB it is
+// refused as InvalidArgument, unread; at 12 MiB the container is created,
+// and once Create has returned, the shim's memory is back near where it was
+// before (the factor is generous: without giving the memory back, the shim
+// keeps several times the file's size).
+func TestAHugeConfigDoesNotStayInTheShim(t *testing.T) {
+	s := startShimDirectly(t)
+	s.startSleeper(t, "first")
+	baseline := s.rss(t)
+
+	over := s.bundle(t, "over", "sleep", "1000")
+	annotate(t, over, "huge", strings.Repeat("x", 100<<20))
+	err := s.create("over", over, s.runc)
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "16 MiB") {
+		t.Errorf("create with a 100 MiB config.json: got %v, want InvalidArgument naming the 16 MiB the shim reads", err)
+	}
+	afterRefused := s.rss(t)
+
+	large := s.bundle(t, "large", "sleep", "1000")
+	annotate(t, large, "huge", strings.Repeat("x", 12<<20))
+	if err := s.create("large", large, s.runc); err != nil {
+		t.Fatalf("create with a 12 MiB config.json: %v", err)
+	}
+	t.Cleanup(func() { s.task.Delete(s.ctx, &taskAPI.DeleteRequest{ID: "large"}) })
+	afterLarge := s.rss(t)
+
+	t.Logf("shim RSS %s with one container, %s after the refused Create, %s after the 12 MiB one",
+		harness.MiB(baseline), harness.MiB(afterRefused), harness.MiB(afterLarge))
+	for what, rss := range map[string]int64{"the refused 100 MiB Create": afterRefused, "the 12 MiB Create": afterLarge} {
+		if rss > baseline*3/2 {
+			t.Errorf("after %s the shim holds %s; before, %s", what, harness.MiB(rss), harness.MiB(baseline))
+		}
 	}
 }
