@@ -176,6 +176,7 @@ func (j *Journal) Record(e Entry) {
 	if e.ID == "" {
 		e.ID = j.id
 	}
+	e.Path, e.Msg = withoutQueryValues(e.Path), withoutQueryValues(e.Msg)
 	line, err := json.Marshal(e)
 	if err != nil {
 		return

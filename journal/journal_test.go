@@ -274,3 +274,31 @@ func BenchmarkRecordOff(b *testing.B) {
 		j.Process("").Record(Entry{Kind: KindRunc, Name: "start", Pid: 1234})
 	}
 }
+
+// A logging program's URI carries its arguments in its query, secrets
+// among them: the journal keeps the keys, not the values, in a path or
+// quoted in a message.
+func TestJournalKeepsOnlyAURIsQueryKeys(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir, Options{ID: "web", Level: Info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Record(Entry{Kind: KindOpen, Name: "stdout+stderr", Msg: "logging program", Path: "binary:///usr/bin/logger?token=s3cret&level=debug"})
+	j.Record(Entry{Kind: KindRPCOut, Name: "Create", Err: "InvalidArgument", Msg: `stdio "file:///var/log/x?key=s3cret#frag" is not supported; see binary:///bin/l?a=s3cret`})
+	j.Record(Entry{Kind: KindOpen, Name: "stdout", Msg: "fifo", Path: "/run/containerd/fifo/1/web-stdout"})
+	j.Close()
+	data, err := os.ReadFile(filepath.Join(dir, currentFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, want := range []string{`"path":"binary:///usr/bin/logger?token\u0026level"`, `file:///var/log/x?key\" is not supported; see binary:///bin/l?a"`, "/run/containerd/fifo/1/web-stdout"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the journal has no %s:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "s3cret") {
+		t.Errorf("the journal keeps a query's value:\n%s", text)
+	}
+}
