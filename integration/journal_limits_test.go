@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"bytes"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
@@ -32,6 +35,29 @@ func TestTheJournalKeepsNoLogURIValues(t *testing.T) {
 		}
 		if !shown {
 			t.Errorf("the journal does not name the logging program with its query's keys:\n%s", raw.stdout)
+		}
+	})
+}
+
+// trace run by a user who may not read the journals (they are root's) says
+// so, and not that the container has no journal.
+func TestTraceSaysAUserMayNotReadTheJournal(t *testing.T) {
+	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
+		s.runningTask(t, "private")
+		binary := copyForEveryone(t, harness.ShimBinary(t))
+		for _, args := range [][]string{
+			{"trace", "-n", s.ns, "--state", s.daemon.StateDir, "private"},
+			{"trace", "-n", s.ns, "private"},
+		} {
+			cmd := exec.Command(binary, args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 ||
+				!strings.Contains(stderr.String(), "permission denied") || strings.Contains(stderr.String(), "no journal") {
+				t.Errorf("%q as nobody: %v, stderr %q; want exit status 1 and permission denied", args, err, stderr.String())
+			}
 		}
 	})
 }

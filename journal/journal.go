@@ -86,7 +86,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 // `delete` action after a shim died adds to what the shim wrote); no
 // journal there, or one that has ended, gives nil.
 func Reopen(dir, id string) *Journal {
-	if !exists(dir) {
+	if ok, _ := exists(dir); !ok {
 		return nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, endedFile)); err == nil {
