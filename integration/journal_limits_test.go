@@ -2,12 +2,18 @@ package integration
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
 )
 
@@ -60,4 +66,67 @@ func TestTraceSaysAUserMayNotReadTheJournal(t *testing.T) {
 			}
 		}
 	})
+}
+
+// oomLoopKills is how many OOM kills the loop runs to: about 1.4 MiB of
+// journal lines written one by one, more than a journal keeps.
+const oomLoopKills = 4000
+
+// A container in an OOM loop: its shell starts a dd that the OOM killer
+// kills, again and again, for about a minute. Afterwards trace still tells
+// the container's Create and Start, and the number of OOM kills the
+// kernel counted in its cgroup.
+func TestTraceKeepsTheStartOfAnOOMLoop(t *testing.T) {
+	t.Parallel()
+	daemon := harness.StartContainerd(t, "v2.4.2")
+	s := newSession(t, daemon, runtimeRows[0])
+	// The loop takes minutes on a busy machine, longer than a session's
+	// deadline; its own bound is the wait below.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(s.ctx))
+	t.Cleanup(cancel)
+	s.ctx = ctx
+	// Each dd reads into a 16 MiB buffer, past the 8 MiB limit.
+	container := s.newContainer(t, "oom-loop", []string{"sh", "-c", "while :; do dd if=/dev/zero of=/dev/null bs=16M count=1 2>/dev/null; done"},
+		withSpecOpts(oci.WithMemoryLimit(8<<20)))
+	task, exitCh := s.startTask(t, container, &stdio{})
+	cg, err := cgroup.Of(int(task.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The loop runs until the kernel has counted enough kills, however
+	// long that takes on this machine.
+	started := time.Now()
+	if err := harness.WaitFor(15*time.Minute, func() error {
+		if kills, err := cg.OOMKills(); err != nil || kills < oomLoopKills {
+			return fmt.Errorf("%d OOM kills so far (%v)", kills, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d OOM kills took %s", oomLoopKills, time.Since(started).Round(time.Second))
+	if err := task.Kill(s.ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	exitCodeOf(t, exitCh)
+	kills, err := cg.OOMKills()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteTask(t, s.ctx, task, 137)
+
+	got := s.trace(t, "oom-loop")
+	if got.code != 0 {
+		t.Errorf("trace exit status %d, want 0: the whole story\n%s", got.code, got.stderr)
+	}
+	inOrder(t, got.stdout,
+		`├─+▶│.*  Create$`,
+		`runc create \(pid \d+\) → exit 0`,
+		`runc start \(pid \d+\) → exit 0`,
+		`OOM kill: `,
+		`\d+ more: OOM kill: `,
+		`container deleted; journal closed`,
+		fmt.Sprintf(`^OOM kills in the container's cgroup: %d$`, kills),
+	)
+	t.Logf("%d OOM kills drawn in %d lines", kills, strings.Count(got.stdout, "\n"))
 }

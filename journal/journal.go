@@ -1,7 +1,9 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,6 +41,11 @@ type Journal struct {
 	mu   sync.Mutex
 	file *os.File // guarded by mu; nil once closed
 	size int64    // guarded by mu
+	// repeats are the open windows of entries that come in floods
+	// (flood.go); flushTimer writes their counts when they end. Both are
+	// guarded by mu.
+	repeats    map[repeatKey]*repeats
+	flushTimer *time.Timer
 }
 
 // Options are what Open needs besides the folder.
@@ -60,7 +67,7 @@ type Options struct {
 func Open(dir string, opts Options) (*Journal, error) {
 	// Each file operation here is on the Create request's path: the
 	// current file is truncated rather than removed and made anew.
-	remove := []string{rotatedFile, endedFile}
+	remove := []string{headFile, rotatedFile, endedFile}
 	if opts.Level == Off {
 		remove = append(remove, currentFile)
 	}
@@ -161,7 +168,8 @@ func (j *Journal) Dir() string {
 	return j.dir
 }
 
-// Record writes one entry. Mono and Time are set when zero, ID always.
+// Record writes one entry; one like it already written a moment ago is
+// counted instead (flood.go). Mono and Time are set when zero, ID always.
 // Failing to write is not the container's problem: the entry is dropped.
 func (j *Journal) Record(e Entry) {
 	if j == nil {
@@ -177,16 +185,25 @@ func (j *Journal) Record(e Entry) {
 		e.ID = j.id
 	}
 	e.Path, e.Msg = withoutQueryValues(e.Path), withoutQueryValues(e.Msg)
-	line, err := json.Marshal(e)
-	if err != nil {
-		return
-	}
-	line = append(line, '\n')
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.file == nil {
 		return
 	}
+	if comesInFloods(e) && j.countRepeat(e) {
+		return
+	}
+	j.write(e)
+}
+
+// write writes one line, rotating the file first when it is full. mu is
+// held.
+func (j *Journal) write(e Entry) {
+	line, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	line = append(line, '\n')
 	if j.size+int64(len(line)) > j.limit && j.size > 0 {
 		j.rotate()
 		if j.file == nil {
@@ -197,12 +214,44 @@ func (j *Journal) Record(e Entry) {
 	j.size += int64(n)
 }
 
-// rotate moves the full file aside and starts a new one; mu is held.
+// rotate moves the full file aside and starts a new one; mu is held. The
+// file moved aside replaces the one before it: the first time that happens,
+// the story's first lines would go, and keepHead keeps them.
 func (j *Journal) rotate() {
 	j.file.Close()
 	j.file = nil
+	keepHead(j.dir, j.limit/8)
 	os.Rename(filepath.Join(j.dir, currentFile), filepath.Join(j.dir, rotatedFile))
 	j.openCurrent(false)
+}
+
+// keepHead copies the first lines of the story, up to limit bytes, into
+// headFile, once: when the current file starts the story (its first line
+// is the journal's opening) and no head was kept yet. They say how the
+// container was created and started, which no later line repeats.
+func keepHead(dir string, limit int64) {
+	headPath := filepath.Join(dir, headFile)
+	if _, err := os.Lstat(headPath); err == nil {
+		return
+	}
+	f, err := os.Open(filepath.Join(dir, currentFile))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	data := make([]byte, limit)
+	n, _ := io.ReadFull(f, data)
+	data = data[:bytes.LastIndexByte(data[:n], '\n')+1]
+	firstLine, _, _ := bytes.Cut(data, []byte{'\n'})
+	if e, err := ParseLine(firstLine); err != nil || e.Kind != KindJournal {
+		return
+	}
+	head, err := os.OpenFile(headPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return
+	}
+	head.Write(data)
+	head.Close()
 }
 
 // Close ends the journal of a deleted container: it stays for trace, marked
@@ -217,6 +266,7 @@ func (j *Journal) Close() error {
 	if j.file == nil {
 		return nil
 	}
+	j.flushAll()
 	err := j.file.Close()
 	j.file = nil
 	if j.id != "" {

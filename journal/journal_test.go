@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func openTest(t *testing.T, limit int64) *Journal {
@@ -91,7 +92,7 @@ func TestConcurrentRecordersKeepLinesWholeAndOrdered(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				j.Process(fmt.Sprintf("w%d", w)).Record(Entry{Kind: KindEvent, Pid: i, Msg: strings.Repeat("x", 40)})
+				j.Process(fmt.Sprintf("w%d", w)).Record(Entry{Kind: KindRPCIn, Pid: i, Msg: strings.Repeat("x", 40)})
 			}
 		}()
 	}
@@ -300,5 +301,70 @@ func TestJournalKeepsOnlyAURIsQueryKeys(t *testing.T) {
 	}
 	if strings.Contains(text, "s3cret") {
 		t.Errorf("the journal keeps a query's value:\n%s", text)
+	}
+}
+
+// An OOM loop: 1000 OOM kills and their events over 10 seconds. Each
+// second's are one line as they begin and one that counts the rest; the
+// counts add up to every kill.
+func TestAFloodIsCountedNotWritten(t *testing.T) {
+	j := openTest(t, 0)
+	start := Now()
+	for i := range 1000 {
+		at := start + int64(i)*int64(10*time.Millisecond)
+		j.Record(Entry{Kind: KindOOM, Mono: at, Msg: "the kernel's OOM killer killed a process"})
+		j.Record(Entry{Kind: KindEvent, Mono: at, Name: "/tasks/oom"})
+	}
+	j.Record(Entry{Kind: KindRPCIn, Name: "Kill"})
+	j.Close()
+	story, err := Read(j.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[Kind]int{}
+	for _, e := range story.Entries {
+		counted[e.Kind] += max(1, e.Repeats) // a count stands for its entries
+		if e.Repeats > 0 && (e.Since <= start || e.Since > e.Mono) {
+			t.Errorf("a count from %d to %d, the flood began at %d", e.Since, e.Mono, start)
+		}
+	}
+	if counted[KindOOM] != 1000 || counted[KindEvent] != 1000 || counted[KindRPCIn] != 1 {
+		t.Errorf("counted %v; want 1000 OOM kills, 1000 events and the request", counted)
+	}
+	if len(story.Entries) > 50 {
+		t.Errorf("%d lines for 10 seconds of a flood; want about 4 a second", len(story.Entries))
+	}
+}
+
+// However much rotates out, the story's first lines stay: the reader puts
+// them first, and says where the lost ones were.
+func TestTheFirstLinesStayThroughRotations(t *testing.T) {
+	j := openTest(t, 4096)
+	j.Record(Entry{Kind: KindJournal, Msg: "info"})
+	j.Record(Entry{Kind: KindRPCIn, Name: "Create"})
+	j.Record(Entry{Kind: KindRPCIn, Name: "Start"})
+	for i := range 500 {
+		j.Record(Entry{Kind: KindRPCIn, Name: fmt.Sprintf("State-%03d", i)})
+	}
+	story, err := Read(j.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !story.Rotated || story.LostAfter == 0 {
+		t.Fatalf("rotated %v, lost after %d: the story does not say lines were lost after its first ones", story.Rotated, story.LostAfter)
+	}
+	if story.Entries[0].Kind != KindJournal || story.Entries[1].Name != "Create" || story.Entries[2].Name != "Start" {
+		t.Fatalf("the story starts with %+v", story.Entries[:3])
+	}
+	if last := story.Entries[len(story.Entries)-1]; last.Name != "State-499" {
+		t.Fatalf("the story ends with %q", last.Name)
+	}
+	for i := 1; i < len(story.Entries); i++ {
+		if story.Entries[i].Mono < story.Entries[i-1].Mono || story.Entries[i].Name != "" && story.Entries[i].Name == story.Entries[i-1].Name {
+			t.Fatalf("entries out of order or twice at %d: %q after %q", i, story.Entries[i].Name, story.Entries[i-1].Name)
+		}
+	}
+	if files := story.Files(); filepath.Base(files[0]) != headFile {
+		t.Errorf("the story's files %q do not start with the first lines", files)
 	}
 }

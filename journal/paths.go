@@ -13,7 +13,7 @@ import (
 // Where journals live:
 //
 //	/run/containerd-shim-teach-v2/<key>/containerd-state     the containerd state folder <key> stands for
-//	/run/containerd-shim-teach-v2/<key>/<namespace>/<id>/journal.jsonl (and journal.1.jsonl)
+//	/run/containerd-shim-teach-v2/<key>/<namespace>/<id>/journal.jsonl (and journal.1.jsonl, journal.head.jsonl)
 //	/run/containerd-shim-teach-v2/<key>/<namespace>/.shim/<group>/journal.jsonl   shim-wide entries
 //
 // Not in the bundle: containerd removes the bundle as soon as the task is
@@ -41,7 +41,8 @@ const shimFolder = ".shim"
 const (
 	currentFile = "journal.jsonl"
 	rotatedFile = "journal.1.jsonl"
-	endedFile   = "ended" // present once the container was deleted
+	headFile    = "journal.head.jsonl" // the story's first lines, kept once they would rotate out
+	endedFile   = "ended"              // present once the container was deleted
 )
 
 // StateOfBundle is containerd's state folder, learnt from a bundle path:

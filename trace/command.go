@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -110,6 +109,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	shared := readShared(&story, r.id)
 	sortByTime(story.Entries)
 	t := newTimeline(stdout, story.Entries[0], time.Local)
+	t.lostAfter = story.LostAfter
 	t.header(r.id, r.namespace, found, story.Entries[0], shimOf(story.Entries))
 	t.entries(story.Entries)
 	if r.follow && !ended(story) && !hasKind(story.Entries, journal.KindCleanup) {
@@ -141,7 +141,12 @@ func explainNotFound(err error, r request) string {
 func verdict(story journal.Story, stderr io.Writer) int {
 	status := exitOK
 	first := story.Entries[0]
-	if story.Rotated {
+	switch {
+	case story.Rotated && story.LostAfter != 0:
+		printable.Fprintf(stderr, "trace: entries were rotated out after the journal's first lines (it keeps those and about its last %d KiB); the timeline skips from %s\n",
+			2*journal.DefaultFileLimit>>10, (&timeline{base: first.Mono}).relative(story.LostAfter))
+		status = exitIncomplete
+	case story.Rotated:
 		printable.Fprintf(stderr, "trace: the journal's oldest entries were rotated out (it keeps about %d KiB per container); the timeline starts at %s\n",
 			2*journal.DefaultFileLimit>>10, first.Time.Local().Format(time.RFC3339))
 		status = exitIncomplete
@@ -276,13 +281,14 @@ func followShared(t *timeline, story *journal.Story, shared *sharedJournal, f *j
 // printRaw prints the journal's lines as they are, and with follow goes on
 // printing the lines written after, until the container is deleted.
 func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Writer) int {
-	for _, name := range []string{"journal.1.jsonl", "journal.jsonl"} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+	files := story.Files()
+	for i, name := range files {
+		data, err := os.ReadFile(name)
 		if err != nil && !os.IsNotExist(err) {
 			printable.Fprintf(stderr, "trace: %v\n", err)
 			return exitFailed
 		}
-		if name == "journal.jsonl" {
+		if i == len(files)-1 { // the current file, as far as Read got
 			data = data[:min(int64(len(data)), story.Offset)]
 		}
 		stdout.Write(data)

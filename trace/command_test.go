@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
 )
@@ -81,5 +82,35 @@ func TestTimelineEscapesWhatItDidNotWrite(t *testing.T) {
 	Main([]string{"--journal-root", root, "--state", state, "web", "--json"}, &stdout, &stderr)
 	if !strings.Contains(stdout.String(), `exec failed: \u001b]0;PWNED\u0007`) {
 		t.Errorf("trace --json does not print the journal's line as it is:\n%s", stdout.String())
+	}
+}
+
+// A container in an OOM loop, whose journal rotated: trace still starts
+// with the Create, draws the flood's counts, marks where lines were lost,
+// and ends with the number of OOM kills.
+func TestTimelineOfAFloodKeepsItsStartAndCount(t *testing.T) {
+	root, state := t.TempDir(), "/run/containerd"
+	j, err := journal.Open(journal.ContainerDir(root, state, "default", "web"), journal.Options{ID: "web", Level: journal.Info, FileLimit: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Record(journal.Entry{Kind: journal.KindJournal, Pid: 1, Name: "web", Msg: "info"})
+	j.Record(journal.Entry{Kind: journal.KindRPCIn, Name: "Create"})
+	start := journal.Now()
+	for i := range 3000 {
+		j.Record(journal.Entry{Kind: journal.KindOOM, Mono: start + int64(i)*int64(20*time.Millisecond), Msg: "the kernel's OOM killer killed a process in the container's cgroup"})
+	}
+	j.Close()
+
+	var stdout, stderr bytes.Buffer
+	status := Main([]string{"--journal-root", root, "--state", state, "web"}, &stdout, &stderr)
+	text := stdout.String()
+	for _, want := range []string{"  Create\n", "49 more: OOM kill: ", "… entries rotated out of the journal …"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("trace has no %q:\n%s", want, text)
+		}
+	}
+	if status != exitIncomplete || !strings.Contains(stderr.String(), "rotated out after the journal's first lines") {
+		t.Errorf("status %d, stderr %q; want %d and a word on the lines lost", status, stderr.String(), exitIncomplete)
 	}
 }

@@ -43,6 +43,11 @@ type timeline struct {
 	// endings are each process's exit forensics, kept for the summary,
 	// in the order the processes ended.
 	endings []journal.Entry
+	// oomKills counts the OOM kills drawn, a flood's counted ones too.
+	oomKills int
+	// lostAfter is when the lines rotated out begin (Story.LostAfter);
+	// 0 once the gap is drawn, or when there is none.
+	lostAfter int64
 }
 
 func newTimeline(w io.Writer, first journal.Entry, loc *time.Location) *timeline {
@@ -67,6 +72,7 @@ func (t *timeline) header(id, namespace string, found journal.Found, first, open
 
 // entry draws one entry.
 func (t *timeline) entry(e journal.Entry) {
+	t.gapBefore(e)
 	from, to := lanesOf(e)
 	took := ""
 	if e.Took > 0 {
@@ -79,6 +85,19 @@ func (t *timeline) entry(e journal.Entry) {
 	if e.Kind == journal.KindExit && e.End != nil {
 		t.endings = append(t.endings, e)
 	}
+	if e.Kind == journal.KindOOM {
+		t.oomKills += max(1, e.Repeats) // a count stands for its entries
+	}
+}
+
+// gapBefore draws where the lines rotated out were, before the first entry
+// after them.
+func (t *timeline) gapBefore(e journal.Entry) {
+	if t.lostAfter == 0 || e.Mono <= t.lostAfter {
+		return
+	}
+	t.lostAfter = 0
+	printable.Fprintf(t.w, "%8s %8s %s  … entries rotated out of the journal …\n", "", "", arrow(-1, -1))
 }
 
 // entries draws a run of entries. A request whose answer follows it with
@@ -88,6 +107,7 @@ func (t *timeline) entries(entries []journal.Entry) {
 	for i := 0; i < len(entries); i++ {
 		e := entries[i]
 		if i+1 < len(entries) && answers(entries[i+1], e) {
+			t.gapBefore(e)
 			out := entries[i+1]
 			printable.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), formatDuration(time.Duration(out.Took)),
 				arrow(laneContainerd, laneShim), t.describe(out))
@@ -103,9 +123,12 @@ func answers(out, in journal.Entry) bool {
 	return in.Kind == journal.KindRPCIn && out.Kind == journal.KindRPCOut && out.Name == in.Name && out.Exec == in.Exec && out.ID == in.ID
 }
 
-// summary ends the timeline with each process's exit forensics: the last
-// word on every process.
+// summary ends the timeline with the count of OOM kills, and each
+// process's exit forensics: the last word on every process.
 func (t *timeline) summary() {
+	if t.oomKills > 0 {
+		printable.Fprintf(t.w, "\nOOM kills in the container's cgroup: %d\n", t.oomKills)
+	}
 	if len(t.endings) == 0 {
 		return
 	}
@@ -221,6 +244,9 @@ func (t *timeline) describe(e journal.Entry) string {
 		d = "container deleted; journal closed"
 	default:
 		d = strings.TrimSpace(fmt.Sprintf("%s %s %s", e.Kind, e.Name, e.Msg))
+	}
+	if e.Repeats > 0 {
+		d = fmt.Sprintf("%d more: %s (from %s to %s)", e.Repeats, d, t.relative(e.Since), t.relative(e.Mono))
 	}
 	if e.Exec != "" && e.Kind != journal.KindExit {
 		d = "[exec " + e.Exec + "] " + d
