@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // What the journal keeps, and what it must not: a logging program's
@@ -129,4 +131,30 @@ func TestTraceKeepsTheStartOfAnOOMLoop(t *testing.T) {
 		fmt.Sprintf(`^OOM kills in the container's cgroup: %d$`, kills),
 	)
 	t.Logf("%d OOM kills drawn in %d lines", kills, strings.Count(got.stdout, "\n"))
+}
+
+// A containerd is stopped and its state folder removed, with it every
+// container it knew. The journals of its containers can no longer be asked
+// about through it: the next container deleted on the host prunes them.
+func TestTheJournalsOfARemovedContainerdArePruned(t *testing.T) {
+	t.Parallel()
+	removed := newSession(t, harness.StartContainerd(t, "v2.4.2"), runtimeRows[0])
+	removed.runToExit(t, "short", nil, "true")
+	keyDir := journal.StateDir(journal.DefaultRoot, removed.daemon.StateDir)
+	if _, err := os.Stat(keyDir); err != nil {
+		t.Fatalf("no journals for the first containerd: %v", err)
+	}
+	removed.daemon.Stop(t)
+	if err := os.RemoveAll(removed.daemon.StateDir); err != nil {
+		t.Fatal(err)
+	}
+
+	other := newSession(t, harness.StartContainerd(t, "v2.4.2"), runtimeRows[0])
+	other.runToExit(t, "short", nil, "true")
+	if _, err := os.Stat(keyDir); !os.IsNotExist(err) {
+		t.Errorf("the journals of a containerd whose state folder is gone are still there (%s): %v", keyDir, err)
+	}
+	if _, err := journal.Find(journal.DefaultRoot, other.daemon.StateDir, other.ns, "short"); err != nil {
+		t.Errorf("the journal of the other containerd's container went too: %v", err)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -18,11 +17,6 @@ import (
 // one starts. A container's journal thus takes at most about twice this.
 // A whole lifecycle with an exec takes about 10 KiB.
 const DefaultFileLimit = 512 << 10
-
-// keepEnded is how many deleted containers of a namespace keep their
-// journal. /run is memory; a machine that runs a container a second would
-// otherwise fill it with journals nobody reads.
-const keepEnded = 100
 
 // Journal is one container's journal file (or a shim's shim-wide one). A nil
 // *Journal records nothing, which is what level off gives: callers need no
@@ -255,53 +249,25 @@ func keepHead(dir string, limit int64) {
 }
 
 // Close ends the journal of a deleted container: it stays for trace, marked
-// ended so that it is among the ones pruned once enough others ended after
-// it.
+// ended, and the journals nobody needs any more are pruned (prune.go).
 func (j *Journal) Close() error {
 	if j == nil {
 		return nil
 	}
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.file == nil {
+		j.mu.Unlock()
 		return nil
 	}
 	j.flushAll()
 	err := j.file.Close()
 	j.file = nil
+	j.mu.Unlock()
 	if j.id != "" {
 		os.WriteFile(filepath.Join(j.dir, endedFile), nil, 0o600)
-		pruneEnded(filepath.Dir(j.dir))
+		prune(j.dir)
 	}
 	return err
-}
-
-// pruneEnded removes the journals of the oldest deleted containers of a
-// namespace beyond keepEnded. Running containers' journals are never
-// touched: they have no ended mark.
-func pruneEnded(namespaceDir string) {
-	entries, err := os.ReadDir(namespaceDir)
-	if err != nil || len(entries) <= keepEnded {
-		return
-	}
-	type ended struct {
-		dir string
-		at  time.Time
-	}
-	var all []ended
-	for _, e := range entries {
-		dir := filepath.Join(namespaceDir, e.Name())
-		if info, err := os.Stat(filepath.Join(dir, endedFile)); err == nil {
-			all = append(all, ended{dir, info.ModTime()})
-		}
-	}
-	if len(all) <= keepEnded {
-		return
-	}
-	sort.Slice(all, func(a, b int) bool { return all[a].at.Before(all[b].at) })
-	for _, e := range all[:len(all)-keepEnded] {
-		os.RemoveAll(e.dir)
-	}
 }
 
 // Recorder records the entries of one process of a container: the same

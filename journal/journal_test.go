@@ -368,3 +368,54 @@ func TestTheFirstLinesStayThroughRotations(t *testing.T) {
 		t.Errorf("the story's files %q do not start with the first lines", files)
 	}
 }
+
+// What nobody can ask about any more goes: the journals of a containerd
+// whose state folder is gone; a journal that never ended, of a container
+// its containerd no longer has, an hour after its last line; a grouped
+// shim's own journal an hour after its last line once the shim is gone.
+// What may still be asked about stays.
+func TestPruneRemovesWhatNobodyCanAskAbout(t *testing.T) {
+	root, live := t.TempDir(), t.TempDir()
+	gone := filepath.Join(t.TempDir(), "removed-state")
+	open := func(dir, state string) *Journal {
+		j, err := Open(dir, Options{ID: filepath.Base(dir), Level: Info, State: state})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Record(Entry{Kind: KindJournal, Pid: 999999999, Name: filepath.Base(dir)})
+		return j
+	}
+	age := func(dir string) {
+		old := time.Now().Add(-2 * abandonedAfter)
+		if err := os.Chtimes(filepath.Join(dir, currentFile), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(ContainerDir(root, gone, "ns", "of-a-removed-containerd"), gone)
+	for _, id := range []string{"running", "abandoned", "recent"} {
+		open(ContainerDir(root, live, "ns", id), live)
+	}
+	os.MkdirAll(filepath.Join(live, TaskFolder, "ns", "running"), 0o700)
+	age(ContainerDir(root, live, "ns", "running"))
+	age(ContainerDir(root, live, "ns", "abandoned"))
+	open(ShimDir(root, live, "ns", "gone-shim"), live)
+	age(ShimDir(root, live, "ns", "gone-shim"))
+	open(ShimDir(root, live, "ns", "quiet-shim"), live)
+
+	rootPruned.at = time.Time{}
+	open(ContainerDir(root, live, "ns", "deleted"), live).Close()
+
+	for dir, wantKept := range map[string]bool{
+		StateDir(root, gone):                        false,
+		ContainerDir(root, live, "ns", "running"):   true,
+		ContainerDir(root, live, "ns", "abandoned"): false,
+		ContainerDir(root, live, "ns", "recent"):    true,
+		ContainerDir(root, live, "ns", "deleted"):   true,
+		ShimDir(root, live, "ns", "gone-shim"):      false,
+		ShimDir(root, live, "ns", "quiet-shim"):     true,
+	} {
+		if _, err := os.Stat(dir); (err == nil) != wantKept {
+			t.Errorf("%s: kept %v, want %v", dir, err == nil, wantKept)
+		}
+	}
+}

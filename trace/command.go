@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
@@ -160,7 +159,7 @@ func verdict(story journal.Story, stderr io.Writer) int {
 		printable.Fprintf(stderr, "trace: the shim (pid %d) died before the container was deleted; containerd cleaned up after it (the cleanup lines above)\n", shim.Pid)
 		status = exitIncomplete
 	case ended(story):
-	case shim.Kind == journal.KindJournal && !shimAlive(shim.Pid, shim.Name):
+	case shim.Kind == journal.KindJournal && !journal.ShimRunning(shim.Pid, shim.Name):
 		printable.Fprintf(stderr, "trace: the shim (pid %d) is no longer running and did not record the container's end: it was killed or crashed. "+
 			"containerd cleans up when it notices (its delete action adds its lines here)\n", shim.Pid)
 		status = exitIncomplete
@@ -190,17 +189,6 @@ func shimOf(entries []journal.Entry) journal.Entry {
 		}
 	}
 	return journal.Entry{}
-}
-
-// shimAlive tells whether pid is still the shim server of the group: the
-// server's command line carries `-id <group>`, so a pid reused by another
-// process does not pass.
-func shimAlive(pid int, group string) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	return strings.Contains(string(cmdline), "\x00-id\x00"+group+"\x00")
 }
 
 // sortByTime orders entries by the monotonic clock; entries recorded out of
@@ -253,7 +241,7 @@ func follow(t *timeline, story journal.Story, shared *sharedJournal) (journal.St
 				return story, nil
 			}
 		}
-		if len(lines) == 0 && drawn == 0 && shim.Kind == journal.KindJournal && !shimAlive(shim.Pid, shim.Name) {
+		if len(lines) == 0 && drawn == 0 && shim.Kind == journal.KindJournal && !journal.ShimRunning(shim.Pid, shim.Name) {
 			return story, nil
 		}
 		watch.wait()
