@@ -1,12 +1,16 @@
 package integration
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
@@ -137,5 +141,71 @@ func TestAHugeConfigDoesNotStayInTheShim(t *testing.T) {
 		if rss > baseline*3/2 {
 			t.Errorf("after %s the shim holds %s; before, %s", what, harness.MiB(rss), harness.MiB(baseline))
 		}
+	}
+}
+
+// stallFrames opens n connections to the shim, each of which announces a
+// ttrpc frame of almost 4 MiB, sends half of it and then nothing more. The
+// channel receives once for each connection the shim closes.
+func (s *directShim) stallFrames(t *testing.T, n int) <-chan struct{} {
+	t.Helper()
+	const announced = 4<<20 - 1024
+	half := make([]byte, 10+announced/2)
+	binary.BigEndian.PutUint32(half, announced)
+	binary.BigEndian.PutUint32(half[4:], 1) // stream 1
+	half[8] = 1                             // a request
+	closedByShim := make(chan struct{}, n)
+	for range n {
+		conn, err := net.Dial("unix", s.address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		go func() {
+			// The write waits while the shim does not read; then
+			// the read waits for the shim to hang up.
+			if _, err := conn.Write(half); err == nil {
+				io.Copy(io.Discard, conn)
+			}
+			closedByShim <- struct{}{}
+		}()
+	}
+	return closedByShim
+}
+
+// 200 clients that each begin a frame of almost 4 MiB and stall: the
+// shim's memory stays bounded (it serves a few connections at a time, and
+// the ttrpc server allocates a frame's announced size only for those), it
+// hangs up on a client that stalled mid-frame, and the connection it
+// already serves, containerd's, is answered throughout.
+func TestStalledFramesNeitherGrowTheShimNorStopContainerd(t *testing.T) {
+	s := startShimDirectly(t)
+	s.startSleeper(t, "served")
+	baseline := s.rss(t)
+	sampler := sampleRSS(s.pid)
+	defer sampler.Stop()
+	closedByShim := s.stallFrames(t, 200)
+	if _, err := s.task.State(s.ctx, &taskAPI.StateRequest{ID: "served"}); err != nil {
+		t.Fatalf("State while clients stall: %v", err)
+	}
+	// The bound is a failure's, not the shim's: it hangs up within a
+	// few seconds.
+	giveUp := time.After(3 * time.Minute)
+	for hungUp := 0; hungUp < 10; hungUp++ {
+		select {
+		case <-closedByShim:
+			continue
+		case <-giveUp:
+			t.Errorf("the shim hung up on %d of 200 clients that stalled mid-frame", hungUp)
+		}
+		break
+	}
+	if _, err := s.task.State(s.ctx, &taskAPI.StateRequest{ID: "served"}); err != nil {
+		t.Fatalf("State after the shim hung up on stalled clients: %v", err)
+	}
+	peak := sampler.Stop()
+	t.Logf("shim RSS %s before, at most %s while 200 clients stalled mid-frame", harness.MiB(baseline), harness.MiB(peak))
+	if peak > baseline+128<<20 {
+		t.Errorf("200 stalled frames grew the shim from %s to %s", harness.MiB(baseline), harness.MiB(peak))
 	}
 }
