@@ -10,8 +10,8 @@
 // container, how the container is isolated, and what the shim holds for it.
 //
 // The package is linked into the shim binary, whose server must stay small:
-// it does no work at package level and imports only the standard library and
-// errdefs.
+// it does no work at package level and imports only the standard library,
+// errdefs, and the project's journal and printable.
 package inspect
 
 import (
@@ -27,6 +27,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/printable"
 )
 
 // defaultStateDir is containerd's default state folder (state = in its
@@ -83,7 +84,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "inspect: %s\n\n%s", err, usage)
+		printable.Fprintf(stderr, "inspect: %s\n\n", err)
+		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	if opts.stateDir == "" {
@@ -91,7 +93,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	report, err := Inspect(opts.stateDir, opts.namespace, opts.id)
 	if err != nil {
-		fmt.Fprintf(stderr, "inspect: %s\n", err)
+		// The reason may quote runc, or a name the container chose.
+		printable.Fprintf(stderr, "inspect: %s\n", err)
 		return exitFailure
 	}
 	if opts.json {

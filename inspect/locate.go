@@ -14,11 +14,13 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // taskFolder is where containerd (1.7 and 2.x) makes a bundle for each task:
 // <state>/io.containerd.runtime.v2.task/<namespace>/<id>.
-const taskFolder = "io.containerd.runtime.v2.task"
+const taskFolder = journal.TaskFolder
 
 // container is what locate found: the bundle, the container's init process
 // and the shim that serves it.

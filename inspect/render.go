@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/teach/containerd-shim-teach-v2/printable"
 )
 
 // writeText prints the report as a teaching aid: one section per part of
@@ -23,7 +25,11 @@ func writeText(w io.Writer, r *Report) error {
 	return p.err
 }
 
-// printer writes lines and remembers the first error.
+// printer writes lines and remembers the first error. Most of what it
+// prints comes from the container (command lines, file names) or from runc:
+// every string it is given is escaped (printable.String), so that no byte of
+// it can act on the terminal. The formats and headings are the report's
+// own.
 type printer struct {
 	w   io.Writer
 	err error
@@ -31,7 +37,7 @@ type printer struct {
 
 func (p *printer) linef(format string, args ...any) {
 	if p.err == nil {
-		_, p.err = fmt.Fprintf(p.w, format+"\n", args...)
+		_, p.err = printable.Fprintf(p.w, format+"\n", args...)
 	}
 }
 
@@ -44,14 +50,20 @@ func (p *printer) section(title, why string) {
 	p.linef("")
 }
 
-// table prints rows of tab-separated cells in aligned columns.
-func (p *printer) table(rows []string) {
+// table prints rows of cells in aligned columns. Each cell is escaped on
+// its own: a tab or a newline in a cell is shown, and cannot start another
+// column or row.
+func (p *printer) table(rows [][]string) {
 	if p.err != nil {
 		return
 	}
 	tw := tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)
 	for _, row := range rows {
-		fmt.Fprintf(tw, "   %s\n", row)
+		cells := make([]string, len(row))
+		for i, cell := range row {
+			cells[i] = printable.String(cell)
+		}
+		fmt.Fprintf(tw, "   %s\n", strings.Join(cells, "\t"))
 	}
 	p.err = tw.Flush()
 }
@@ -75,13 +87,13 @@ func writeShim(p *printer, s Shim) {
 	if !s.SessionLeader {
 		session = "shared with its parent"
 	}
-	p.table([]string{
-		fmt.Sprintf("pid\t%d", s.PID),
-		"parent\t" + parent,
-		"session\t" + session,
-		"socket\t" + s.Socket,
-		fmt.Sprintf("memory\t%s resident", kib(s.RSSKiB)),
-		"command\t" + strings.Join(s.Args, " "),
+	p.table([][]string{
+		{"pid", fmt.Sprint(s.PID)},
+		{"parent", parent},
+		{"session", session},
+		{"socket", s.Socket},
+		{"memory", kib(s.RSSKiB) + " resident"},
+		{"command", strings.Join(s.Args, " ")},
 	})
 }
 
@@ -91,14 +103,14 @@ func writeProcesses(p *printer, procs []Process) {
 			"a descendant of one: an exec process is the shim's child too, next to init,\n"+
 			"placed by runc exec in the container's namespaces and cgroup. Inside, they\n"+
 			"see other pids: the container's pid namespace numbers them from 1.")
-	rows := []string{"PID\tPPID\tPID INSIDE\tROLE\tSTATE\tCOMMAND"}
+	rows := [][]string{{"PID", "PPID", "PID INSIDE", "ROLE", "STATE", "COMMAND"}}
 	for _, proc := range procs {
 		command := strings.Join(proc.Args, " ")
 		if command == "" {
 			command = "[" + proc.Name + "]"
 		}
-		rows = append(rows, fmt.Sprintf("%s%d\t%d\t%d\t%s\t%s\t%s",
-			strings.Repeat("  ", proc.Depth-1), proc.PID, proc.PPID, proc.NSPID, proc.Role, proc.State, command))
+		rows = append(rows, []string{fmt.Sprintf("%s%d", strings.Repeat("  ", proc.Depth-1), proc.PID),
+			fmt.Sprint(proc.PPID), fmt.Sprint(proc.NSPID), proc.Role, proc.State, command})
 	}
 	p.table(rows)
 }
@@ -108,13 +120,13 @@ func writeNamespaces(p *printer, nss []Namespace, host string) {
 		"A namespace is what makes a process see its own copy of a kernel resource.\n"+
 			"Two processes share one when /proc/<pid>/ns/<type> links to the same inode.\n"+
 			"Compared here: the container's init and the host, as "+host+" sees it.")
-	rows := []string{"TYPE\tCONTAINER\tHOST\tTHE CONTAINER HAS\tWHAT ITS OWN WOULD HIDE"}
+	rows := [][]string{{"TYPE", "CONTAINER", "HOST", "THE CONTAINER HAS", "WHAT ITS OWN WOULD HIDE"}}
 	for _, ns := range nss {
 		verdict := "its own"
 		if ns.Shared {
 			verdict = "the host's"
 		}
-		rows = append(rows, fmt.Sprintf("%s\t%d\t%d\t%s\t%s", ns.Type, ns.Container, ns.Host, verdict, namespaceMeaning(ns.Type)))
+		rows = append(rows, []string{ns.Type, fmt.Sprint(ns.Container), fmt.Sprint(ns.Host), verdict, namespaceMeaning(ns.Type)})
 	}
 	p.table(rows)
 }
@@ -123,13 +135,13 @@ func writeCgroup(p *printer, cg Cgroup) {
 	p.section(fmt.Sprintf("Cgroup (v%d)", cg.Version),
 		"The cgroup is where the kernel counts and limits what the container uses.\n"+
 			"runc made it; the shim reads it for Stats and watches it for OOM kills.")
-	var rows []string
+	var rows [][]string
 	for _, path := range cg.Paths {
 		controllers := path.Controllers
 		if controllers == "" {
 			controllers = "(v2)"
 		}
-		rows = append(rows, controllers+"\t"+path.Path)
+		rows = append(rows, []string{controllers, path.Path})
 	}
 	p.table(rows)
 	p.linef("")
@@ -137,10 +149,10 @@ func writeCgroup(p *printer, cg Cgroup) {
 	if cg.MemoryLimitBytes > 0 {
 		limit = "limit " + kib(cg.MemoryLimitBytes/1024)
 	}
-	p.table([]string{
-		fmt.Sprintf("memory\t%s\t%s", kib(cg.MemoryBytes/1024), limit),
-		fmt.Sprintf("pids\t%d", cg.Pids),
-		"read from\t" + strings.Join(cg.Files, ", "),
+	p.table([][]string{
+		{"memory", kib(cg.MemoryBytes / 1024), limit},
+		{"pids", fmt.Sprint(cg.Pids)},
+		{"read from", strings.Join(cg.Files, ", ")},
 	})
 	for _, e := range cg.Errors {
 		p.linef("   could not read: %s", e)
@@ -202,12 +214,12 @@ func writeRunc(p *printer, st RuncState) {
 		p.linef("   failed: %s", st.Error)
 		return
 	}
-	p.table([]string{
-		"status\t" + st.Status,
-		fmt.Sprintf("pid\t%d", st.PID),
-		"bundle\t" + st.Bundle,
-		"rootfs\t" + st.Rootfs,
-		"created\t" + st.Created,
+	p.table([][]string{
+		{"status", st.Status},
+		{"pid", fmt.Sprint(st.PID)},
+		{"bundle", st.Bundle},
+		{"rootfs", st.Rootfs},
+		{"created", st.Created},
 	})
 }
 

@@ -71,3 +71,42 @@ func TestWriteJSONIsOneDocument(t *testing.T) {
 		t.Errorf("the JSON does not read back as the report:\n%+v", back)
 	}
 }
+
+// A container chooses its command lines and file names, and runc's errors
+// quote them: the text shows every control byte as an escape, the JSON
+// keeps the strings as they are.
+func TestWriteTextEscapesWhatTheContainerControls(t *testing.T) {
+	const hostile = "\033]0;PWNED\007\033[2J\033[31m"
+	r := fixtureReport()
+	r.Processes[0].Args = []string{"sh", "-c", "x\tcolumn\nrow" + hostile}
+	r.Root.Entries = append(r.Root.Entries, hostile+"x")
+	r.Root.OSRelease = "\033[1A\033[2K"
+	r.Runc.Error = "runc: " + hostile
+	r.Runc.Status = ""
+	var out bytes.Buffer
+	if err := writeText(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	if i := strings.IndexFunc(text, func(r rune) bool { return r != '\n' && r < ' ' }); i >= 0 {
+		t.Errorf("the text holds the control byte %q at %d:\n%s", text[i], i, text)
+	}
+	for _, want := range []string{
+		`sh -c x\tcolumn\nrow\x1b]0;PWNED\a\x1b[2J\x1b[31m`,
+		`\x1b]0;PWNED\a\x1b[2J\x1b[31mx`,
+		`/etc/os-release: \x1b[1A\x1b[2K`,
+		`failed: runc: \x1b]0;PWNED`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the text has no %s:\n%s", want, text)
+		}
+	}
+	out.Reset()
+	if err := writeJSON(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil || !reflect.DeepEqual(&back, r) {
+		t.Errorf("the JSON does not keep the strings as they are: %v\n%s", err, out.String())
+	}
+}

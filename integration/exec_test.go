@@ -67,7 +67,7 @@ type execResult struct {
 	stdout, stderr string
 }
 
-func runExec(s *session, task client.Task, execID string, spec *specs.Process, stdin string) (execResult, error) {
+func runExec(s *session, task client.Task, execID string, spec *specs.Process, stdin string, more ...cio.Opt) (execResult, error) {
 	streams := &stdio{}
 	opts := []cio.Opt{cio.WithStreams(nil, &streams.stdout, &streams.stderr)}
 	var closer *stdinCloser
@@ -75,7 +75,7 @@ func runExec(s *session, task client.Task, execID string, spec *specs.Process, s
 		closer = &stdinCloser{reader: strings.NewReader(stdin), ctx: s.ctx}
 		opts = []cio.Opt{cio.WithStreams(closer, &streams.stdout, &streams.stderr)}
 	}
-	process, err := task.Exec(s.ctx, execID, spec, cio.NewCreator(opts...))
+	process, err := task.Exec(s.ctx, execID, spec, cio.NewCreator(append(opts, more...)...))
 	if err != nil {
 		return execResult{}, fmt.Errorf("exec %s: %w", execID, err)
 	}

@@ -105,6 +105,13 @@ func probeBinary(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return copyForEveryone(t, self)
+}
+
+// copyForEveryone copies a program into a folder of its own that every
+// user may search, so that another user can run it.
+func copyForEveryone(t *testing.T, program string) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "probe-")
 	if err != nil {
 		t.Fatal(err)
@@ -113,12 +120,12 @@ func probeBinary(t *testing.T) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in, err := os.Open(self)
+	in, err := os.Open(program)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	path := filepath.Join(dir, "probe")
+	path := filepath.Join(dir, filepath.Base(program))
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ type directShim struct {
 	namespace string // unique per test, so runs never share runc state
 	task      taskAPI.TTRPCTaskService
 	conn      *ttrpc.Client
+	address   string // the shim's socket
 	ctx       context.Context
 	pid       int
 	runc      *anypb.Any // runtime options naming the pinned runc
@@ -100,6 +101,7 @@ func startShimDirectlyIn(t *testing.T, prepare func(shimWorkDir string)) *direct
 		namespace: namespace,
 		task:      taskAPI.NewTTRPCTaskClient(client),
 		conn:      client,
+		address:   address,
 		ctx:       namespaces.WithNamespace(context.Background(), namespace),
 		bundleDir: filepath.Join(work, "bundles"),
 	}

@@ -65,6 +65,14 @@ type Entry struct {
 	Bytes  int64    `json:"bytes,omitempty"`
 	End    *Ending  `json:"end,omitempty"`
 
+	// Repeats, on an entry of a kind that comes in floods (an OOM kill and
+	// its event, in a container whose processes the OOM killer kills over
+	// and over), makes it a count: it stands for this many entries like
+	// it, from Since to Mono, that came after one that was written and
+	// were counted, not written one by one (Journal.Record).
+	Repeats int   `json:"repeats,omitempty"`
+	Since   int64 `json:"since,omitempty"`
+
 	// Shared is set by the reader, never written: the entry comes from a
 	// grouped shim's shim-wide journal, merged into a container's story
 	// (SharedDir).
@@ -133,7 +141,7 @@ func ParseLine(line []byte) (Entry, error) {
 	if e.Kind == "" {
 		return Entry{}, errNoKind
 	}
-	if e.Mono < 0 || e.Took < 0 || e.Bytes < 0 {
+	if e.Mono < 0 || e.Took < 0 || e.Bytes < 0 || e.Repeats < 0 || e.Since < 0 {
 		return Entry{}, fmt.Errorf("journal line of kind %q has a negative time or count", e.Kind)
 	}
 	if e.End != nil && (e.End.Exited < 0 || e.End.Created < 0 || e.End.Started < 0 || e.End.KillAt < 0 || e.End.OOMAt < 0) {

@@ -3,6 +3,7 @@ package journal
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -40,4 +41,31 @@ func normal(e Entry) Entry {
 	}
 	e.Time = e.Time.UTC()
 	return e
+}
+
+// FuzzWithoutQueryValues: whatever the text, no value of a URI's query is
+// left, and rewriting twice changes nothing more.
+func FuzzWithoutQueryValues(f *testing.F) {
+	f.Add("binary:///usr/bin/logger?token=s3cret&level=debug")
+	f.Add(`stdio "file:///x?k=v" and binary://?=`)
+	f.Fuzz(func(t *testing.T, s string) {
+		once := withoutQueryValues(s)
+		if twice := withoutQueryValues(once); twice != once {
+			t.Fatalf("%q: once %q, twice %q", s, once, twice)
+		}
+		for rest := once; ; {
+			start := firstURI(rest)
+			if start < 0 {
+				break
+			}
+			end := start + strings.IndexFunc(rest[start:], endsURI)
+			if end < start {
+				end = len(rest)
+			}
+			if _, query, ok := strings.Cut(rest[start:end], "?"); ok && strings.Contains(query, "=") {
+				t.Fatalf("%q kept a query value: %q", s, once)
+			}
+			rest = rest[end:]
+		}
+	})
 }

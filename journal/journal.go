@@ -1,10 +1,11 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -16,11 +17,6 @@ import (
 // one starts. A container's journal thus takes at most about twice this.
 // A whole lifecycle with an exec takes about 10 KiB.
 const DefaultFileLimit = 512 << 10
-
-// keepEnded is how many deleted containers of a namespace keep their
-// journal. /run is memory; a machine that runs a container a second would
-// otherwise fill it with journals nobody reads.
-const keepEnded = 100
 
 // Journal is one container's journal file (or a shim's shim-wide one). A nil
 // *Journal records nothing, which is what level off gives: callers need no
@@ -39,6 +35,11 @@ type Journal struct {
 	mu   sync.Mutex
 	file *os.File // guarded by mu; nil once closed
 	size int64    // guarded by mu
+	// repeats are the open windows of entries that come in floods
+	// (flood.go); flushTimer writes their counts when they end. Both are
+	// guarded by mu.
+	repeats    map[repeatKey]*repeats
+	flushTimer *time.Timer
 }
 
 // Options are what Open needs besides the folder.
@@ -60,7 +61,7 @@ type Options struct {
 func Open(dir string, opts Options) (*Journal, error) {
 	// Each file operation here is on the Create request's path: the
 	// current file is truncated rather than removed and made anew.
-	remove := []string{rotatedFile, endedFile}
+	remove := []string{headFile, rotatedFile, endedFile}
 	if opts.Level == Off {
 		remove = append(remove, currentFile)
 	}
@@ -86,7 +87,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 // `delete` action after a shim died adds to what the shim wrote); no
 // journal there, or one that has ended, gives nil.
 func Reopen(dir, id string) *Journal {
-	if !exists(dir) {
+	if ok, _ := exists(dir); !ok {
 		return nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, endedFile)); err == nil {
@@ -161,7 +162,8 @@ func (j *Journal) Dir() string {
 	return j.dir
 }
 
-// Record writes one entry. Mono and Time are set when zero, ID always.
+// Record writes one entry; one like it already written a moment ago is
+// counted instead (flood.go). Mono and Time are set when zero, ID always.
 // Failing to write is not the container's problem: the entry is dropped.
 func (j *Journal) Record(e Entry) {
 	if j == nil {
@@ -176,16 +178,26 @@ func (j *Journal) Record(e Entry) {
 	if e.ID == "" {
 		e.ID = j.id
 	}
-	line, err := json.Marshal(e)
-	if err != nil {
-		return
-	}
-	line = append(line, '\n')
+	e.Path, e.Msg = withoutQueryValues(e.Path), withoutQueryValues(e.Msg)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.file == nil {
 		return
 	}
+	if comesInFloods(e) && j.countRepeat(e) {
+		return
+	}
+	j.write(e)
+}
+
+// write writes one line, rotating the file first when it is full. mu is
+// held.
+func (j *Journal) write(e Entry) {
+	line, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	line = append(line, '\n')
 	if j.size+int64(len(line)) > j.limit && j.size > 0 {
 		j.rotate()
 		if j.file == nil {
@@ -196,61 +208,66 @@ func (j *Journal) Record(e Entry) {
 	j.size += int64(n)
 }
 
-// rotate moves the full file aside and starts a new one; mu is held.
+// rotate moves the full file aside and starts a new one; mu is held. The
+// file moved aside replaces the one before it: the first time that happens,
+// the story's first lines would go, and keepHead keeps them.
 func (j *Journal) rotate() {
 	j.file.Close()
 	j.file = nil
+	keepHead(j.dir, j.limit/8)
 	os.Rename(filepath.Join(j.dir, currentFile), filepath.Join(j.dir, rotatedFile))
 	j.openCurrent(false)
 }
 
+// keepHead copies the first lines of the story, up to limit bytes, into
+// headFile, once: when the current file starts the story (its first line
+// is the journal's opening) and no head was kept yet. They say how the
+// container was created and started, which no later line repeats.
+func keepHead(dir string, limit int64) {
+	headPath := filepath.Join(dir, headFile)
+	if _, err := os.Lstat(headPath); err == nil {
+		return
+	}
+	f, err := os.Open(filepath.Join(dir, currentFile))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	data := make([]byte, limit)
+	n, _ := io.ReadFull(f, data)
+	data = data[:bytes.LastIndexByte(data[:n], '\n')+1]
+	firstLine, _, _ := bytes.Cut(data, []byte{'\n'})
+	if e, err := ParseLine(firstLine); err != nil || e.Kind != KindJournal {
+		return
+	}
+	head, err := os.OpenFile(headPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return
+	}
+	head.Write(data)
+	head.Close()
+}
+
 // Close ends the journal of a deleted container: it stays for trace, marked
-// ended so that it is among the ones pruned once enough others ended after
-// it.
+// ended, and the journals nobody needs any more are pruned (prune.go).
 func (j *Journal) Close() error {
 	if j == nil {
 		return nil
 	}
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.file == nil {
+		j.mu.Unlock()
 		return nil
 	}
+	j.flushAll()
 	err := j.file.Close()
 	j.file = nil
+	j.mu.Unlock()
 	if j.id != "" {
 		os.WriteFile(filepath.Join(j.dir, endedFile), nil, 0o600)
-		pruneEnded(filepath.Dir(j.dir))
+		prune(j.dir)
 	}
 	return err
-}
-
-// pruneEnded removes the journals of the oldest deleted containers of a
-// namespace beyond keepEnded. Running containers' journals are never
-// touched: they have no ended mark.
-func pruneEnded(namespaceDir string) {
-	entries, err := os.ReadDir(namespaceDir)
-	if err != nil || len(entries) <= keepEnded {
-		return
-	}
-	type ended struct {
-		dir string
-		at  time.Time
-	}
-	var all []ended
-	for _, e := range entries {
-		dir := filepath.Join(namespaceDir, e.Name())
-		if info, err := os.Stat(filepath.Join(dir, endedFile)); err == nil {
-			all = append(all, ended{dir, info.ModTime()})
-		}
-	}
-	if len(all) <= keepEnded {
-		return
-	}
-	sort.Slice(all, func(a, b int) bool { return all[a].at.Before(all[b].at) })
-	for _, e := range all[:len(all)-keepEnded] {
-		os.RemoveAll(e.dir)
-	}
 }
 
 // Recorder records the entries of one process of a container: the same

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func openTest(t *testing.T, limit int64) *Journal {
@@ -91,7 +92,7 @@ func TestConcurrentRecordersKeepLinesWholeAndOrdered(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				j.Process(fmt.Sprintf("w%d", w)).Record(Entry{Kind: KindEvent, Pid: i, Msg: strings.Repeat("x", 40)})
+				j.Process(fmt.Sprintf("w%d", w)).Record(Entry{Kind: KindRPCIn, Pid: i, Msg: strings.Repeat("x", 40)})
 			}
 		}()
 	}
@@ -272,5 +273,149 @@ func BenchmarkRecordOff(b *testing.B) {
 	var j *Journal
 	for b.Loop() {
 		j.Process("").Record(Entry{Kind: KindRunc, Name: "start", Pid: 1234})
+	}
+}
+
+// A logging program's URI carries its arguments in its query, secrets
+// among them: the journal keeps the keys, not the values, in a path or
+// quoted in a message.
+func TestJournalKeepsOnlyAURIsQueryKeys(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(dir, Options{ID: "web", Level: Info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Record(Entry{Kind: KindOpen, Name: "stdout+stderr", Msg: "logging program", Path: "binary:///usr/bin/logger?token=s3cret&level=debug"})
+	j.Record(Entry{Kind: KindRPCOut, Name: "Create", Err: "InvalidArgument", Msg: `stdio "file:///var/log/x?key=s3cret#frag" is not supported; see binary:///bin/l?a=s3cret`})
+	j.Record(Entry{Kind: KindOpen, Name: "stdout", Msg: "fifo", Path: "/run/containerd/fifo/1/web-stdout"})
+	j.Close()
+	data, err := os.ReadFile(filepath.Join(dir, currentFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, want := range []string{`"path":"binary:///usr/bin/logger?token\u0026level"`, `file:///var/log/x?key\" is not supported; see binary:///bin/l?a"`, "/run/containerd/fifo/1/web-stdout"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the journal has no %s:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "s3cret") {
+		t.Errorf("the journal keeps a query's value:\n%s", text)
+	}
+}
+
+// An OOM loop: 1000 OOM kills and their events over 10 seconds. Each
+// second's are one line as they begin and one that counts the rest; the
+// counts add up to every kill.
+func TestAFloodIsCountedNotWritten(t *testing.T) {
+	j := openTest(t, 0)
+	start := Now()
+	for i := range 1000 {
+		at := start + int64(i)*int64(10*time.Millisecond)
+		j.Record(Entry{Kind: KindOOM, Mono: at, Msg: "the kernel's OOM killer killed a process"})
+		j.Record(Entry{Kind: KindEvent, Mono: at, Name: "/tasks/oom"})
+	}
+	j.Record(Entry{Kind: KindRPCIn, Name: "Kill"})
+	j.Close()
+	story, err := Read(j.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[Kind]int{}
+	for _, e := range story.Entries {
+		counted[e.Kind] += max(1, e.Repeats) // a count stands for its entries
+		if e.Repeats > 0 && (e.Since <= start || e.Since > e.Mono) {
+			t.Errorf("a count from %d to %d, the flood began at %d", e.Since, e.Mono, start)
+		}
+	}
+	if counted[KindOOM] != 1000 || counted[KindEvent] != 1000 || counted[KindRPCIn] != 1 {
+		t.Errorf("counted %v; want 1000 OOM kills, 1000 events and the request", counted)
+	}
+	if len(story.Entries) > 50 {
+		t.Errorf("%d lines for 10 seconds of a flood; want about 4 a second", len(story.Entries))
+	}
+}
+
+// However much rotates out, the story's first lines stay: the reader puts
+// them first, and says where the lost ones were.
+func TestTheFirstLinesStayThroughRotations(t *testing.T) {
+	j := openTest(t, 4096)
+	j.Record(Entry{Kind: KindJournal, Msg: "info"})
+	j.Record(Entry{Kind: KindRPCIn, Name: "Create"})
+	j.Record(Entry{Kind: KindRPCIn, Name: "Start"})
+	for i := range 500 {
+		j.Record(Entry{Kind: KindRPCIn, Name: fmt.Sprintf("State-%03d", i)})
+	}
+	story, err := Read(j.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !story.Rotated || story.LostAfter == 0 {
+		t.Fatalf("rotated %v, lost after %d: the story does not say lines were lost after its first ones", story.Rotated, story.LostAfter)
+	}
+	if story.Entries[0].Kind != KindJournal || story.Entries[1].Name != "Create" || story.Entries[2].Name != "Start" {
+		t.Fatalf("the story starts with %+v", story.Entries[:3])
+	}
+	if last := story.Entries[len(story.Entries)-1]; last.Name != "State-499" {
+		t.Fatalf("the story ends with %q", last.Name)
+	}
+	for i := 1; i < len(story.Entries); i++ {
+		if story.Entries[i].Mono < story.Entries[i-1].Mono || story.Entries[i].Name != "" && story.Entries[i].Name == story.Entries[i-1].Name {
+			t.Fatalf("entries out of order or twice at %d: %q after %q", i, story.Entries[i].Name, story.Entries[i-1].Name)
+		}
+	}
+	if files := story.Files(); filepath.Base(files[0]) != headFile {
+		t.Errorf("the story's files %q do not start with the first lines", files)
+	}
+}
+
+// What nobody can ask about any more goes: the journals of a containerd
+// whose state folder is gone; a journal that never ended, of a container
+// its containerd no longer has, an hour after its last line; a grouped
+// shim's own journal an hour after its last line once the shim is gone.
+// What may still be asked about stays.
+func TestPruneRemovesWhatNobodyCanAskAbout(t *testing.T) {
+	root, live := t.TempDir(), t.TempDir()
+	gone := filepath.Join(t.TempDir(), "removed-state")
+	open := func(dir, state string) *Journal {
+		j, err := Open(dir, Options{ID: filepath.Base(dir), Level: Info, State: state})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Record(Entry{Kind: KindJournal, Pid: 999999999, Name: filepath.Base(dir)})
+		return j
+	}
+	age := func(dir string) {
+		old := time.Now().Add(-2 * abandonedAfter)
+		if err := os.Chtimes(filepath.Join(dir, currentFile), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(ContainerDir(root, gone, "ns", "of-a-removed-containerd"), gone)
+	for _, id := range []string{"running", "abandoned", "recent"} {
+		open(ContainerDir(root, live, "ns", id), live)
+	}
+	os.MkdirAll(filepath.Join(live, TaskFolder, "ns", "running"), 0o700)
+	age(ContainerDir(root, live, "ns", "running"))
+	age(ContainerDir(root, live, "ns", "abandoned"))
+	open(ShimDir(root, live, "ns", "gone-shim"), live)
+	age(ShimDir(root, live, "ns", "gone-shim"))
+	open(ShimDir(root, live, "ns", "quiet-shim"), live)
+
+	rootPruned.at = time.Time{}
+	open(ContainerDir(root, live, "ns", "deleted"), live).Close()
+
+	for dir, wantKept := range map[string]bool{
+		StateDir(root, gone):                        false,
+		ContainerDir(root, live, "ns", "running"):   true,
+		ContainerDir(root, live, "ns", "abandoned"): false,
+		ContainerDir(root, live, "ns", "recent"):    true,
+		ContainerDir(root, live, "ns", "deleted"):   true,
+		ShimDir(root, live, "ns", "gone-shim"):      false,
+		ShimDir(root, live, "ns", "quiet-shim"):     true,
+	} {
+		if _, err := os.Stat(dir); (err == nil) != wantKept {
+			t.Errorf("%s: kept %v, want %v", dir, err == nil, wantKept)
+		}
 	}
 }

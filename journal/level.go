@@ -27,6 +27,9 @@ func ParseLevel(s string) (Level, error) {
 	case "debug":
 		return Debug, nil
 	}
+	if len(s) > 32 {
+		s = s[:32] + "…" // an annotation may be long; the message need not be
+	}
 	return Off, fmt.Errorf("journal level %q: want off, info or debug", s)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -12,7 +13,7 @@ import (
 // Where journals live:
 //
 //	/run/containerd-shim-teach-v2/<key>/containerd-state     the containerd state folder <key> stands for
-//	/run/containerd-shim-teach-v2/<key>/<namespace>/<id>/journal.jsonl (and journal.1.jsonl)
+//	/run/containerd-shim-teach-v2/<key>/<namespace>/<id>/journal.jsonl (and journal.1.jsonl, journal.head.jsonl)
 //	/run/containerd-shim-teach-v2/<key>/<namespace>/.shim/<group>/journal.jsonl   shim-wide entries
 //
 // Not in the bundle: containerd removes the bundle as soon as the task is
@@ -40,7 +41,8 @@ const shimFolder = ".shim"
 const (
 	currentFile = "journal.jsonl"
 	rotatedFile = "journal.1.jsonl"
-	endedFile   = "ended" // present once the container was deleted
+	headFile    = "journal.head.jsonl" // the story's first lines, kept once they would rotate out
+	endedFile   = "ended"              // present once the container was deleted
 )
 
 // StateOfBundle is containerd's state folder, learnt from a bundle path:
@@ -97,22 +99,33 @@ type Found struct {
 // journals are looked at. Without, the default containerd's are looked at
 // first, then every other containerd's; a container found under more than
 // one is an error that names them, so the caller can choose with state.
+// Journals are root's alone: for another user Find says so, rather than
+// that there is none.
 func Find(root, state, namespace, id string) (Found, error) {
 	if state != "" {
 		dir := ContainerDir(root, state, namespace, id)
-		if !exists(dir) {
+		if ok, err := exists(dir); !ok {
+			if err != nil {
+				return Found{}, notReadable(root, err)
+			}
 			return Found{}, fmt.Errorf("container %q in namespace %q under containerd state %s: %w", id, namespace, state, ErrNoJournal)
 		}
 		return Found{Dir: dir, State: state}, nil
 	}
-	if dir := ContainerDir(root, DefaultContainerdState, namespace, id); exists(dir) {
+	dir := ContainerDir(root, DefaultContainerdState, namespace, id)
+	if ok, err := exists(dir); ok {
 		return Found{Dir: dir, State: DefaultContainerdState}, nil
+	} else if err != nil {
+		return Found{}, notReadable(root, err)
 	}
-	keys, _ := os.ReadDir(root)
+	keys, err := os.ReadDir(root)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Found{}, notReadable(root, err)
+	}
 	var found []Found
 	for _, key := range keys {
 		dir := filepath.Join(root, key.Name(), namespace, id)
-		if exists(dir) {
+		if ok, _ := exists(dir); ok {
 			state, _ := os.ReadFile(filepath.Join(root, key.Name(), stateFile))
 			found = append(found, Found{Dir: dir, State: string(state)})
 		}
@@ -130,7 +143,17 @@ func Find(root, state, namespace, id string) (Found, error) {
 	return Found{}, fmt.Errorf("container %q in namespace %q exists under several containerd daemons (state folders %q); choose one with --state", id, namespace, states)
 }
 
-func exists(dir string) bool {
+// exists tells whether dir holds a journal. Whether it does cannot be told
+// when the user may not look (err): a folder that cannot be searched hides
+// what it holds.
+func exists(dir string) (bool, error) {
 	_, err := os.Stat(filepath.Join(dir, currentFile))
-	return err == nil
+	if errors.Is(err, fs.ErrPermission) {
+		return false, err
+	}
+	return err == nil, nil
+}
+
+func notReadable(root string, err error) error {
+	return fmt.Errorf("the journals under %s are root's alone, and this user may not read them (%w): run it as root", root, err)
 }

@@ -12,9 +12,12 @@ import (
 type Story struct {
 	Dir     string
 	Entries []Entry // oldest first
-	// Rotated: the journal's first entries were rotated out, so the story
-	// starts somewhere in the middle.
-	Rotated bool
+	// Rotated: entries were rotated out. When the story's first lines
+	// were kept (keepHead), Entries starts with them, and the lines lost
+	// came after LostAfter; otherwise the story starts somewhere in the
+	// middle.
+	Rotated   bool
+	LostAfter int64 // Mono of the last kept first line; 0 when none was kept
 	// Ended: the container was deleted; nothing more will be written.
 	Ended bool
 	// Skipped counts lines that could not be read (damaged, or not ours).
@@ -46,11 +49,32 @@ func Read(dir string) (Story, error) {
 		s.Skipped += skipped
 	}
 	// After one rotation the first file may still start with the header;
-	// after two, it cannot.
+	// after two, it cannot, and the head kept of it goes first.
 	s.Rotated = rotatedOnce && (len(s.Entries) == 0 || s.Entries[0].Kind != KindJournal)
+	if s.Rotated {
+		if head, err := os.Open(filepath.Join(dir, headFile)); err == nil {
+			entries, skipped := readLines(head)
+			head.Close()
+			if len(entries) > 0 {
+				s.LostAfter = entries[len(entries)-1].Mono
+				s.Entries = append(entries, s.Entries...)
+				s.Skipped += skipped
+			}
+		}
+	}
 	_, err := os.Stat(filepath.Join(dir, endedFile))
 	s.Ended = err == nil
 	return s, nil
+}
+
+// Files are the journal's files that tell the story, oldest first, as Read
+// read them: trace --json prints them as they are.
+func (s Story) Files() []string {
+	files := []string{filepath.Join(s.Dir, rotatedFile), filepath.Join(s.Dir, currentFile)}
+	if s.LostAfter != 0 {
+		files = append([]string{filepath.Join(s.Dir, headFile)}, files...)
+	}
+	return files
 }
 
 // readLines reads the complete lines of r; a last line without its newline

@@ -485,12 +485,18 @@ func (c *Container) reportOOMsLocked() {
 	}
 }
 
-// noteKill records a signal the shim relays to p on containerd's behalf,
-// for the journal and for p's exit forensics.
-func (c *Container) noteKill(p *tracked, signal int, by string, all bool) {
+// noteKill records a signal the shim is about to relay to p on containerd's
+// behalf, for the journal and for p's exit forensics; withdraw takes it
+// back from the forensics if it is not delivered (lifeRecord.noteKill).
+// Signal 0 sends nothing (it asks whether the process exists): it is not
+// recorded.
+func (c *Container) noteKill(p *tracked, signal int, by string, all bool) (withdraw func()) {
+	if signal == 0 {
+		return func() {}
+	}
 	kill := killRecord{signal: signal, at: journal.Now(), by: by, all: all}
-	p.life.noteKill(kill)
 	p.journal.Record(journal.Entry{Kind: journal.KindSignal, Mono: kill.at, Signal: signal, Pid: p.Pid(), All: all, Msg: by})
+	return p.life.noteKill(kill)
 }
 
 // recordEnding writes p's exit forensics; eventOrder is held, so lastOOM

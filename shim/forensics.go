@@ -16,6 +16,7 @@ import (
 // signal sent by someone else.
 
 // killRecord is one signal the shim sent a process on containerd's behalf.
+// It is comparable: withdraw finds its own record by value.
 type killRecord struct {
 	signal int
 	at     int64  // journal.Now() when the request arrived
@@ -26,9 +27,11 @@ type killRecord struct {
 // lifeRecord is what the shim remembers of one process for its forensics.
 type lifeRecord struct {
 	mu      sync.Mutex
-	created int64        // guarded by mu
-	started int64        // guarded by mu
-	kills   []killRecord // guarded by mu
+	created int64 // guarded by mu
+	started int64 // guarded by mu
+	// lastKills is the latest kill of each signal: what explainExit needs,
+	// and a bounded record however many Kill requests a client sends.
+	lastKills map[int]killRecord // guarded by mu
 }
 
 func newLifeRecord() *lifeRecord { return &lifeRecord{created: journal.Now()} }
@@ -39,16 +42,39 @@ func (l *lifeRecord) noteStarted() {
 	l.mu.Unlock()
 }
 
-func (l *lifeRecord) noteKill(k killRecord) {
+// noteKill records a kill as the latest of its signal. The shim notes a
+// kill before it sends it: the signal may end the process, and its exit be
+// recorded, before the sender hears back. withdraw takes the record back,
+// for a kill that was refused or could not be delivered and so ended
+// nothing; a later kill of the same signal that replaced it stays.
+func (l *lifeRecord) noteKill(k killRecord) (withdraw func()) {
 	l.mu.Lock()
-	l.kills = append(l.kills, k)
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	if l.lastKills == nil {
+		l.lastKills = make(map[int]killRecord)
+	}
+	replaced, hadOne := l.lastKills[k.signal]
+	l.lastKills[k.signal] = k
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		switch {
+		case l.lastKills[k.signal] != k:
+		case hadOne:
+			l.lastKills[k.signal] = replaced
+		default:
+			delete(l.lastKills, k.signal)
+		}
+	}
 }
 
 func (l *lifeRecord) snapshot() (created, started int64, kills []killRecord) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.created, l.started, append([]killRecord(nil), l.kills...)
+	for _, k := range l.lastKills {
+		kills = append(kills, k)
+	}
+	return l.created, l.started, kills
 }
 
 // exitFacts is everything explainExit weighs.
@@ -74,7 +100,7 @@ func explainExit(f exitFacts) journal.Ending {
 		signal = f.code - 128
 	}
 	end.Signal = signal
-	kill, killed := latestKill(append(f.kills, f.containerKills...), signal)
+	kill, killed := latestKill(killsSince(f.created, f.kills, f.containerKills), signal)
 	switch {
 	case signal == 0:
 		end.Cause = journal.CauseExited
@@ -95,6 +121,21 @@ func explainExit(f exitFacts) journal.Ending {
 		end.By = "a signal the shim did not relay (from inside the container or the host)"
 	}
 	return end
+}
+
+// killsSince are the kills sent at or after created. A kill to the whole
+// container, or to its init, from before an exec existed cannot have ended
+// that exec.
+func killsSince(created int64, lists ...[]killRecord) []killRecord {
+	var since []killRecord
+	for _, kills := range lists {
+		for _, k := range kills {
+			if k.at >= created {
+				since = append(since, k)
+			}
+		}
+	}
+	return since
 }
 
 // latestKill is the last relayed kill with the given signal, or else the

@@ -24,6 +24,7 @@ func TestExplainExit(t *testing.T) {
 		{"exec killed with its init", exitFacts{code: 137, initExited: 90}, journal.CauseInitExited, ""},
 		{"exec under a container-wide kill", exitFacts{code: 137, initExited: 90, containerKills: []killRecord{{signal: 9, at: 85, by: "Kill request", all: true}}}, journal.CauseKillRequest, "Kill request"},
 		{"a signal from elsewhere", exitFacts{code: 130, kills: []killRecord{kill}}, journal.CauseOtherSignal, ""},
+		{"a kill from before the process existed", exitFacts{code: 143, created: 55, kills: []killRecord{term}}, journal.CauseOtherSignal, ""},
 	} {
 		end := explainExit(c.facts)
 		if end.Cause != c.cause || c.by != "" && end.By != c.by {
@@ -31,6 +32,36 @@ func TestExplainExit(t *testing.T) {
 		}
 		if c.facts.code > 128 && end.Signal != c.facts.code-128 {
 			t.Errorf("%s: signal %d from status %d", c.name, end.Signal, c.facts.code)
+		}
+	}
+}
+
+// An exec that exits by itself after its container's init was sent a
+// signal, before the exec existed, is not said to have followed that kill.
+func TestAnExecIsNotBlamedForAKillBeforeIt(t *testing.T) {
+	initKill := killRecord{signal: 15, at: 50, by: "Kill request"}
+	end := explainExit(exitFacts{code: 0, created: 60, containerKills: []killRecord{initKill}})
+	if end.Cause != journal.CauseExited || end.By != "" || end.KillSignal != 0 || end.KillAt != 0 {
+		t.Fatalf("%+v; want an exit by itself with no kill named", end)
+	}
+}
+
+// However many kills a process is sent, the record keeps the latest of
+// each signal; a kill withdrawn (not delivered) leaves the one before it.
+func TestKillRecordKeepsTheLatestOfEachSignal(t *testing.T) {
+	var life lifeRecord
+	for i := range 100000 {
+		life.noteKill(killRecord{signal: 1 + i%3, at: int64(i), by: "Kill request"})
+	}
+	withdraw := life.noteKill(killRecord{signal: 1, at: 200000, by: "Kill request"})
+	withdraw()
+	_, _, kills := life.snapshot()
+	if len(kills) != 3 {
+		t.Fatalf("%d kill records after 100000 kills of 3 signals: %+v", len(kills), kills)
+	}
+	for _, k := range kills {
+		if want := int64(99999 - (99999-(k.signal-1))%3); k.at != want {
+			t.Errorf("signal %d: latest kill at %d, want %d", k.signal, k.at, want)
 		}
 	}
 }

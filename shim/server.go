@@ -102,7 +102,7 @@ func serveTaskAPI(ctx context.Context, sd shutdown.Service, service *TaskService
 		return nil, fmt.Errorf("socket from start (fd 3): %w", err)
 	}
 	go func() {
-		if err := server.Serve(ctx, listener); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := server.Serve(ctx, limitConnections(listener)); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			log.G(ctx).WithError(err).Error("ttrpc server failed")
 			sd.Shutdown()
 		}

@@ -318,8 +318,9 @@ func (s *TaskService) Kill(ctx context.Context, req *taskAPI.KillRequest) (*empt
 	if err != nil {
 		return nil, err
 	}
-	c.noteKill(p, int(req.Signal), "Kill request", req.All)
+	withdraw := c.noteKill(p, int(req.Signal), "Kill request", req.All)
 	if err := p.Kill(ctx, req.Signal, req.All); err != nil {
+		withdraw()
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil

@@ -2,9 +2,12 @@ package shim
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/errdefs"
@@ -37,6 +40,19 @@ type bundleSpec struct {
 	} `json:"linux"`
 }
 
+// maxBundleSpecSize caps the config.json the shim reads. containerd writes
+// it from the container's spec, which reached containerd in one gRPC
+// message (16 MiB at most by default); a larger file did not come from a
+// client through containerd, and the shim refuses it rather than hold it in
+// memory.
+const maxBundleSpecSize = 16 << 20
+
+// largeBundleSpec is a config.json far above the usual tens of KiB (a huge
+// annotation, say). The heap its reading grew is given back to the kernel
+// at once: an idle shim collects garbage rarely, and would keep it resident
+// for minutes.
+const largeBundleSpec = 1 << 20
+
 // readBundleSpec checks the bundle before runc sees it, so a broken bundle is
 // reported as what it is rather than as runc's exit status. It reads what
 // the shim needs (bundleSpec); runc reads and checks the rest.
@@ -54,21 +70,62 @@ func readBundleSpec(bundle string) (*bundleSpec, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("bundle %s is not a folder: %w", bundle, errdefs.ErrInvalidArgument)
 	}
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	spec, size, err := decodeBundleSpec(bundle)
+	if size > largeBundleSpec {
+		// The file and what was decoded from it are garbage once
+		// decodeBundleSpec returned.
+		debug.FreeOSMemory()
+	}
+	return spec, err
+}
+
+// decodeBundleSpec reads config.json, at most maxBundleSpecSize of it, and
+// keeps of its annotations only the shim's own: a huge annotation is for
+// others to read. size is how much it read.
+func decodeBundleSpec(bundle string) (spec *bundleSpec, size int, err error) {
+	data, err := readCapped(filepath.Join(bundle, "config.json"), maxBundleSpecSize)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return nil, fmt.Errorf("bundle %s has no config.json: %w", bundle, errdefs.ErrNotFound)
+			return nil, 0, fmt.Errorf("bundle %s has no config.json: %w", bundle, errdefs.ErrNotFound)
 		}
-		return nil, fmt.Errorf("config.json in %s cannot be read: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
+		return nil, len(data), fmt.Errorf("config.json in %s cannot be read: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
 	}
-	var spec bundleSpec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("config.json in %s is not a valid OCI runtime spec: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
+	spec = &bundleSpec{}
+	if err := json.Unmarshal(data, spec); err != nil {
+		return nil, len(data), fmt.Errorf("config.json in %s is not a valid OCI runtime spec: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
 	}
 	if spec.Process == nil {
-		return nil, fmt.Errorf("config.json in %s has no process to run: %w", bundle, errdefs.ErrInvalidArgument)
+		return nil, len(data), fmt.Errorf("config.json in %s has no process to run: %w", bundle, errdefs.ErrInvalidArgument)
 	}
-	return &spec, nil
+	if level, ok := spec.Annotations[JournalAnnotation]; ok {
+		spec.Annotations = map[string]string{JournalAnnotation: level}
+	} else {
+		spec.Annotations = nil
+	}
+	return spec, len(data), nil
+}
+
+// readCapped reads a file of at most limit bytes; a larger one is an error
+// that says its size, and is not read.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if info.Size() > limit {
+		return nil, fmt.Errorf("it is %d MiB, more than the %d MiB the shim reads", info.Size()>>20, limit>>20)
+	}
+	data := make([]byte, info.Size())
+	n, err := io.ReadFull(f, data)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil // it was cut short while read: what it holds now
+	}
+	return data[:n], err
 }
 
 // hasNamespace reports whether the container gets a namespace of this type

@@ -54,6 +54,32 @@ func TestReadBundleSpec(t *testing.T) {
 	}
 }
 
+// A config.json larger than any spec containerd passes is refused unread;
+// of a large one's annotations, only the shim's own are kept.
+func TestReadBundleSpecCapsWhatItReads(t *testing.T) {
+	huge := t.TempDir()
+	f, err := os.Create(filepath.Join(huge, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(maxBundleSpecSize + 1) // sparse: nothing is written
+	f.Close()
+	if _, err := readBundleSpec(huge); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "16 MiB") {
+		t.Errorf("a config.json over the cap: got %v, want InvalidArgument naming the 16 MiB cap", err)
+	}
+
+	large := t.TempDir()
+	config := `{"process":{"args":["sh"]},"annotations":{"` + JournalAnnotation + `":"debug","huge":"` + strings.Repeat("x", 2*largeBundleSpec) + `"}}`
+	os.WriteFile(filepath.Join(large, "config.json"), []byte(config), 0o600)
+	spec, err := readBundleSpec(large)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Annotations) != 1 || spec.Annotations[JournalAnnotation] != "debug" {
+		t.Errorf("annotations kept: %d, journal level %q; want the shim's own alone", len(spec.Annotations), spec.Annotations[JournalAnnotation])
+	}
+}
+
 // FuzzValidateID: an accepted id can never step outside a folder joined with it.
 func FuzzValidateID(f *testing.F) {
 	for _, seed := range []string{"c1", "../x", "a/b", ".", "x..y"} {

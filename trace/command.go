@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/printable"
 )
 
 // Exit statuses of trace.
@@ -85,34 +84,36 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: %v\n%s", err, usage)
+		printable.Fprintf(stderr, "trace: %v\n", err)
+		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
 	found, err := journal.Find(r.root, r.state, r.namespace, r.id)
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: %v\n", explainNotFound(err, r))
+		printable.Fprintf(stderr, "trace: %v\n", explainNotFound(err, r))
 		return exitFailed
 	}
 	story, err := journal.Read(found.Dir)
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: read the journal of container %q: %v\n", r.id, err)
+		printable.Fprintf(stderr, "trace: read the journal of container %q: %v\n", r.id, err)
 		return exitFailed
 	}
 	if r.json {
 		return printRaw(found.Dir, story, r.follow, stdout, stderr)
 	}
 	if len(story.Entries) == 0 {
-		fmt.Fprintf(stderr, "trace: the journal of container %q in %s is empty\n", r.id, found.Dir)
+		printable.Fprintf(stderr, "trace: the journal of container %q in %s is empty\n", r.id, found.Dir)
 		return exitFailed
 	}
 	shared := readShared(&story, r.id)
 	sortByTime(story.Entries)
 	t := newTimeline(stdout, story.Entries[0], time.Local)
+	t.lostAfter = story.LostAfter
 	t.header(r.id, r.namespace, found, story.Entries[0], shimOf(story.Entries))
 	t.entries(story.Entries)
 	if r.follow && !ended(story) && !hasKind(story.Entries, journal.KindCleanup) {
 		if story, err = follow(t, story, shared); err != nil {
-			fmt.Fprintf(stderr, "trace: follow %s: %v\n", found.Dir, err)
+			printable.Fprintf(stderr, "trace: follow %s: %v\n", found.Dir, err)
 			return exitFailed
 		}
 	}
@@ -139,22 +140,27 @@ func explainNotFound(err error, r request) string {
 func verdict(story journal.Story, stderr io.Writer) int {
 	status := exitOK
 	first := story.Entries[0]
-	if story.Rotated {
-		fmt.Fprintf(stderr, "trace: the journal's oldest entries were rotated out (it keeps about %d KiB per container); the timeline starts at %s\n",
+	switch {
+	case story.Rotated && story.LostAfter != 0:
+		printable.Fprintf(stderr, "trace: entries were rotated out after the journal's first lines (it keeps those and about its last %d KiB); the timeline skips from %s\n",
+			2*journal.DefaultFileLimit>>10, (&timeline{base: first.Mono}).relative(story.LostAfter))
+		status = exitIncomplete
+	case story.Rotated:
+		printable.Fprintf(stderr, "trace: the journal's oldest entries were rotated out (it keeps about %d KiB per container); the timeline starts at %s\n",
 			2*journal.DefaultFileLimit>>10, first.Time.Local().Format(time.RFC3339))
 		status = exitIncomplete
 	}
 	if story.Skipped > 0 {
-		fmt.Fprintf(stderr, "trace: %d lines of the journal could not be read and were left out\n", story.Skipped)
+		printable.Fprintf(stderr, "trace: %d lines of the journal could not be read and were left out\n", story.Skipped)
 	}
 	shim := shimOf(story.Entries)
 	switch {
 	case hasKind(story.Entries, journal.KindCleanup):
-		fmt.Fprintf(stderr, "trace: the shim (pid %d) died before the container was deleted; containerd cleaned up after it (the cleanup lines above)\n", shim.Pid)
+		printable.Fprintf(stderr, "trace: the shim (pid %d) died before the container was deleted; containerd cleaned up after it (the cleanup lines above)\n", shim.Pid)
 		status = exitIncomplete
 	case ended(story):
-	case shim.Kind == journal.KindJournal && !shimAlive(shim.Pid, shim.Name):
-		fmt.Fprintf(stderr, "trace: the shim (pid %d) is no longer running and did not record the container's end: it was killed or crashed. "+
+	case shim.Kind == journal.KindJournal && !journal.ShimRunning(shim.Pid, shim.Name):
+		printable.Fprintf(stderr, "trace: the shim (pid %d) is no longer running and did not record the container's end: it was killed or crashed. "+
 			"containerd cleans up when it notices (its delete action adds its lines here)\n", shim.Pid)
 		status = exitIncomplete
 	}
@@ -183,17 +189,6 @@ func shimOf(entries []journal.Entry) journal.Entry {
 		}
 	}
 	return journal.Entry{}
-}
-
-// shimAlive tells whether pid is still the shim server of the group: the
-// server's command line carries `-id <group>`, so a pid reused by another
-// process does not pass.
-func shimAlive(pid int, group string) bool {
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	return strings.Contains(string(cmdline), "\x00-id\x00"+group+"\x00")
 }
 
 // sortByTime orders entries by the monotonic clock; entries recorded out of
@@ -246,7 +241,7 @@ func follow(t *timeline, story journal.Story, shared *sharedJournal) (journal.St
 				return story, nil
 			}
 		}
-		if len(lines) == 0 && drawn == 0 && shim.Kind == journal.KindJournal && !shimAlive(shim.Pid, shim.Name) {
+		if len(lines) == 0 && drawn == 0 && shim.Kind == journal.KindJournal && !journal.ShimRunning(shim.Pid, shim.Name) {
 			return story, nil
 		}
 		watch.wait()
@@ -274,13 +269,14 @@ func followShared(t *timeline, story *journal.Story, shared *sharedJournal, f *j
 // printRaw prints the journal's lines as they are, and with follow goes on
 // printing the lines written after, until the container is deleted.
 func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Writer) int {
-	for _, name := range []string{"journal.1.jsonl", "journal.jsonl"} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
+	files := story.Files()
+	for i, name := range files {
+		data, err := os.ReadFile(name)
 		if err != nil && !os.IsNotExist(err) {
-			fmt.Fprintf(stderr, "trace: %v\n", err)
+			printable.Fprintf(stderr, "trace: %v\n", err)
 			return exitFailed
 		}
-		if name == "journal.jsonl" {
+		if i == len(files)-1 { // the current file, as far as Read got
 			data = data[:min(int64(len(data)), story.Offset)]
 		}
 		stdout.Write(data)
@@ -290,7 +286,7 @@ func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Wr
 	}
 	f, err := journal.Follow(dir, story.Offset)
 	if err != nil {
-		fmt.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
+		printable.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
 		return exitFailed
 	}
 	defer f.Close()
@@ -300,7 +296,7 @@ func printRaw(dir string, story journal.Story, follow bool, stdout, stderr io.Wr
 		ended := f.Ended()
 		lines, err := f.Next()
 		if err != nil {
-			fmt.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
+			printable.Fprintf(stderr, "trace: follow %s: %v\n", dir, err)
 			return exitFailed
 		}
 		for _, line := range lines {

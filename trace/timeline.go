@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/printable"
 )
 
 // The lanes, left to right.
@@ -30,7 +31,10 @@ const laneWidth = 12
 
 func laneCentre(lane int) int { return lane*laneWidth + laneWidth/2 }
 
-// timeline renders journal entries, one or two lines each.
+// timeline renders journal entries, one or two lines each. Its lines carry
+// what the container and runc wrote (runc's error messages, paths, ids), so
+// each is printed with printable.Fprintf: such text shows as escapes and
+// never acts on the terminal. --json prints the journal's own bytes.
 type timeline struct {
 	w    io.Writer
 	base int64          // Mono of the first entry: times are shown relative to it
@@ -39,6 +43,11 @@ type timeline struct {
 	// endings are each process's exit forensics, kept for the summary,
 	// in the order the processes ended.
 	endings []journal.Entry
+	// oomKills counts the OOM kills drawn, a flood's counted ones too.
+	oomKills int
+	// lostAfter is when the lines rotated out begin (Story.LostAfter);
+	// 0 once the gap is drawn, or when there is none.
+	lostAfter int64
 }
 
 func newTimeline(w io.Writer, first journal.Entry, loc *time.Location) *timeline {
@@ -47,34 +56,48 @@ func newTimeline(w io.Writer, first journal.Entry, loc *time.Location) *timeline
 
 // header says whose journal this is and what the columns are.
 func (t *timeline) header(id, namespace string, found journal.Found, first, opened journal.Entry) {
-	fmt.Fprintf(t.w, "container %s in namespace %s (containerd state %s)\n", id, namespace, found.State)
-	fmt.Fprintf(t.w, "journal %s\n", found.Dir)
+	printable.Fprintf(t.w, "container %s in namespace %s (containerd state %s)\n", id, namespace, found.State)
+	printable.Fprintf(t.w, "journal %s\n", found.Dir)
 	if opened.Kind == journal.KindJournal {
-		fmt.Fprintf(t.w, "shim pid %d (group %s), journal level %s\n", opened.Pid, opened.Name, opened.Msg)
+		printable.Fprintf(t.w, "shim pid %d (group %s), journal level %s\n", opened.Pid, opened.Name, opened.Msg)
 	}
-	fmt.Fprintf(t.w, "times are relative to %s\n\n", first.Time.In(t.loc).Format("2006-01-02 15:04:05.000 MST"))
+	printable.Fprintf(t.w, "times are relative to %s\n\n", first.Time.In(t.loc).Format("2006-01-02 15:04:05.000 MST"))
 	// Each lane's name is centred on its lifeline.
 	names := []rune(strings.Repeat(" ", lanes*laneWidth+laneWidth))
 	for lane, name := range laneNames {
 		copy(names[max(laneCentre(lane)-len(name)/2, 0):], []rune(name))
 	}
-	fmt.Fprintf(t.w, "%8s %8s %s\n", "time", "took", strings.TrimRight(string(names), " "))
+	printable.Fprintf(t.w, "%8s %8s %s\n", "time", "took", strings.TrimRight(string(names), " "))
 }
 
 // entry draws one entry.
 func (t *timeline) entry(e journal.Entry) {
+	t.gapBefore(e)
 	from, to := lanesOf(e)
 	took := ""
 	if e.Took > 0 {
 		took = formatDuration(time.Duration(e.Took))
 	}
-	fmt.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), took, arrow(from, to), t.describe(e))
+	printable.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), took, arrow(from, to), t.describe(e))
 	if e.Kind == journal.KindRunc && len(e.Argv) > 0 {
-		fmt.Fprintf(t.w, "%8s %8s %s  $ %s\n", "", "", arrow(-1, -1), strings.Join(e.Argv, " "))
+		printable.Fprintf(t.w, "%8s %8s %s  $ %s\n", "", "", arrow(-1, -1), strings.Join(e.Argv, " "))
 	}
 	if e.Kind == journal.KindExit && e.End != nil {
 		t.endings = append(t.endings, e)
 	}
+	if e.Kind == journal.KindOOM {
+		t.oomKills += max(1, e.Repeats) // a count stands for its entries
+	}
+}
+
+// gapBefore draws where the lines rotated out were, before the first entry
+// after them.
+func (t *timeline) gapBefore(e journal.Entry) {
+	if t.lostAfter == 0 || e.Mono <= t.lostAfter {
+		return
+	}
+	t.lostAfter = 0
+	printable.Fprintf(t.w, "%8s %8s %s  … entries rotated out of the journal …\n", "", "", arrow(-1, -1))
 }
 
 // entries draws a run of entries. A request whose answer follows it with
@@ -84,8 +107,9 @@ func (t *timeline) entries(entries []journal.Entry) {
 	for i := 0; i < len(entries); i++ {
 		e := entries[i]
 		if i+1 < len(entries) && answers(entries[i+1], e) {
+			t.gapBefore(e)
 			out := entries[i+1]
-			fmt.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), formatDuration(time.Duration(out.Took)),
+			printable.Fprintf(t.w, "%8s %8s %s  %s\n", t.relative(e.Mono), formatDuration(time.Duration(out.Took)),
 				arrow(laneContainerd, laneShim), t.describe(out))
 			i++
 			continue
@@ -99,15 +123,18 @@ func answers(out, in journal.Entry) bool {
 	return in.Kind == journal.KindRPCIn && out.Kind == journal.KindRPCOut && out.Name == in.Name && out.Exec == in.Exec && out.ID == in.ID
 }
 
-// summary ends the timeline with each process's exit forensics: the last
-// word on every process.
+// summary ends the timeline with the count of OOM kills, and each
+// process's exit forensics: the last word on every process.
 func (t *timeline) summary() {
+	if t.oomKills > 0 {
+		printable.Fprintf(t.w, "\nOOM kills in the container's cgroup: %d\n", t.oomKills)
+	}
 	if len(t.endings) == 0 {
 		return
 	}
-	fmt.Fprintf(t.w, "\nhow each process ended:\n")
+	printable.Fprintf(t.w, "\nhow each process ended:\n")
 	for _, e := range t.endings {
-		fmt.Fprintf(t.w, "  %s\n", t.forensics(e))
+		printable.Fprintf(t.w, "  %s\n", t.forensics(e))
 	}
 }
 
@@ -217,6 +244,9 @@ func (t *timeline) describe(e journal.Entry) string {
 		d = "container deleted; journal closed"
 	default:
 		d = strings.TrimSpace(fmt.Sprintf("%s %s %s", e.Kind, e.Name, e.Msg))
+	}
+	if e.Repeats > 0 {
+		d = fmt.Sprintf("%d more: %s (from %s to %s)", e.Repeats, d, t.relative(e.Since), t.relative(e.Mono))
 	}
 	if e.Exec != "" && e.Kind != journal.KindExit {
 		d = "[exec " + e.Exec + "] " + d

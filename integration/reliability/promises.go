@@ -105,6 +105,39 @@ var Promises = []Promise{
 		Scenario: "no elevated oom_score_adj kept",
 		Checks:   []Check{{"integration", "TestReliabilityOOMScore"}},
 	},
+	{
+		What: "text a container or runc controls (command lines, file names, runc's messages) reaches the terminal escaped: inspect's and trace's text hold no control byte, their --json the exact strings",
+		Checks: []Check{{"integration", "TestInspectAndTraceEscapeWhatTheContainerWrote"}, {"printable", "FuzzString"},
+			{"inspect", "TestWriteTextEscapesWhatTheContainerControls"}, {"trace", "TestTimelineEscapesWhatItDidNotWrite"}},
+	},
+	{
+		What: "100 000 Kill requests (signal 0, harmless and refused signals) leave the shim's memory flat; an exit is blamed only on a kill delivered after its process was created",
+		Checks: []Check{{"integration", "TestShimMemoryStaysFlatOverManyKills"}, {"integration", "TestAnExecIsNotBlamedForAnEarlierKill"},
+			{"shim", "TestKillRecordKeepsTheLatestOfEachSignal"}, {"shim", "TestAnExecIsNotBlamedForAKillBeforeIt"}},
+	},
+	{
+		What:   "a config.json over 16 MiB is refused with InvalidArgument, unread; after a Create with a large one, the shim's memory is back near its baseline",
+		Checks: []Check{{"integration", "TestAHugeConfigDoesNotStayInTheShim"}, {"shim", "TestReadBundleSpecCapsWhatItReads"}},
+	},
+	{
+		What: "a container in an OOM loop (4000 OOM kills): trace still tells its Create, its Start and the kernel's count of OOM kills; a journal's first lines survive any rotation",
+		Checks: []Check{{"integration", "TestTraceKeepsTheStartOfAnOOMLoop"}, {"journal", "TestAFloodIsCountedNotWritten"},
+			{"journal", "TestTheFirstLinesStayThroughRotations"}, {"trace", "TestTimelineOfAFloodKeepsItsStartAndCount"}},
+	},
+	{
+		What:   "journals nobody can ask about are pruned: every journal of a containerd whose state folder is gone, a journal of a forgotten container an hour after its last line",
+		Checks: []Check{{"integration", "TestTheJournalsOfARemovedContainerdArePruned"}, {"journal", "TestPruneRemovesWhatNobodyCanAskAbout"}},
+	},
+	{
+		What: "the journal keeps a log URI's query keys, never their values; a user who may not read the journals is told so, not that there is none",
+		Checks: []Check{{"integration", "TestTheJournalKeepsNoLogURIValues"}, {"journal", "FuzzWithoutQueryValues"},
+			{"integration", "TestTraceSaysAUserMayNotReadTheJournal"}},
+	},
+	{
+		What: "200 clients that each begin a 4 MiB ttrpc frame and stall: the shim's memory stays bounded, it hangs up on them, and containerd's connection is answered throughout",
+		Checks: []Check{{"integration", "TestStalledFramesNeitherGrowTheShimNorStopContainerd"}, {"shim", "TestConnectionLimiterWaitsForAFreeSlot"},
+			{"shim", "TestFrameReaderFollowsFrameBoundaries"}},
+	},
 }
 
 // writePromises renders the promises as a table: what, checked by, and the
