@@ -3,6 +3,7 @@ package shim
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestFrameReaderFollowsFrameBoundaries(t *testing.T) {
 	}
 }
 
-// The limiter hands out maxConnections connections; the next waits for one
+// The limiter hands out maxUnproven connections; the next waits for one
 // to close, and an Accept waiting when the listener closes returns.
 func TestConnectionLimiterWaitsForAFreeSlot(t *testing.T) {
 	socket := filepath.Join(t.TempDir(), "s")
@@ -50,22 +51,22 @@ func TestConnectionLimiterWaitsForAFreeSlot(t *testing.T) {
 	l := limitConnections(inner)
 	defer l.Close()
 	var served []net.Conn
-	for range maxConnections + 1 {
+	for range maxUnproven + 1 {
 		client, err := net.Dial("unix", socket)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer client.Close()
 	}
-	for range maxConnections {
+	for range maxUnproven {
 		conn, err := l.Accept()
 		if err != nil {
 			t.Fatal(err)
 		}
 		served = append(served, conn)
 	}
-	if len(l.slots) != maxConnections {
-		t.Fatalf("%d slots taken by %d connections", len(l.slots), maxConnections)
+	if len(l.slots) != maxUnproven {
+		t.Fatalf("%d slots taken by %d connections", len(l.slots), maxUnproven)
 	}
 	accepted := make(chan error)
 	go func() {
@@ -87,5 +88,37 @@ func TestConnectionLimiterWaitsForAFreeSlot(t *testing.T) {
 	l.Close()
 	if err := <-accepted; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept on a closed limiter: %v, want net.ErrClosed", err)
+	}
+}
+
+// A connection that has sent one whole frame gives its slot back: more
+// such connections than slots are all served, as containerd's are, one per
+// container of a grouped shim.
+func TestConnectionLimiterFreesTheSlotOfAProvenConnection(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "s")
+	inner, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := limitConnections(inner)
+	defer l.Close()
+	for i := range 3 * maxUnproven {
+		client, err := net.Dial("unix", socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		served, err := l.Accept()
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		defer served.Close()
+		client.Write(frame(20))
+		if _, err := io.ReadFull(served, make([]byte, ttrpcHeaderSize+20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(l.slots) != 0 {
+		t.Fatalf("%d slots still taken by connections that each sent a whole frame", len(l.slots))
 	}
 }
