@@ -136,7 +136,22 @@ var Promises = []Promise{
 	{
 		What: "200 clients that each begin a 4 MiB ttrpc frame and stall: the shim's memory stays bounded, it hangs up on them, and containerd's connection is answered throughout",
 		Checks: []Check{{"integration", "TestStalledFramesNeitherGrowTheShimNorStopContainerd"}, {"shim", "TestConnectionLimiterWaitsForAFreeSlot"},
-			{"shim", "TestFrameReaderFollowsFrameBoundaries"}},
+			{"shim", "TestConnectionLimiterFreesTheSlotOfAProvenConnection"}, {"shim", "TestFrameReaderFollowsFrameBoundaries"}},
+	},
+	{
+		What: "a pidfd that runc init sends late, however slow the machine, never fails a create or exec; a runc that connects and sends none fails it with an error naming the pidfd, leaving nothing; the pidfd socket is root's alone",
+		Checks: []Check{{"integration", "TestPidfdSentLate"}, {"integration", "TestPidfdNeverSent"}, {"integration", "TestPidfdSocketIsRootsAlone"},
+			{"process", "TestPidfdSocketTakesThePidfdOfEveryLegitimateSender"}, {"process", "TestPidfdSocketSenderThatSendsNothingIsAnError"}},
+	},
+	{
+		What: "no lock held across a runc command: an exec whose runc hangs holds up no other exec, State or Pids of its container; an init that dies while an exec starts reads running until that start is over, and every exec's exit comes before the init's",
+		Checks: []Check{{"integration", "TestExecStartsDoNotWaitForEachOther"}, {"integration", "TestInitDiesWhileAnExecStarts"},
+			{"shim", "TestInflightWaitsForEveryOperation"}},
+	},
+	{
+		What: "the containers of one group share one shim, however many start at once and while the group's shim is leaving",
+		Checks: []Check{{"integration", "TestGroupStartedAllAtOnce"}, {"integration", "TestGroupStartWhileItsShimLeaves"},
+			{"shim", "TestConcurrentStartsOfOneGroupLaunchOneShim"}, {"shim", "TestStartWhileTheGroupShimDecidesToLeave"}},
 	},
 }
 
