@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -128,6 +129,32 @@ func TestCtrRunWithTerminal(t *testing.T) {
 		}
 		if cmd.ProcessState.ExitCode() != 4 || !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "typed-line-was:typed") {
 			t.Fatalf("ctr run -t: %v, exit %d, output %q; want exit 4, a /dev/pts terminal, and the typed line", err, cmd.ProcessState.ExitCode(), got)
+		}
+	})
+}
+
+// containerd's client asks for an exec's terminal with cio.WithTerminal,
+// while the process spec it sends may say terminal: false (containerd's own
+// TestContainerExecLargeOutputWithTTY does). The request decides: each exec
+// gets a terminal, and all of its output comes through it.
+func TestExecWithTerminalAskedOnlyInTheRequest(t *testing.T) {
+	const execs, outputSize = 20, 64 << 10
+	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
+		container, task, _ := s.runningTask(t, "tty-large")
+		// x bytes only: a terminal turns \n into \r\n, which would change
+		// the count.
+		spec := execSpec(t, s, container, "sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' x", outputSize))
+		for i := range execs {
+			result, err := runExec(s, task, fmt.Sprintf("large-%d", i), spec, "", cio.WithTerminal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if result.code != 0 {
+				t.Fatalf("exec %d: exit code %d, output %.200q", i, result.code, result.stdout)
+			}
+			if got := result.stdout; len(got) != outputSize || strings.Trim(got, "x") != "" {
+				s.shimFellShort(t, "exec %d: %d bytes through the terminal, want %d x's (first 200: %.200q)", i, len(got), outputSize, got)
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package stdio
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,9 +17,11 @@ import (
 // Besides FIFO paths, containerd may name a process's output as a URI
 // (`ctr run --log-uri`, cio.LogURI):
 //
-//	binary:///usr/bin/my-logger?key=value   a logging program reads the
-//	                                        container's stdout and stderr itself
-//	file:///var/log/c1.log                  the shim appends the output to a file
+//	binary:///usr/bin/my-logger?key=value     a logging program reads the
+//	                                          container's stdout and stderr itself
+//	binary-v2:///usr/bin/my-logger?key=value  the same, but the program must say
+//	                                          it is ready (see awaitReady)
+//	file:///var/log/c1.log                    the shim appends the output to a file
 //
 // A plain absolute path is a FIFO.
 
@@ -32,13 +35,18 @@ func outputURI(path string) (uri *url.URL, ok bool, err error) {
 		return nil, false, fmt.Errorf("stdio %q is neither a path nor a URI: %v: %w", path, err, errdefs.ErrInvalidArgument)
 	}
 	switch uri.Scheme {
-	case "binary", "file":
+	case "binary", "binary-v2", "file":
 		if uri.Path == "" || uri.Path[0] != '/' {
 			return nil, false, fmt.Errorf("%s URI %q needs an absolute path: %w", uri.Scheme, path, errdefs.ErrInvalidArgument)
 		}
 		return uri, true, nil
 	}
-	return nil, false, fmt.Errorf("stdio URI scheme %q is not supported (binary://, file:// or a FIFO path): %w", uri.Scheme, errdefs.ErrInvalidArgument)
+	return nil, false, fmt.Errorf("stdio URI scheme %q is not supported (binary://, binary-v2://, file:// or a FIFO path): %w", uri.Scheme, errdefs.ErrInvalidArgument)
+}
+
+// isLoggerScheme says whether a URI names a logging program.
+func isLoggerScheme(scheme string) bool {
+	return scheme == "binary" || scheme == "binary-v2"
 }
 
 // outputFile is a file:// destination: appended to, never truncated, so a
@@ -68,9 +76,10 @@ type binaryLogger struct {
 	exited chan struct{}
 }
 
-// startBinaryLogger runs the program of a binary:// URI the way containerd's
-// logging package expects: the container's stdout as fd 3, its stderr as
-// fd 4, and fd 5 to write one byte to (and close) once it is ready. Each of
+// startBinaryLogger runs the program of a binary:// or binary-v2:// URI the
+// way containerd's logging package expects: the container's stdout as fd 3,
+// its stderr as fd 4, and fd 5 to write one byte to (and close) once it is
+// ready. Each of
 // the query's keys becomes two arguments, key and value (as containerd's
 // runc shim passes them, so loggers written for it work); the environment
 // holds only CONTAINER_ID and CONTAINER_NAMESPACE, whose output it is.
@@ -114,24 +123,38 @@ func startBinaryLogger(uri *url.URL, owner Owner, pipes *Pipes) (*binaryLogger, 
 		runc.Monitor.Wait(cmd, waiter)
 		close(logger.exited)
 	}()
-	if err := awaitReady(readyRead); err != nil {
+	if err := awaitReady(readyRead, uri.Scheme); err != nil {
 		cmd.Process.Kill()
 		return nil, fmt.Errorf("logging program %s: %w", uri.Path, err)
 	}
 	return logger, nil
 }
 
-func awaitReady(ready *os.File) error {
+// awaitReady waits for the logging program to be ready: to write a byte to
+// fd 5, or to close it.
+//
+// containerd's logging package up to 2.3 (logging.Run) only closed fd 5,
+// before or after its work began, so for binary:// a close counts as ready:
+// loggers built with it must keep working. binary-v2:// is the scheme of
+// loggers that promise the byte, written once they read their input; a
+// close without it means the program failed before it was ready.
+func awaitReady(ready *os.File, scheme string) error {
 	said := make(chan error, 1)
 	go func() {
 		var b [1]byte
-		_, err := ready.Read(b[:])
+		n, err := ready.Read(b[:])
+		if n == 1 || errors.Is(err, io.EOF) && scheme == "binary" {
+			err = nil
+		}
 		said <- err
 	}()
 	select {
 	case err := <-said:
+		if errors.Is(err, io.EOF) {
+			return errors.New("exited or closed fd 5 without writing the ready byte, which binary-v2:// loggers must write once ready (a logger that only closes fd 5 belongs under binary://)")
+		}
 		if err != nil {
-			return errors.New("exited or closed fd 5 without saying it was ready")
+			return fmt.Errorf("read the ready byte from fd 5: %w", err)
 		}
 		return nil
 	case <-time.After(loggerReadyLimit):

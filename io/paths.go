@@ -11,7 +11,7 @@ package stdio
 import "github.com/teach/containerd-shim-teach-v2/journal"
 
 // Paths are the FIFOs containerd created for one process, or for stdout and
-// stderr a binary:// or file:// URI (see logger.go). An empty path means the
+// stderr a binary://, binary-v2:// or file:// URI (see logger.go). An empty path means the
 // stream is not wanted: the process gets /dev/null for it.
 type Paths struct {
 	Stdin    string

@@ -23,7 +23,7 @@ type Relay struct {
 	paths     Paths
 	stdinFifo *inputFifo // nil without stdin
 	outputs   []copyJob  // FIFOs and files to copy to, from Start on
-	logger    *url.URL   // a binary:// output, started by Start
+	logger    *url.URL   // a binary:// or binary-v2:// output, started by Start
 	closers   []io.Closer
 	// outputDone is closed when both output copies have reached end-of-file:
 	// every process holding the container's stdout/stderr has closed it, and
@@ -65,7 +65,7 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if isURI && uri.Scheme == "binary" {
+	if isURI && isLoggerScheme(uri.Scheme) {
 		r.logger = uri // the logging program reads the pipes itself
 		streamOpened(r.journal, "stdout+stderr", "logging program", paths.Stdout, nil)
 		return r, nil
@@ -87,7 +87,8 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 	return r, nil
 }
 
-// Start starts copying, or the logging program of a binary:// output.
+// Start starts copying, or the logging program of a binary:// or
+// binary-v2:// output.
 func (r *Relay) Start() error {
 	if r.logger != nil {
 		logger, err := startBinaryLogger(r.logger, r.paths.Owner, r.pipes)

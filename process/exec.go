@@ -49,7 +49,17 @@ type ExecProcess struct {
 }
 
 // NewExec records an exec process in the Created state; nothing runs yet.
+//
+// The request's Terminal flag, not the process spec's, says whether the
+// process gets a terminal: containerd's client asks for one with
+// cio.WithTerminal while the spec it sends may still say terminal: false,
+// and runc refuses a console socket for a process spec without a terminal.
 func NewExec(cfg ExecConfig) *ExecProcess {
+	if cfg.Spec != nil {
+		spec := *cfg.Spec // the caller's spec stays as it was sent
+		spec.Terminal = cfg.Stdio.Terminal
+		cfg.Spec = &spec
+	}
 	return &ExecProcess{cfg: cfg, life: NewLifecycle()}
 }
 

@@ -237,8 +237,17 @@ func bundleFolder(flags launchFlags) (string, error) {
 
 // Info is the `-info` action: containerd asks what this runtime is.
 func (manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	opts, err := infoOptions(optionsR)
+	if err != nil {
+		return nil, err
+	}
+	features, err := runcFeatures(ctx, opts.BinaryName)
+	if err != nil {
+		return nil, err
+	}
 	return &types.RuntimeInfo{
-		Name:    RuntimeName,
-		Version: &types.RuntimeVersion{Version: version.Version, Revision: version.Revision},
+		Name:     RuntimeName,
+		Version:  &types.RuntimeVersion{Version: version.Version, Revision: version.Revision},
+		Features: features,
 	}, nil
 }
