@@ -1,6 +1,7 @@
 package stdio
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"sort"
-	"time"
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
@@ -65,10 +65,6 @@ func (f *outputFile) File() *os.File     { return f.file }
 func (f *outputFile) CloseWriter() error { return f.Close() }
 func (f *outputFile) Close() error       { return closeFile(f.file) }
 
-// loggerReadyLimit bounds how long a logging program may take to say it is
-// ready, as containerd's own limit for its loggers.
-const loggerReadyLimit = 10 * time.Second
-
 // binaryLogger is a running logging program. Its exit marks the end of the
 // output: it exits once every writer of the container's pipes is gone and it
 // has read them to the end.
@@ -83,7 +79,7 @@ type binaryLogger struct {
 // the query's keys becomes two arguments, key and value (as containerd's
 // runc shim passes them, so loggers written for it work); the environment
 // holds only CONTAINER_ID and CONTAINER_NAMESPACE, whose output it is.
-func startBinaryLogger(uri *url.URL, owner Owner, pipes *Pipes) (*binaryLogger, error) {
+func startBinaryLogger(ctx context.Context, uri *url.URL, owner Owner, pipes *Pipes) (*binaryLogger, error) {
 	var args []string
 	query := uri.Query()
 	keys := make([]string, 0, len(query))
@@ -123,7 +119,7 @@ func startBinaryLogger(uri *url.URL, owner Owner, pipes *Pipes) (*binaryLogger, 
 		runc.Monitor.Wait(cmd, waiter)
 		close(logger.exited)
 	}()
-	if err := awaitReady(readyRead, uri.Scheme); err != nil {
+	if err := awaitReady(ctx, readyRead, uri.Scheme); err != nil {
 		cmd.Process.Kill()
 		return nil, fmt.Errorf("logging program %s: %w", uri.Path, err)
 	}
@@ -138,7 +134,11 @@ func startBinaryLogger(uri *url.URL, owner Owner, pipes *Pipes) (*binaryLogger, 
 // loggers built with it must keep working. binary-v2:// is the scheme of
 // loggers that promise the byte, written once they read their input; a
 // close without it means the program failed before it was ready.
-func awaitReady(ready *os.File, scheme string) error {
+//
+// No timer of the shim's own bounds the wait: a program slow to start on a
+// busy machine is not a failed one, and one that dies closes fd 5. The
+// request's context, containerd's deadline, is what may end it.
+func awaitReady(ctx context.Context, ready *os.File, scheme string) error {
 	said := make(chan error, 1)
 	go func() {
 		var b [1]byte
@@ -157,7 +157,7 @@ func awaitReady(ready *os.File, scheme string) error {
 			return fmt.Errorf("read the ready byte from fd 5: %w", err)
 		}
 		return nil
-	case <-time.After(loggerReadyLimit):
-		return fmt.Errorf("not ready after %v", loggerReadyLimit)
+	case <-ctx.Done():
+		return fmt.Errorf("not ready when the request ended: %w", ctx.Err())
 	}
 }

@@ -1,6 +1,7 @@
 package stdio
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,7 @@ func TestFileOutputAppends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := relay.Start(); err != nil {
+	if err := relay.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer relay.Close()
@@ -108,7 +109,7 @@ func startLogger(t *testing.T, uri, logFile string) (*Relay, *Pipes, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })
-	return relay, pipes, relay.Start()
+	return relay, pipes, relay.Start(context.Background())
 }
 
 // loggedOutput writes to the container's side of the pipes and returns what

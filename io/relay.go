@@ -1,6 +1,7 @@
 package stdio
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -88,10 +89,11 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 }
 
 // Start starts copying, or the logging program of a binary:// or
-// binary-v2:// output.
-func (r *Relay) Start() error {
+// binary-v2:// output; waiting for that program to be ready ends with ctx,
+// the request's.
+func (r *Relay) Start(ctx context.Context) error {
 	if r.logger != nil {
-		logger, err := startBinaryLogger(r.logger, r.paths.Owner, r.pipes)
+		logger, err := startBinaryLogger(ctx, r.logger, r.paths.Owner, r.pipes)
 		if err != nil {
 			return err
 		}

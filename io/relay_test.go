@@ -1,6 +1,7 @@
 package stdio
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ func startRelay(t *testing.T, paths Paths) (*Pipes, *Relay) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := relay.Start(); err != nil {
+	if err := relay.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close() })

@@ -131,7 +131,7 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 		setup.abort()
 		return err
 	}
-	streams, err := setup.started()
+	streams, err := setup.started(ctx)
 	if err != nil {
 		pidfds.Close()
 		setup.abort()

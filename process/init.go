@@ -103,7 +103,7 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		setup.abort()
 		return nil, err
 	}
-	if p.streams, err = setup.started(); err != nil {
+	if p.streams, err = setup.started(ctx); err != nil {
 		pidfds.Close()
 		setup.abort()
 		p.forceDelete(ctx)

@@ -111,7 +111,7 @@ func (p *InitProcess) restore(ctx context.Context) error {
 		}
 		return err
 	}
-	streams, err := setup.started()
+	streams, err := setup.started(ctx)
 	if err != nil {
 		setup.abort()
 		p.forceDelete(ctx)

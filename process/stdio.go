@@ -1,6 +1,7 @@
 package process
 
 import (
+	"context"
 	runc "github.com/containerd/go-runc"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
@@ -63,9 +64,9 @@ func (s *processStdio) consoleSocket() runc.ConsoleSocket {
 
 // started is called once runc has created the process: it returns the
 // process's streams.
-func (s *processStdio) started() (stdio.Streams, error) {
+func (s *processStdio) started(ctx context.Context) (stdio.Streams, error) {
 	if s.socket == nil {
-		if err := s.relay.Start(); err != nil {
+		if err := s.relay.Start(ctx); err != nil {
 			return nil, err
 		}
 		return s.relay, nil
