@@ -43,13 +43,7 @@ func TestFrameReaderFollowsFrameBoundaries(t *testing.T) {
 // The limiter hands out maxUnproven connections; the next waits for one
 // to close, and an Accept waiting when the listener closes returns.
 func TestConnectionLimiterWaitsForAFreeSlot(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "s")
-	inner, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := limitConnections(inner)
-	defer l.Close()
+	socket, l := listenLimited(t)
 	var served []net.Conn
 	for range maxUnproven + 1 {
 		client, err := net.Dial("unix", socket)
@@ -95,13 +89,7 @@ func TestConnectionLimiterWaitsForAFreeSlot(t *testing.T) {
 // such connections than slots are all served, as containerd's are, one per
 // container of a grouped shim.
 func TestConnectionLimiterFreesTheSlotOfAProvenConnection(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "s")
-	inner, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := limitConnections(inner)
-	defer l.Close()
+	socket, l := listenLimited(t)
 	for i := range 3 * maxUnproven {
 		client, err := net.Dial("unix", socket)
 		if err != nil {
@@ -121,4 +109,17 @@ func TestConnectionLimiterFreesTheSlotOfAProvenConnection(t *testing.T) {
 	if len(l.slots) != 0 {
 		t.Fatalf("%d slots still taken by connections that each sent a whole frame", len(l.slots))
 	}
+}
+
+// listenLimited listens on a socket in a test folder through a
+// connectionLimiter, closed when the test ends.
+func listenLimited(t *testing.T) (string, *connectionLimiter) {
+	socket := filepath.Join(t.TempDir(), "s")
+	inner, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := limitConnections(inner)
+	t.Cleanup(func() { l.Close() })
+	return socket, l
 }
