@@ -342,21 +342,39 @@ func (c *Container) afterInitExit() {
 	// it was recorded, is waited for too: its runc exec fails, or it runs
 	// and is counted below.
 	c.execStarts.wait()
+	for _, e := range c.startedExecs() {
+		c.awaitExecExit(e)
+	}
+}
+
+// startedExecs are the execs that started: running, paused, or exited with
+// their TaskExit perhaps still on its way (an exec's exit waits for its
+// output, and for its TaskExecStarted, before it is published).
+func (c *Container) startedExecs() []*tracked {
 	c.mu.Lock()
-	var running []*tracked
+	defer c.mu.Unlock()
+	var started []*tracked
 	for _, e := range c.execs {
-		if e.State() == process.Running || e.State() == process.Paused {
-			running = append(running, e)
+		switch e.State() {
+		case process.Running, process.Paused, process.Stopped:
+			started = append(started, e)
 		}
 	}
-	c.mu.Unlock()
-	deadline := time.After(outputDrainLimit)
-	for _, e := range running {
+	return started
+}
+
+// awaitExecExit waits until e's TaskExit is queued. The exec dies with the
+// container (the kernel kills its pid namespace, or KillRemaining did), so
+// the wait has an end, however slow the machine; no timer cuts it short,
+// for the init's TaskExit must not overtake the exec's. One that seems to
+// take long is logged, each outputDrainLimit.
+func (c *Container) awaitExecExit(e *tracked) {
+	for {
 		select {
 		case <-e.exitReported:
-		case <-deadline:
-			log.L.WithField("id", c.ID).Warn("an exec process outlived its container's init; reporting the init's exit anyway")
 			return
+		case <-time.After(outputDrainLimit):
+			log.L.WithFields(log.Fields{"id": c.ID, "exec": e.ID()}).Warn("the init has exited; its TaskExit waits for this exec's, which has not come yet")
 		}
 	}
 }
