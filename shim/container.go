@@ -76,9 +76,10 @@ func (t *tracked) waitExitReported(ctx context.Context) error {
 //	TaskService.mu         the shim's map of containers
 //	Container.eventOrder   the order of the events containerd receives
 //	Container.mu           execs and cgroup
-//	process locks          Lifecycle.mu, Pidfd.mu, InitProcess.started,
-//	                       ExecProcess.mu: a field or two each, never held
-//	                       while taking another
+//	ExecProcess.mu         an exec's pid, streams and start in progress
+//	process locks          Lifecycle.mu, Pidfd.mu, InitProcess.started:
+//	                       a field or two each, never held while taking
+//	                       another
 //
 // containerd's event order is kept by waiting, not by locking (handleExit):
 //   - a process's TaskExit waits for its steps (tracked.steps) to be
