@@ -3,7 +3,8 @@
 # daemons built from source into a cache folder outside the repository.
 #
 #   hack/tools.sh            build what `make test` and `make demo` need
-#   hack/tools.sh all        also dockerd, crictl and the nginx packages of `make walkthrough`
+#   hack/tools.sh all        also containerd 2.0 and 2.2, dockerd, crictl and the nginx
+#                            packages of `make walkthrough`
 #   hack/tools.sh bench      also the release-style runc shim `make bench` compares against
 #   hack/tools.sh dir NAME   print the folder holding NAME's binaries
 #
@@ -21,6 +22,8 @@ tool_dir() {
 	case "$1" in
 	containerd) echo "$tools_dir/containerd-$CONTAINERD_VERSION" ;;
 	containerd17) echo "$tools_dir/containerd-$CONTAINERD17_VERSION" ;;
+	containerd20) echo "$tools_dir/containerd-$CONTAINERD20_VERSION" ;;
+	containerd22) echo "$tools_dir/containerd-$CONTAINERD22_VERSION" ;;
 	runc) echo "$tools_dir/runc-$RUNC_VERSION" ;;
 	dockerd) echo "$tools_dir/dockerd-$DOCKERD_VERSION" ;;
 	crictl) echo "$tools_dir/crictl-$CRITOOLS_VERSION" ;;
@@ -57,35 +60,43 @@ build() {
 	touch "$dir/.done"
 }
 
-# containerd 1.7's go.mod has exclude directives, which `go install pkg@version`
-# refuses, so it is built with `go build` inside tools/containerd17, a module
-# that requires it.
-build_containerd17() {
-	local dir
-	dir=$(tool_dir containerd17)
+# The go.mod of containerd 1.7 and 2.0 has exclude directives, which
+# `go install pkg@version` refuses, so each is built with `go build` inside
+# tools/NAME, a module that requires it.
+# build_in_module NAME MODULE VERSION: containerd, ctr and the runc shim.
+build_in_module() {
+	local name=$1 module=$2 version=$3 dir
+	dir=$(tool_dir "$name")
 	[ -f "$dir/.done" ] && return 0
-	say "building containerd $CONTAINERD17_VERSION into $dir"
+	say "building containerd $version into $dir"
 	mkdir -p "$dir"
 	(
-		cd "$repo/tools/containerd17"
-		grep -q "github.com/containerd/containerd $CONTAINERD17_VERSION" go.mod ||
-			{ echo "tools/containerd17/go.mod does not require containerd $CONTAINERD17_VERSION: run 'go get github.com/containerd/containerd@$CONTAINERD17_VERSION && go mod tidy' there" >&2; exit 1; }
+		cd "$repo/tools/$name"
+		grep -q "$module $version" go.mod ||
+			{ echo "tools/$name/go.mod does not require $module $version: run 'go get $module@$version && go mod tidy' there" >&2; exit 1; }
 		CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -o "$dir/" \
-			github.com/containerd/containerd/cmd/containerd \
-			github.com/containerd/containerd/cmd/ctr \
-			github.com/containerd/containerd/cmd/containerd-shim-runc-v2
+			"$module/cmd/containerd" \
+			"$module/cmd/ctr" \
+			"$module/cmd/containerd-shim-runc-v2"
 	)
 	touch "$dir/.done"
 }
 
+# build_containerd2 NAME VERSION: containerd, ctr and the stock runc shim of
+# one 2.x release.
+build_containerd2() {
+	local name=$1 version=$2
+	build "$name" 0 "" \
+		"github.com/containerd/containerd/v2/cmd/containerd@$version" \
+		"github.com/containerd/containerd/v2/cmd/ctr@$version" \
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$version"
+}
+
 build_for_tests() {
 	install_debian_packages
-	build containerd 0 "" \
-		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
-		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION" \
-		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+	build_containerd2 containerd "$CONTAINERD_VERSION"
 	build runc 1 seccomp "github.com/opencontainers/runc@$RUNC_VERSION"
-	build_containerd17
+	build_in_module containerd17 github.com/containerd/containerd "$CONTAINERD17_VERSION"
 }
 
 # build_runc_shim_release builds containerd-shim-runc-v2 of the pinned
@@ -121,6 +132,8 @@ fetch_nginx_debs() {
 
 build_all() {
 	build_for_tests
+	build_in_module containerd20 github.com/containerd/containerd/v2 "$CONTAINERD20_VERSION"
+	build_containerd2 containerd22 "$CONTAINERD22_VERSION"
 	build dockerd 0 "" "github.com/moby/moby/v2/cmd/dockerd@$DOCKERD_VERSION"
 	build crictl 0 "" "sigs.k8s.io/cri-tools/cmd/crictl@$CRITOOLS_VERSION"
 	fetch_nginx_debs

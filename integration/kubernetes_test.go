@@ -54,9 +54,22 @@ type podSession struct {
 }
 
 // TestKubernetesPod runs one pod's life per pinned containerd and handler,
-// as TestKubernetesPod/containerd-<version>/<handler>/<step>. Later steps
-// need the earlier ones: a failed step skips the rest of its row.
+// as TestKubernetesPod/containerd-<version>/<handler>/<step>.
 func TestKubernetesPod(t *testing.T) {
+	for _, release := range harness.ContainerdReleases(t) {
+		t.Run("containerd-"+release.Version, func(t *testing.T) {
+			t.Parallel()
+			harness.ShimBinary(t)
+			d := harness.StartContainerdWith(t, release.Version, harness.Options{CRI: true, RuntimeHandlers: criHandlers})
+			podLife(t, d)
+		})
+	}
+}
+
+// podLife runs one pod's life through each handler of d, a daemon started
+// with the CRI and criHandlers: subtests <handler>/<step>. Later steps need
+// the earlier ones: a failed step skips the rest of its row.
+func podLife(t *testing.T, d *harness.Containerd) {
 	steps := []struct {
 		name string
 		run  func(t *testing.T, s *podSession)
@@ -72,20 +85,13 @@ func TestKubernetesPod(t *testing.T) {
 	}
 	// A failed step leaves the pod unusable only when it is one of these.
 	required := map[string]bool{"runp": true, "create-start-two": true}
-	for _, release := range harness.ContainerdReleases(t) {
-		t.Run("containerd-"+release.Version, func(t *testing.T) {
-			t.Parallel()
-			harness.ShimBinary(t)
-			d := harness.StartContainerdWith(t, release.Version, harness.Options{CRI: true, RuntimeHandlers: criHandlers})
-			for _, row := range criRows {
-				t.Run(row.name, func(t *testing.T) {
-					s := &podSession{d: d, handler: row.handler, shim: row.shim, dir: t.TempDir()}
-					for _, step := range steps {
-						if !t.Run(step.name, func(t *testing.T) { step.run(t, s) }) && required[step.name] {
-							t.Fatalf("step %s failed; the pod cannot go on", step.name)
-						}
-					}
-				})
+	for _, row := range criRows {
+		t.Run(row.name, func(t *testing.T) {
+			s := &podSession{d: d, handler: row.handler, shim: row.shim, dir: t.TempDir()}
+			for _, step := range steps {
+				if !t.Run(step.name, func(t *testing.T) { step.run(t, s) }) && required[step.name] {
+					t.Fatalf("step %s failed; the pod cannot go on", step.name)
+				}
 			}
 		})
 	}

@@ -18,11 +18,18 @@ import (
 //   - containerd 2.3 and later write a protobuf BootstrapParams on stdin and
 //     read a protobuf BootstrapResult from stdout. Version 3 in the result
 //     means "call me with task API v3".
-//   - containerd 1.7 passes everything as flags and environment, writes the
-//     runtime options (a protobuf Any) or nothing on stdin, and reads the
-//     shim's address as plain text from stdout; it then speaks task API v2.
+//   - containerd 1.7 to 2.2 pass everything as flags and environment, write
+//     the runtime options (a protobuf Any) or nothing on stdin, and read the
+//     shim's address as plain text from stdout; they then speak task API v2.
 //
 // Both are handled here (containerd's pkg/shim refuses the second).
+//
+// containerd 2.0 to 2.2 would also read JSON bootstrap parameters from
+// stdout, asking for task API v3, as their own runc shim prints. 1.7 refuses
+// that answer, and a shim cannot tell the two apart: they run it with the
+// same flags and the same environment, MAX_SHIM_VERSION=2 included. So every
+// flags-in containerd gets the plain address; v2 and v3 carry the same
+// messages, and one service answers both (plugin.go).
 
 // launchFlags are the flags containerd passes to every invocation of a shim.
 type launchFlags struct {

@@ -21,7 +21,8 @@ const versionsFile = "tools/versions.env"
 type ContainerdRelease struct {
 	Version string // e.g. "v2.4.2"
 	// Tool is the name hack/tools.sh gives the build ("containerd" for the
-	// current release, "containerd17" for 1.7); it names the cache folder.
+	// current release, "containerd17" for 1.7, "containerd20" and
+	// "containerd22" for the releases between).
 	Tool string
 	// ConfigVersion is the config.toml schema the daemon reads natively:
 	// 1.7 reads version 2, 2.x reads version 3 (2.4 migrates it to 4 itself).
@@ -106,10 +107,23 @@ func ContainerdReleases(t testing.TB) []ContainerdRelease {
 	}
 }
 
+// IntermediateReleases lists the pinned 2.0 and 2.2 releases, newest first.
+// They start shims as 1.7 does (flags in, an address out) but are 2.x
+// inside; the whole suite runs on the releases of ContainerdReleases, a smoke
+// set on these (generations_test.go).
+func IntermediateReleases(t testing.TB) []ContainerdRelease {
+	t.Helper()
+	versions := PinnedVersions(t)
+	return []ContainerdRelease{
+		{Version: mustHave(t, versions, "CONTAINERD22_VERSION"), Tool: "containerd22", ConfigVersion: 3},
+		{Version: mustHave(t, versions, "CONTAINERD20_VERSION"), Tool: "containerd20", ConfigVersion: 3},
+	}
+}
+
 // FindContainerdRelease returns the pinned release with the given version.
 func FindContainerdRelease(t testing.TB, version string) ContainerdRelease {
 	t.Helper()
-	for _, release := range ContainerdReleases(t) {
+	for _, release := range append(ContainerdReleases(t), IntermediateReleases(t)...) {
 		if release.Version == version {
 			return release
 		}
@@ -152,6 +166,8 @@ func ToolDir(t testing.TB, name string) string {
 	keys := map[string]string{
 		"containerd":   "CONTAINERD_VERSION",
 		"containerd17": "CONTAINERD17_VERSION",
+		"containerd20": "CONTAINERD20_VERSION",
+		"containerd22": "CONTAINERD22_VERSION",
 		"runc":         "RUNC_VERSION",
 		"dockerd":      "DOCKERD_VERSION",
 		"crictl":       "CRITOOLS_VERSION",
@@ -167,8 +183,13 @@ func ToolDir(t testing.TB, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The folder name drops the "17": containerd17 builds into containerd-v1.7.x.
-	folder := strings.TrimSuffix(name, "17") + "-" + mustHave(t, versions, key)
+	// Every containerd build goes into containerd-<version>: containerd17
+	// into containerd-v1.7.x, and so on.
+	tool := name
+	if strings.HasPrefix(name, "containerd") {
+		tool = "containerd"
+	}
+	folder := tool + "-" + mustHave(t, versions, key)
 	return filepath.Join(root, folder)
 }
 
