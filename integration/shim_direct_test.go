@@ -346,3 +346,57 @@ func TestShimRefusesToDeleteARunningContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// containerd may delete one task twice at once (the CRI does, when a pod
+// sandbox fails to start). The shim answers the second only once the first
+// is done, as NotFound, so that containerd, which shuts the shim down on
+// the second answer, never cuts off the first. After that, every call about
+// the container is NotFound, as with the stock shim, and Shutdown ends it.
+// How close together the two Deletes land is up to the machine; the CRI
+// case where containerd lost an answer is TestFailedPodSandboxIsCleanedUp.
+func TestShimAnswersConcurrentDeletesInOrder(t *testing.T) {
+	s := startShimDirectly(t)
+	bundle := s.bundle(t, "twice", "sh", "-c", "exit 3")
+	if err := s.create("twice", bundle, s.runc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.task.Start(s.ctx, &taskAPI.StartRequest{ID: "twice"}); err != nil {
+		t.Fatal(err)
+	}
+	if waited, err := s.task.Wait(s.ctx, &taskAPI.WaitRequest{ID: "twice"}); err != nil || waited.ExitStatus != 3 {
+		t.Fatalf("wait: %v, %v; want exit status 3", waited, err)
+	}
+
+	type answer struct {
+		resp *taskAPI.DeleteResponse
+		err  error
+	}
+	answers := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			resp, err := s.task.Delete(s.ctx, &taskAPI.DeleteRequest{ID: "twice"})
+			answers <- answer{resp, errgrpc.ToNative(err)}
+		}()
+	}
+	first, second := <-answers, <-answers
+	if first.err != nil || first.resp.ExitStatus != 3 {
+		t.Errorf("first answer: %v, %v; want the delete, with exit status 3 (a NotFound must not come first)", first.resp, first.err)
+	}
+	if !errdefs.IsNotFound(second.err) {
+		t.Errorf("second answer: %v, %v; want NotFound", second.resp, second.err)
+	}
+
+	for what, call := range map[string]func() error{
+		"delete": func() error { _, err := s.task.Delete(s.ctx, &taskAPI.DeleteRequest{ID: "twice"}); return err },
+		"kill":   func() error { _, err := s.task.Kill(s.ctx, &taskAPI.KillRequest{ID: "twice", Signal: 9}); return err },
+		"state":  func() error { _, err := s.task.State(s.ctx, &taskAPI.StateRequest{ID: "twice"}); return err },
+	} {
+		if err := errgrpc.ToNative(call()); !errdefs.IsNotFound(err) {
+			t.Errorf("%s after the delete: %v; want NotFound", what, err)
+		}
+	}
+	if _, err := s.task.Shutdown(s.ctx, &taskAPI.ShutdownRequest{ID: "twice"}); err != nil && !errors.Is(err, ttrpc.ErrClosed) {
+		t.Fatalf("shutdown: %v", err)
+	}
+	harness.AssertProcessGone(t, s.pid, "the shim after Shutdown")
+}

@@ -45,6 +45,9 @@ type TaskService struct {
 	// exits. Both: group.go.
 	joining map[string]struct{}
 	leaving bool
+	// deleting holds the containers whose Delete is in progress; the
+	// channel closes when it ends (delete.go).
+	deleting map[string]chan struct{}
 
 	// socket is what the shim serves on; set before it serves.
 	socket *serverSocket
@@ -64,6 +67,7 @@ func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Servi
 		containers: make(map[string]*Container),
 		creating:   make(map[string]struct{}),
 		joining:    make(map[string]struct{}),
+		deleting:   make(map[string]chan struct{}),
 		journals:   openJournals(namespace),
 	}
 	s.exits.shimJournal = s.journals.shimWide
@@ -346,14 +350,14 @@ func (s *TaskService) Delete(ctx context.Context, req *taskAPI.DeleteRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	exit, err := c.Delete(ctx, req.ExecID)
+	var exit process.ExitStatus
+	if req.ExecID == "" {
+		exit, err = s.deleteContainer(ctx, c)
+	} else {
+		exit, err = c.Delete(ctx, req.ExecID)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if req.ExecID == "" {
-		s.mu.Lock()
-		delete(s.containers, req.ID)
-		s.mu.Unlock()
 	}
 	return &taskAPI.DeleteResponse{Pid: uint32(exit.Pid), ExitStatus: uint32(exit.Code), ExitedAt: protobuf.ToTimestamp(exit.ExitedAt)}, nil
 }

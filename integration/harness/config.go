@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -25,6 +26,9 @@ type Options struct {
 	// same name in the containerd release's folder. The benchmark puts the
 	// release-style build of containerd-shim-runc-v2 there.
 	ShimDirs []string
+	// NRI turns on containerd's Node Resource Interface, listening on
+	// NRISocket for external plugins, in the daemon's folder.
+	NRI bool
 }
 
 // criPlugins are the plugins of the Kubernetes API: 2.x splits it into
@@ -40,13 +44,17 @@ var criPlugins = []string{
 // outside its own folder and starts fast:
 //   - CRI (the Kubernetes API), unless Options.CRI: it would set up CNI and
 //     its own image service.
-//   - NRI listens on the fixed socket /var/run/nri/nri.sock, which two daemons
-//     running side by side would fight over.
+//   - NRI, unless Options.NRI: by default it listens on the fixed socket
+//     /var/run/nri/nri.sock, which two daemons running side by side would
+//     fight over; with Options.NRI it gets a socket in the daemon's folder.
 //
 // containerd ignores names of plugins it does not have, so one list serves
 // both versions.
 func (d *Containerd) disabledPlugins() []string {
-	disabled := []string{"io.containerd.nri.v1.nri"}
+	var disabled []string
+	if !d.options.NRI {
+		disabled = append(disabled, nriPlugin)
+	}
 	if !d.options.CRI {
 		disabled = append(disabled, criPlugins...)
 	}
@@ -84,9 +92,38 @@ disabled_plugins = [%s]
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, d.Release.ConfigVersion, d.RootDir, d.StateDir, strings.Join(quoted, ", "),
-		d.Address, d.TTRPCAddress, level, d.path("opt")) + d.criTOML()
+		d.Address, d.TTRPCAddress, level, d.path("opt")) + d.criTOML() + d.nriTOML()
+}
+
+const nriPlugin = "io.containerd.nri.v1.nri"
+
+// NRISocket is where an NRI plugin connects, with Options.NRI.
+func (d *Containerd) NRISocket() string { return d.path("nri/nri.sock") }
+
+// nriTOML is the NRI part of the configuration, the same table in 1.7 and
+// 2.x; empty when NRI is off. Plugins are not launched from a folder: the
+// tests start them and they connect to NRISocket.
+func (d *Containerd) nriTOML() string {
+	if !d.options.NRI {
+		return ""
+	}
+	return fmt.Sprintf(`
+[plugins.%q]
+  disable = false
+  disable_connections = false
+  socket_path = %q
+  plugin_path = %q
+  plugin_config_path = %q
+`, nriPlugin, d.NRISocket(), d.path("nri/plugins"), d.path("nri/conf.d"))
 }
 
 func (d *Containerd) writeConfig() error {
+	if d.options.NRI {
+		for _, dir := range []string{filepath.Dir(d.NRISocket()), d.path("nri/plugins"), d.path("nri/conf.d")} {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+		}
+	}
 	return os.WriteFile(d.configPath(), []byte(d.configTOML()), 0o600)
 }
