@@ -177,6 +177,13 @@ func shortTempDir(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Searchable by everyone, as /run/containerd and /var/lib/containerd
+	// are: the root of a container in a user namespace of its own is an
+	// unprivileged host user, and runc, running as it, must reach the
+	// rootfs in the bundle below this folder.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 

@@ -287,7 +287,23 @@ type PodSecurityContext struct {
 
 // NamespaceOptions: 0 is POD (the pod's own), 2 is NODE (the host's).
 type NamespaceOptions struct {
-	Network int `json:"network"`
+	Network       int            `json:"network"`
+	UsernsOptions *UsernsOptions `json:"userns_options,omitempty"`
+}
+
+// UsernsOptions gives a pod a user namespace of its own (Kubernetes'
+// hostUsers: false): Mode 0 (POD), with the ids mapped.
+type UsernsOptions struct {
+	Mode int         `json:"mode"`
+	UIDs []IDMapping `json:"uids"`
+	GIDs []IDMapping `json:"gids"`
+}
+
+// IDMapping maps Length ids from ContainerID inside to HostID outside.
+type IDMapping struct {
+	HostID      uint32 `json:"host_id"`
+	ContainerID uint32 `json:"container_id"`
+	Length      uint32 `json:"length"`
 }
 
 // HostNetwork is NamespaceOptions.Network for a pod on the host's network:
@@ -323,6 +339,24 @@ type ContainerConfig struct {
 	LogPath  string            `json:"log_path"` // relative to the pod's log_directory
 	Stdin    bool              `json:"stdin,omitempty"`
 	Tty      bool              `json:"tty,omitempty"`
+	Mounts   []CRIMount        `json:"mounts,omitempty"`
+	Linux    *ContainerLinux   `json:"linux,omitempty"`
+}
+
+// ContainerLinux: a container in a pod with a user namespace names the
+// same namespace options as its pod, as the kubelet sends them.
+type ContainerLinux struct {
+	SecurityContext PodSecurityContext `json:"security_context"`
+}
+
+// CRIMount is a host folder in a container. RecursiveReadOnly (Kubernetes'
+// recursiveReadOnly: Enabled) makes the mounts below it read-only too; it
+// needs ReadOnly.
+type CRIMount struct {
+	ContainerPath     string `json:"container_path"`
+	HostPath          string `json:"host_path"`
+	ReadOnly          bool   `json:"readonly"`
+	RecursiveReadOnly bool   `json:"recursive_read_only"`
 }
 
 type ContainerMetadata struct {
