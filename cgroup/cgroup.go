@@ -5,24 +5,24 @@
 //
 // Linux has two cgroup layouts. v1 (this package's Mode "legacy"/"hybrid")
 // mounts each controller as its own tree: memory, cpu, pids…; v2 ("unified")
-// has one tree. containerd/cgroups/v3 reads both; the shim returns the
-// metrics type of the layout in use, as the stock runc shim does.
+// has one tree. cgroupfs reads both; the shim returns the metrics type of the
+// layout in use, as the stock runc shim does.
 package cgroup
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
-	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/teach/containerd-shim-teach-v2/cgroup/cgroupfs"
 )
 
 // Cgroup is the cgroup of one container.
@@ -39,44 +39,28 @@ type Cgroup interface {
 
 // Of finds the cgroup a process is in.
 func Of(pid int) (Cgroup, error) {
-	if cgroups.Mode() == cgroups.Unified {
-		path, err := cgroup2.PidGroupPath(pid)
+	if cgroupfs.Unified() {
+		folder, err := cgroupfs.V2FolderOf(pid)
 		if err != nil {
 			return nil, fmt.Errorf("find cgroup of pid %d: %w", pid, err)
 		}
-		manager, err := cgroup2.Load(path)
-		if err != nil {
-			return nil, fmt.Errorf("load cgroup %s: %w", path, err)
-		}
-		return &unified{manager: manager, events: filepath.Join(unifiedMountpoint, path, "memory.events")}, nil
+		return &unified{dir: folder}, nil
 	}
-	// The paths are read from /proc/<pid>/cgroup now, while the process
-	// lives; the controllers are loaded when metrics are first asked for.
-	paths := cgroup1.PidPath(pid)
-	memory, err := paths(cgroup1.Memory)
+	folders, err := cgroupfs.V1FoldersOf(pid)
 	if err != nil {
-		return nil, fmt.Errorf("find memory cgroup of pid %d: %w", pid, err)
+		return nil, fmt.Errorf("find cgroups of pid %d: %w", pid, err)
 	}
-	return &legacy{paths: paths, memory: filepath.Join(legacyMountpoint, "memory", memory)}, nil
+	memory, ok := folders["memory"]
+	if !ok {
+		return nil, fmt.Errorf("pid %d is in no memory cgroup: %w", pid, errdefs.ErrNotFound)
+	}
+	return &legacy{folders: folders, memory: memory}, nil
 }
 
-const (
-	legacyMountpoint  = "/sys/fs/cgroup"
-	unifiedMountpoint = "/sys/fs/cgroup"
-)
-
-// legacy is a cgroup v1 container cgroup: one directory per controller.
+// legacy is a cgroup v1 container cgroup: one folder per hierarchy.
 type legacy struct {
-	paths  cgroup1.Path // each controller's folder of the container
-	memory string       // the memory controller's folder
-
-	// cgroup is loaded by the first Metrics: loading checks every
-	// controller's folder, work (and memory, the shim's heap holds what it
-	// allocates until its first collection) that a container nobody asks
-	// for stats does not need. The OOM watch needs only the memory folder.
-	load    sync.Once
-	cgroup  cgroup1.Cgroup
-	loadErr error
+	folders cgroupfs.V1Folders
+	memory  string // the memory controller's folder
 }
 
 func (l *legacy) OOMKills() (uint64, error) {
@@ -84,31 +68,37 @@ func (l *legacy) OOMKills() (uint64, error) {
 }
 
 func (l *legacy) Metrics() (*anypb.Any, error) {
-	l.load.Do(func() { l.cgroup, l.loadErr = cgroup1.Load(l.paths) })
-	if l.loadErr != nil {
-		return nil, fmt.Errorf("load cgroup v1: %w", l.loadErr)
-	}
-	metrics, err := l.cgroup.Stat(cgroup1.IgnoreNotExist)
+	metrics, err := cgroupfs.V1Metrics(l.folders)
 	if err != nil {
-		return nil, fmt.Errorf("read cgroup v1 metrics: %w", err)
+		return nil, metricsError("v1", err)
 	}
 	return typeurl.MarshalAnyToProto(metrics)
 }
 
 // unified is a cgroup v2 container cgroup.
 type unified struct {
-	manager *cgroup2.Manager
-	events  string // the cgroup's memory.events
+	dir string // the cgroup's folder
 }
 
-func (u *unified) OOMKills() (uint64, error) { return readCounter(u.events, "oom_kill") }
+func (u *unified) OOMKills() (uint64, error) {
+	return readCounter(filepath.Join(u.dir, "memory.events"), "oom_kill")
+}
 
 func (u *unified) Metrics() (*anypb.Any, error) {
-	metrics, err := u.manager.Stat()
+	metrics, err := cgroupfs.V2Metrics(u.dir)
 	if err != nil {
-		return nil, fmt.Errorf("read cgroup v2 metrics: %w", err)
+		return nil, metricsError("v2", err)
 	}
 	return typeurl.MarshalAnyToProto(metrics)
+}
+
+// metricsError says why the metrics could not be read; a cgroup that is gone
+// means the container's processes are.
+func metricsError(version string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w (%v)", ErrNoCgroup, err)
+	}
+	return fmt.Errorf("read cgroup %s metrics: %w", version, err)
 }
 
 // ErrNoCgroup is returned while a container has no process to find its
@@ -135,16 +125,5 @@ func readCounter(path, name string) (uint64, error) {
 // operator made, to account the shim's own memory and CPU there. On cgroup v1
 // the process joins the path in every hierarchy where it exists.
 func MoveProcess(path string, pid int) error {
-	if cgroups.Mode() == cgroups.Unified {
-		manager, err := cgroup2.Load(path)
-		if err != nil {
-			return fmt.Errorf("load cgroup %s: %w", path, err)
-		}
-		return manager.AddProc(uint64(pid))
-	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
-	if err != nil {
-		return fmt.Errorf("load cgroup %s: %w", path, err)
-	}
-	return cg.AddProc(uint64(pid))
+	return cgroupfs.AddProcess(path, pid)
 }

@@ -2,12 +2,10 @@ package cgroup
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,23 +65,44 @@ func registerOOMEvents(memory string) (*os.File, error) {
 	return eventfd, nil
 }
 
-// WatchOOM, cgroup v2: memory.events counts oom_kill; containerd/cgroups
-// watches the file with inotify and sends each change.
+// WatchOOM, cgroup v2: the kernel counts OOM kills in the cgroup's
+// memory.events (oom_kill), and tells inotify of each change to the file
+// (IN_MODIFY); it does the same for cgroup.events, whose "populated 0" says
+// the cgroup's last process has gone, which ends the watch. The inotify
+// descriptor is non-blocking, in Go's poller, like the v1 eventfd.
 func (u *unified) WatchOOM(onOOM func()) error {
-	events, errs := u.manager.EventChan()
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("inotify: %w", err)
+	}
+	inotify := os.NewFile(uintptr(fd), "memory-events-inotify")
+	for _, file := range []string{"memory.events", "cgroup.events"} {
+		if _, err := unix.InotifyAddWatch(fd, filepath.Join(u.dir, file), unix.IN_MODIFY); err != nil {
+			inotify.Close()
+			return fmt.Errorf("watch %s of %s: %w", file, u.dir, err)
+		}
+	}
 	go func() {
-		var lastKills uint64
+		defer inotify.Close()
+		events := make([]byte, 10*unix.SizeofInotifyEvent)
+		var reported uint64
 		for {
-			select {
-			case event := <-events:
-				if event.OOMKill > lastKills {
-					lastKills = event.OOMKill
-					onOOM()
-				}
-			case err := <-errs:
-				if err != nil && !errors.Is(err, unix.ENOENT) {
-					log.L.WithError(err).Debug("cgroup v2 OOM watch ended")
-				}
+			if _, err := inotify.Read(events); err != nil {
+				return
+			}
+			populated, err := readCounter(filepath.Join(u.dir, "cgroup.events"), "populated")
+			if err != nil {
+				return
+			}
+			kills, err := u.OOMKills()
+			if err != nil {
+				return
+			}
+			if kills > reported {
+				reported = kills
+				onOOM()
+			}
+			if populated == 0 {
 				return
 			}
 		}
