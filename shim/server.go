@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/fifo"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/process"
@@ -144,7 +145,10 @@ func logToContainerd(ctx context.Context, debug bool) (context.Context, error) {
 		return ctx, fmt.Errorf("open the log fifo: %w", err)
 	}
 	logger := log.G(ctx)
-	_ = log.SetFormat(log.TextFormat)
+	// The text format containerd's log.SetFormat(log.TextFormat) sets, set
+	// here: SetFormat also builds slog handlers, whose code would then be
+	// in the binary, resident in every shim.
+	logger.Logger.SetFormatter(&logrus.TextFormatter{TimestampFormat: log.RFC3339NanoFixed, FullTimestamp: true})
 	if debug {
 		_ = log.SetLevel(log.DebugLevel)
 	}
