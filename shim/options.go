@@ -13,10 +13,10 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/pelletier/go-toml/v2"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/teach/containerd-shim-teach-v2/process"
+	"github.com/teach/containerd-shim-teach-v2/tomltable"
 )
 
 // runcOptions reads the runtime options containerd sends with Create: the
@@ -52,7 +52,7 @@ func fromRuntimeOptionsTable(table *runtimeoptions.Options) (*options.Options, e
 		return nil, err
 	}
 	opts := &options.Options{}
-	if err := toml.Unmarshal(body, opts); err != nil {
+	if err := tomltable.Decode(body, opts); err != nil {
 		return nil, fmt.Errorf("runtime options table is not valid TOML of containerd.runc.v1.Options: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return opts, nil
@@ -100,7 +100,7 @@ func shimOptionsOf(any *anypb.Any) (shimOptions, error) {
 	if err != nil {
 		return own, err
 	}
-	if err := toml.Unmarshal(body, &own); err != nil {
+	if err := tomltable.Decode(body, &own); err != nil {
 		return own, fmt.Errorf("runtime options table is not valid TOML: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return own, nil
