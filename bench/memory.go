@@ -174,22 +174,36 @@ func (s *session) shimMemory(f *fleet) []memory {
 }
 
 // saveSmaps copies each shim's /proc/<pid>/smaps, every mapping with its
-// own Rss and Private figures, into dir as <shim>-<pid>.smaps.
+// own Rss and Private figures, into dir as <shim>-<pid>.smaps, and prints
+// where the memory is (smaps.go).
 func (s *session) saveSmaps(fleets []*fleet, dir string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		s.tb.Fatal(err)
 	}
+	var labels []string
+	byShim := map[string][]map[string]memory{}
 	for _, f := range fleets {
+		labels = append(labels, f.shim.label)
 		for _, pid := range f.shimPids {
 			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
 			if err == nil {
 				err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.smaps", f.shim.label, pid)), data, 0o644)
 			}
+			var binary string
+			if err == nil {
+				binary, err = os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+			}
+			var regions map[string]memory
+			if err == nil {
+				regions, err = smapsByRegion(data, binary)
+			}
 			if err != nil {
 				s.tb.Fatalf("smaps of %s shim %d: %v", f.shim.label, pid, err)
 			}
+			byShim[f.shim.label] = append(byShim[f.shim.label], regions)
 		}
 	}
+	writeSmapsFigure(os.Stdout, labels, byShim)
 }
 
 // memoryResult is what the memory phases found for one shim.
