@@ -116,7 +116,7 @@ func run() (code int) {
 	doc := flag.String("doc", "docs/benchmarks.md", "where to write the result, relative to the repository; empty: do not write")
 	daemonLog := flag.String("daemon-log", "", "copy containerd's log (with the shims' logs in it) to this file at the end")
 	verbose := flag.Bool("v", false, "show the harness's notes")
-	flag.StringVar(&p.smapsDir, "smaps", "", "also copy each idle shim's /proc/<pid>/smaps into this folder, to see which mappings its memory is in")
+	flag.StringVar(&p.smapsDir, "smaps", "", "also copy each idle shim's /proc/<pid>/smaps into this folder, and print which mappings its memory is in")
 	flag.Parse()
 	p.phases = strings.Split(*only, ",")
 	counts, err := parseInts(*parallelExecs)
