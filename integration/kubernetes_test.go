@@ -64,6 +64,7 @@ func TestKubernetesPod(t *testing.T) {
 		{"runp", podRun},
 		{"create-start-two", podCreateStartTwo},
 		{"one-shim-per-pod", podSharesOneShim},
+		{"cgroups-under-the-pod-parent", podCgroupsUnderTheParent},
 		{"exec-sync", podExecSync},
 		{"exec-tty", podExecTTY},
 		{"logs", podLogs},
@@ -184,6 +185,28 @@ func podSharesOneShim(t *testing.T, s *podSession) {
 		if shim := assertShimBinary(t, s.inspect(t, "inspect", id).Info.Pid, s.shim); shim != sandboxShim {
 			t.Errorf("container %.12s runs under shim %s, the sandbox under shim %s; want one shim for the pod",
 				id, harness.DescribeProcess(shim), harness.DescribeProcess(sandboxShim))
+		}
+	}
+}
+
+// podCgroupsUnderTheParent: the sandbox and both containers are in
+// cgroups below the pod's cgroup_parent, where a kubelet accounts and
+// limits the pod as a whole (kubepods/...). On cgroup v2 each has one
+// folder there, in the unified tree; on v1 one per controller.
+func podCgroupsUnderTheParent(t *testing.T, s *podSession) {
+	parent := s.d.PodCgroupParent()
+	pids := map[string]int{"the sandbox": s.inspect(t, "inspectp", s.pod).Info.Pid}
+	for name, id := range map[string]string{"container one": s.one, "container two": s.two} {
+		pids[name] = s.inspect(t, "inspect", id).Info.Pid
+	}
+	for name, pid := range pids {
+		dir := cgroupDirOf(t, pid, "memory")
+		within := strings.TrimPrefix(dir, "/sys/fs/cgroup")
+		if !onCgroupV2() {
+			within = strings.TrimPrefix(within, "/memory")
+		}
+		if !strings.HasPrefix(within, parent+"/") {
+			t.Errorf("%s (pid %d) is in cgroup %s, not below the pod's parent %s", name, pid, dir, parent)
 		}
 	}
 }
