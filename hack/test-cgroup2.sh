@@ -34,17 +34,25 @@ cd "$repo"
 lane_tests=(
 	TestExitCode                        # lifecycle through the Go client
 	TestLifecycleEvents                 # every event, in order
+	TestShimIsParentOfContainerInit     # the process tree
 	TestExecOutputAndExitCode           # exec: runc exec joins the container's cgroup
+	TestExecsDieWithTheContainer        # execs end with their container's init
+	TestKillSignals                     # signals, to one process and to all (runc kill --all)
+	TestHostPidContainerEndsWithItsInit # the cgroup's last processes are killed with the init
 	TestMetricsOfARunningContainer      # Stats: the v2 metrics type, its fields, ctr task metrics
 	TestUpdateResources                 # Update: memory, cpu, pids, read back from the cgroup's files
-	TestPauseAndResume                  # cgroup.freeze and the frozen state in cgroup.events
-	TestOOMKillIsReportedBeforeTheExit  # memory.events: TaskOOM before TaskExit, exit 137
+	TestPauseAndResume                  # cgroup.freeze, and the frozen line of cgroup.events
+	TestTraceShowsTheFreeze             # the journal notes what cgroup.events said
+	TestOOMKillIsReportedBeforeTheExit  # TaskOOM before TaskExit, exit 137, oom_kill in memory.events
 	TestShimWatchesMemoryEvents         # the OOM watch is an inotify watch on memory.events
+	TestTraceNamesTheOOMKiller          # the journal names memory.events as the OOM kill's counter
 	TestShimCgroupOption                # the shim moves itself into a v2 cgroup
+	TestCgroupNamespace                 # on v2 the container has a cgroup namespace of its own
 	TestInspect                         # inspect shows the v2 cgroup and its limits
-	TestTraceShowsTheFreeze             # the journal records what the freeze did to the cgroup
-	TestKubernetesPod                   # a CRI pod with crictl: cgroup parent, stats
+	TestDeleteLeavesNoTraces            # the container's cgroup goes with it
+	TestKubernetesPod                   # a CRI pod with crictl: cgroups under the pod's parent, stats
 	TestReliabilityDaemonOutage         # containerd stopped and killed, then started again
+	TestReliabilityShimKilled           # containerd cleans up after a killed shim
 )
 tests=${CGROUP2_TESTS:-^($(IFS='|'; echo "${lane_tests[*]}"))\$}
 timeout_minutes=${CGROUP2_TIMEOUT:-30}
@@ -197,9 +205,13 @@ boot() {
 		-append "$kernel_options cgroup_no_v1=all" \
 		-serial "file:$console" -serial "file:$results" &
 	local qemu=$!
+	# timeout runs in a process group of its own, out of reach of a ^C
+	# to make: the guest is ended with the script, by its pid.
+	trap 'kill "$qemu" 2>/dev/null || true' EXIT
 	tail -n +1 -f --pid="$qemu" "$results"
 	qemu_status=0
 	wait "$qemu" || qemu_status=$?
+	trap - EXIT
 }
 
 report() {

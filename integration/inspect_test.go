@@ -104,6 +104,11 @@ func inspectWithExec(t *testing.T, s *session) {
 		version = "== Cgroup (v2)"
 	}
 	text := s.daemon.Inspect(t, s.ns, "anatomy")
+	if section, _, ok := strings.Cut(string(text.Stdout), "\n== Descriptors"); ok {
+		if i := strings.Index(section, "== Cgroup"); i >= 0 {
+			t.Logf("inspect's cgroup section:\n%s", section[i:])
+		}
+	}
 	for _, want := range []string{"== The shim", fmt.Sprintf("pid      %d", shimPID), "== Namespaces", version, "limit 64.0 MiB", "limit 50",
 		"limit 50000 µs of every 100000 µs", "== runc's state", "status   running"} {
 		if !strings.Contains(string(text.Stdout), want) {
