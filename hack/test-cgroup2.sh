@@ -47,10 +47,9 @@ lane_tests=(
 	TestShimWatchesMemoryEvents         # the OOM watch is an inotify watch on memory.events
 	TestTraceNamesTheOOMKiller          # the journal names memory.events as the OOM kill's counter
 	TestShimCgroupOption                # the shim moves itself into a v2 cgroup
-	TestCgroupNamespace                 # on v2 the container has a cgroup namespace of its own
 	TestInspect                         # inspect shows the v2 cgroup and its limits
 	TestDeleteLeavesNoTraces            # the container's cgroup goes with it
-	TestKubernetesPod                   # a CRI pod with crictl: cgroups under the pod's parent, stats
+	TestKubernetesPod                   # a CRI pod with crictl: cgroups under the pod's parent, its cgroup namespace, stats
 	TestReliabilityDaemonOutage         # containerd stopped and killed, then started again
 	TestReliabilityShimKilled           # containerd cleans up after a killed shim
 )

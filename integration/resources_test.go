@@ -227,35 +227,3 @@ func TestShimCgroupOption(t *testing.T) {
 		}
 	})
 }
-
-// containerd's default spec gives a container a cgroup namespace of its own
-// on a cgroup v2 host (not on v1, where the namespace hides less): inside,
-// the container's cgroup is the root of the tree, and /proc/self/cgroup
-// says "0::/". An exec joins the namespace with the rest.
-func TestCgroupNamespace(t *testing.T) {
-	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
-		container, task, _ := s.runningTask(t, "cgroupns")
-		inside, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/cgroup", task.Pid()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		host, err := os.Readlink("/proc/self/ns/cgroup")
-		if err != nil {
-			t.Fatal(err)
-		}
-		result, err := runExec(s, task, "cgroup", execSpec(t, s, container, "cat", "/proc/self/cgroup"), "")
-		if err != nil || result.code != 0 {
-			t.Fatalf("exec cat /proc/self/cgroup: %+v, %v", result, err)
-		}
-		seen := strings.TrimSpace(result.stdout)
-		if onCgroupV2() {
-			if inside == host || seen != "0::/" {
-				t.Errorf("cgroup namespace %s (the host's: %s); the exec sees %q; want one of its own, and 0::/", inside, host, seen)
-			}
-			return
-		}
-		if inside != host || !strings.Contains(seen, "/"+s.ns+"/cgroupns") {
-			t.Errorf("cgroup namespace %s (the host's: %s); the exec sees %q; want the host's, and the container's full path", inside, host, seen)
-		}
-	})
-}
