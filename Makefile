@@ -2,6 +2,7 @@
 #
 #   make demo      build, fetch the pinned daemons, run a container through the shim
 #   make test      every test: unit (with -race), fuzz seeds, integration against real daemons
+#   make test-cgroup2  the cgroup tests again, in a QEMU guest with cgroup v2 alone (CGROUP2_TESTS=regexp)
 #   make soak      the long reliability scenarios; rewrites docs/reliability.md from their figures
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make install   put containerd-shim-teach-v2 where containerd finds it (PREFIX, DESTDIR)
@@ -32,7 +33,7 @@ FUZZTIME            ?= 10s
 # lines of a soak run into docs/reliability.md.
 RELIABILITY_RECORDS := bin/reliability.jsonl
 
-.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench walkthrough docs install uninstall clean
+.PHONY: all build tools tools-core demo test test-cgroup2 unit fuzz-seeds integration soak fuzz bench walkthrough docs install uninstall clean
 
 all: build
 
@@ -69,6 +70,14 @@ integration:
 	go run ./integration/cmd/reliability-report -in bin/reliability-short.jsonl -out bin/reliability-short.md \
 		-command "make test" -revision "$$rev" && \
 	exit $$status
+
+# The integration tests that touch cgroups, on a kernel with cgroup v2 alone:
+# hack/test-cgroup2.sh boots Debian's cloud kernel under QEMU (KVM when it
+# works here, else the emulator) with the shim, the test binary and the
+# pinned tools in its initramfs, and brings back the `go test -v` output.
+# CGROUP2_TESTS (a -run pattern) and CGROUP2_TIMEOUT (minutes) change the run.
+test-cgroup2: build
+	hack/test-cgroup2.sh
 
 # The long versions of the reliability scenarios (TEACH_SOAK=1: 1000 early
 # exits, 2000 cycles, 1 GiB of output...). The document is written even when

@@ -450,6 +450,7 @@ func (c *Container) Pause(ctx context.Context) error {
 	if err := c.init.Pause(ctx); err != nil {
 		return err
 	}
+	c.recordFreezer("pause")
 	c.publishInOrder("", runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
 	return nil
 }
@@ -461,8 +462,26 @@ func (c *Container) Resume(ctx context.Context) error {
 	if err := c.init.Resume(ctx); err != nil {
 		return err
 	}
+	c.recordFreezer("resume")
 	c.publishInOrder("", runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
 	return nil
+}
+
+// recordFreezer notes in the journal what the kernel says of the container's
+// freezer once runc paused or resumed it: runc's exit status says runc is
+// done, the cgroup says whether the processes stopped (cgroup.events on v2,
+// freezer.state on v1).
+func (c *Container) recordFreezer(step string) {
+	cg := c.resources()
+	if cg == nil {
+		return
+	}
+	state, err := cg.Freezer()
+	if err != nil {
+		c.journal.Record(journal.Entry{Kind: journal.KindCgroup, Name: step, Msg: err.Error()})
+		return
+	}
+	c.journal.Record(journal.Entry{Kind: journal.KindCgroup, Name: step, Path: state.File, Msg: state.Says})
 }
 
 // watchResources finds the container's cgroup, once runc has put the init
@@ -499,7 +518,7 @@ func (c *Container) reportOOMsLocked() {
 	}
 	for ; c.oomsReported < kills; c.oomsReported++ {
 		c.lastOOM = journal.Now()
-		c.journal.Record(journal.Entry{Kind: journal.KindOOM, Msg: "the kernel's OOM killer killed a process in the container's cgroup"})
+		c.journal.Record(journal.Entry{Kind: journal.KindOOM, Path: cg.OOMKillsFile(), Msg: "the kernel's OOM killer killed a process in the container's cgroup"})
 		c.publish("", runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.ID})
 	}
 }
