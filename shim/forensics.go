@@ -38,6 +38,8 @@ type lifeRecord struct {
 	bytes     [3]int64           // stdin, stdout, stderr; guarded by mu
 }
 
+// newLifeRecord starts the record of a process the shim begins to create
+// now.
 func newLifeRecord() *lifeRecord { return &lifeRecord{created: journal.Now()} }
 
 func (l *lifeRecord) noteStarted() {
