@@ -38,7 +38,7 @@ var journalRoot = journal.DefaultRoot
 // journal takes the shim-wide entries too: one file less to make and remove
 // on each container's way.
 //
-// Of the seams, the shim's observer hears the requests (journalRPC), the
+// Of the seams, the shim's observer hears the requests (RPC), the
 // containers created, and the exits no process claimed; the rest it leaves
 // to observe.Nop.
 type journals struct {
