@@ -100,6 +100,8 @@ func Reopen(dir, id string) *Journal {
 	return j
 }
 
+// openFile opens the journal's current file in dir, for appending; emptied
+// first when opts.truncate is set.
 func openFile(dir string, opts Options) (*Journal, error) {
 	limit := opts.FileLimit
 	if limit <= 0 {

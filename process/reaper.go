@@ -111,7 +111,6 @@ func (r *Reaper) Start(cmd *exec.Cmd) (chan runc.Exit, error) {
 	}
 	waiter := make(chan runc.Exit, 1)
 	r.commands[cmd.Process.Pid] = waiter
-	noteCommandStarted(cmd)
 	return waiter, nil
 }
 
@@ -131,7 +130,6 @@ func (r *Reaper) StartLocked(cmd *exec.Cmd) (chan runc.Exit, error) {
 func (r *Reaper) Wait(cmd *exec.Cmd, waiter chan runc.Exit) (int, error) {
 	exit := <-waiter
 	_ = cmd.Wait()
-	noteCommandExited(cmd, exit.Status)
 	cmd.Process.Release()
 	return exit.Status, nil
 }

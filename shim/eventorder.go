@@ -62,6 +62,7 @@ func (v OrderViolation) String() string {
 	return fmt.Sprintf("container %s: %s %s", v.Container, v.Event, v.Problem)
 }
 
+// NewOrderChecker makes a checker that has seen no event.
 func NewOrderChecker() *OrderChecker {
 	return &OrderChecker{containers: make(map[string]*containerSteps)}
 }

@@ -34,6 +34,8 @@ const (
 	forwardAttempts = 6
 )
 
+// newEventForwarder makes the forwarder for containerd's events service at
+// ttrpcAddress. It dials nothing yet: the first event connects.
 func newEventForwarder(ttrpcAddress string) (*eventForwarder, error) {
 	client, err := ttrpcutil.NewClient(ttrpcAddress)
 	if err != nil {

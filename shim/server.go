@@ -61,7 +61,11 @@ func runServer(flags launchFlags) error {
 		return err
 	}
 	defer publisher.Close()
-	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd)
+	// The Reaper takes SIGCHLD before the first runc command; the journal
+	// then stands between go-runc and it (openJournals).
+	reaper := process.NewReaper()
+	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd, openJournals(flags.namespace, reaper))
+	go service.exits.Run(reaper.Exits())
 	if address := os.Getenv(shimAddressEnv); address != "" {
 		service.socket = &serverSocket{address: address, grouped: os.Getenv(shimGroupedEnv) != ""}
 	}
