@@ -60,7 +60,7 @@ func main() {
 	flag.StringVar(&opts.logs, "logs", "bin/conformance", "folder for each run's whole output")
 	flag.StringVar(&opts.run, "run", "", "run only the suite's tests matching this -test.run pattern")
 	flag.IntVar(&opts.parallel, "parallel", 2, "the suite's -test.parallel")
-	flag.DurationVar(&opts.timeout, "timeout", 30*time.Minute, "the suite's -test.timeout, for each runtime")
+	flag.DurationVar(&opts.timeout, "timeout", 15*time.Minute, "the suite's -test.timeout, for each runtime: a bound for a hung test, some 7 times a run's usual length")
 	flag.Parse()
 	asked := strings.Split(names, ",")
 	for _, name := range asked {
