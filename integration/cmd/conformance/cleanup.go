@@ -13,13 +13,24 @@ import (
 // What a run can leave behind once the suite has exited, and how it is
 // found. Shims and daemons are in the run's mount namespace: any process
 // still in it was started by the run. A container has a mount namespace of
-// its own, but its cgroup is named after the suite's containerd namespace,
-// "testing" (the suite's testNamespace): /testing/<container id>. The two
-// runtimes' runs use the same names, so a container left by the first, or
-// its cgroup, would be in the way of the second.
+// its own, but its cgroup is named after the containerd namespace it is
+// in, /NAMESPACE/<container id>, and the suite's namespaces are "testing"
+// (its testNamespace) and "testing-<test>". The two runtimes' runs use the
+// same names, so a container left by the first, or its cgroup, would be in
+// the way of the second.
 
-// suiteCgroup is the cgroup under which containerd puts the suite's containers.
-const suiteCgroup = "/testing"
+// suiteCgroup is the name of the suite's namespaces, and of the cgroups of
+// their containers: /testing/ID, /testing-TEST/ID. A run starts only when
+// no process is in one, so whatever is in one after the run, the run
+// started.
+const suiteCgroup = "testing"
+
+// isSuiteCgroup says whether a cgroup path is one of the suite's namespaces
+// or below one.
+func isSuiteCgroup(path string) bool {
+	top, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	return top == suiteCgroup || strings.HasPrefix(top, suiteCgroup+"-")
+}
 
 // killLeftovers SIGKILLs, by pid, every process still in the run's mount
 // namespace and every process in a cgroup of the suite, then removes the
@@ -58,6 +69,23 @@ func allPids() []int {
 	return pids
 }
 
+// checkNoSuiteContainers refuses to start while a process is in a cgroup
+// of the suite: a container this run did not start, whose names the run's
+// containers would take. It is left alone, and named.
+func checkNoSuiteContainers() error {
+	var found []string
+	for _, pid := range allPids() {
+		if cgroup := suiteCgroupOf(pid); cgroup != "" {
+			found = append(found, fmt.Sprintf("pid %d in %s", pid, cgroup))
+		}
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("processes are in the cgroups of the suite's containers (/%s, /%s-*): %s; "+
+			"containers of another run of containerd's suite? Stop them first", suiteCgroup, suiteCgroup, strings.Join(found, ", "))
+	}
+	return nil
+}
+
 // suiteCgroupOf returns the process's cgroup if it is one of the suite's.
 // /proc/PID/cgroup has one line per hierarchy, "ID:CONTROLLERS:PATH".
 func suiteCgroupOf(pid int) string {
@@ -67,7 +95,7 @@ func suiteCgroupOf(pid int) string {
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		fields := strings.SplitN(line, ":", 3)
-		if len(fields) == 3 && strings.HasPrefix(fields[2], suiteCgroup+"/") {
+		if len(fields) == 3 && isSuiteCgroup(fields[2]) {
 			return fields[2]
 		}
 	}
@@ -78,11 +106,15 @@ func suiteCgroupOf(pid int) string {
 // each hierarchy (cgroup v1 has one per controller; v2 one). A folder that
 // still holds a process stays.
 func removeSuiteCgroups() {
-	roots, _ := filepath.Glob("/sys/fs/cgroup/*" + suiteCgroup)
-	if _, err := os.Stat("/sys/fs/cgroup" + suiteCgroup); err == nil {
-		roots = append(roots, "/sys/fs/cgroup"+suiteCgroup)
+	var roots []string
+	for _, pattern := range []string{"/sys/fs/cgroup/" + suiteCgroup + "*", "/sys/fs/cgroup/*/" + suiteCgroup + "*"} {
+		found, _ := filepath.Glob(pattern)
+		roots = append(roots, found...)
 	}
 	for _, root := range roots {
+		if !isSuiteCgroup(root[strings.LastIndex(root, "/"):]) {
+			continue // testingfoo: not one of the suite's names
+		}
 		var folders []string
 		filepath.WalkDir(root, func(path string, entry os.DirEntry, err error) error {
 			if err == nil && entry.IsDir() {

@@ -133,8 +133,8 @@ func run(opts options) (bool, error) {
 	if err := lockMachine(); err != nil {
 		return false, err
 	}
-	for _, stale := range killLeftovers("") {
-		fmt.Printf("left by an earlier run, killed: %s\n", stale)
+	if err := checkNoSuiteContainers(); err != nil {
+		return false, err
 	}
 	base, err := prepare(opts, work)
 	if err != nil {

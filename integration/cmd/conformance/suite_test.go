@@ -96,3 +96,18 @@ func TestConfirmKeepsOnlyTheRegressionsThatFailAgain(t *testing.T) {
 		t.Errorf("passed again %q, want %q", c.PassedAgain, want)
 	}
 }
+
+func TestIsSuiteCgroup(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/testing/TestContainerStart":                     true,
+		"/testing-TestRegressionIssue4769/TestRegression": true,
+		"/testing":           true,
+		"/testingfoo/x":      false,
+		"/teach-1a2b3c/demo": false,
+		"/":                  false,
+	} {
+		if got := isSuiteCgroup(path); got != want {
+			t.Errorf("isSuiteCgroup(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
