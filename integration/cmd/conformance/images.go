@@ -88,23 +88,9 @@ func (p *imageParts) prepare() error {
 	if err != nil {
 		return err
 	}
-	// base-passwd ships the accounts every Debian system starts with
-	// (www-data is 33, backup 34, nobody 65534), the ones the suite's
-	// tests name; its scripts would copy them to /etc.
 	accounts := filepath.Join(p.work, "accounts")
-	for _, name := range []string{"passwd", "group"} {
-		data, err := os.ReadFile(filepath.Join(rootfs, "usr/share/base-passwd", name+".master"))
-		if err != nil {
-			return err
-		}
-		for _, dir := range []string{filepath.Join(rootfs, "etc"), filepath.Join(accounts, "etc")} {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-				return err
-			}
-		}
+	if err := copyAccounts(rootfs, rootfs, accounts); err != nil {
+		return err
 	}
 	if p.accounts, err = image.DirLayerTar(accounts); err != nil {
 		return err
@@ -119,6 +105,28 @@ func (p *imageParts) prepare() error {
 	}
 	p.busybox, err = image.DirLayerTar(rootfs)
 	return err
+}
+
+// copyAccounts writes /etc/passwd and /etc/group into each root folder, as
+// base-passwd's scripts would: the accounts every Debian system starts with
+// (www-data is 33, backup 34, nobody 65534), the ones the suite's tests
+// name, from the package unpacked in unpacked.
+func copyAccounts(unpacked string, roots ...string) error {
+	for _, name := range []string{"passwd", "group"} {
+		data, err := os.ReadFile(filepath.Join(unpacked, "usr/share/base-passwd", name+".master"))
+		if err != nil {
+			return err
+		}
+		for _, root := range roots {
+			if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(root, "etc", name), data, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // finishBusybox lays busybox out as the busybox image does: a link in /bin
