@@ -2,12 +2,13 @@
 # Installs what the project needs from outside: Debian packages, and the pinned
 # daemons built from source into a cache folder outside the repository.
 #
-#   hack/tools.sh            build what `make test` and `make demo` need
-#   hack/tools.sh all        also dockerd, crictl and the nginx packages of `make walkthrough`
-#   hack/tools.sh bench      also the release-style runc shim `make bench` compares against
+#   hack/tools.sh              build containerd and runc, what `make demo` needs
+#   hack/tools.sh all          also dockerd, crictl, the nginx packages of `make walkthrough`
+#                              and what `make conformance` needs: all of `make test`
+#   hack/tools.sh bench        also the release-style runc shim `make bench` compares against
 #   hack/tools.sh conformance  also containerd's own integration suite, runc-fp, the registry
-#                            and the Debian packages `make conformance` builds its images from
-#   hack/tools.sh dir NAME   print the folder holding NAME's binaries
+#                              and the Debian packages `make conformance` builds its images from
+#   hack/tools.sh dir NAME     print the folder holding NAME's binaries
 #
 # Each tool gets its own folder, named with its version, so changing a pin in
 # tools/versions.env builds the new version next to the old one. A folder is
