@@ -8,6 +8,9 @@
 #   hack/tools.sh bench      also the release-style runc shim `make bench` compares against
 #   hack/tools.sh cgroup2    what `make test-cgroup2` packs into its guest: containerd, runc,
 #                            crictl, and QEMU and Debian's cloud kernel to boot it
+#   hack/tools.sh conformance  containerd's own integration suite, runc-fp, the registry
+#                            and the Debian packages `make conformance` builds its images
+#                            from (`all` includes it: `make test` runs the suite)
 #   hack/tools.sh dir NAME   print the folder holding NAME's binaries
 #
 # Each tool gets its own folder, named with its version, so changing a pin in
@@ -32,6 +35,9 @@ tool_dir() {
 	runc-shim-release) echo "$tools_dir/runc-shim-release-$CONTAINERD_VERSION" ;;
 	nginx-debs) echo "$tools_dir/nginx-debs" ;;
 	guest-kernel) echo "$tools_dir/guest-kernel-$GUEST_KERNEL_VERSION" ;;
+	registry) echo "$tools_dir/registry-$REGISTRY_VERSION" ;;
+	conformance) echo "$tools_dir/conformance-$CONTAINERD_VERSION" ;;
+	conformance-debs) echo "$tools_dir/conformance-debs" ;;
 	*) echo "unknown tool $1" >&2; return 1 ;;
 	esac
 }
@@ -187,6 +193,65 @@ fetch_guest_kernel() {
 	touch "$dir/.done"
 }
 
+# fetch_debs NAME PACKAGE...: apt-get download the packages, without
+# installing them, into NAME's folder. Their versions are those of the
+# machine's apt sources.
+fetch_debs() {
+	local name=$1 dir
+	shift
+	dir=$(tool_dir "$name")
+	[ -f "$dir/.done" ] && return 0
+	say "apt-get download $* into $dir"
+	rm -rf "$dir" && mkdir -p "$dir"
+	apt_download "$dir" "$@"
+	touch "$dir/.done"
+}
+
+# build_conformance builds containerd's own integration suite (the
+# integration/client package of the pinned release) into a test binary,
+# client.test, and runc-fp, the runc wrapper its regression tests inject
+# failures with. The source is the release's module in the Go module cache,
+# built with the release's go.mod: the suite is a package of the containerd
+# module, and this repository's go.mod plays no part in it.
+build_conformance() {
+	local dir src module
+	dir=$(tool_dir conformance)
+	[ -f "$dir/.done" ] && return 0
+	say "building containerd $CONTAINERD_VERSION's integration/client suite and runc-fp into $dir"
+	src=$(go mod download -json "github.com/containerd/containerd/v2@$CONTAINERD_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -d "$src/integration/client" ] || { echo "no integration/client in containerd $CONTAINERD_VERSION ($src)" >&2; exit 1; }
+	# Should the suite become a module of its own, it is built with its go.mod.
+	module=$src
+	[ -f "$src/integration/client/go.mod" ] && module=$src/integration/client
+	mkdir -p "$dir"
+	(
+		cd "$module"
+		export GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0
+		go test -c -o "$dir/client.test" "$src/integration/client"
+		cd "$src"
+		go build -o "$dir/runc-fp" ./integration/failpoint/cmd/runc-fp
+	)
+	touch "$dir/.done"
+}
+
+# `make conformance` builds the suite's images from these
+# (integration/cmd/conformance): busybox-static and base-passwd for busybox,
+# bash with the libraries it links and passwd (a setuid /usr/bin/passwd)
+# for the user namespace image.
+fetch_conformance_debs() {
+	fetch_debs conformance-debs busybox-static base-passwd bash libc6 libtinfo6 passwd
+}
+
+build_conformance_tools() {
+	build_for_tests
+	# mkfs.xfs: the suite's TestMountAtRuntime formats a loop device with it.
+	apt_install -- xfsprogs
+	build registry 0 "" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+	build_conformance
+	fetch_conformance_debs
+}
+
 build_for_cgroup2() {
 	install_debian_packages
 	install_vm_packages
@@ -202,6 +267,7 @@ build_all() {
 	build dockerd 0 "" "github.com/moby/moby/v2/cmd/dockerd@$DOCKERD_VERSION"
 	build_crictl
 	fetch_nginx_debs
+	build_conformance_tools
 }
 
 case "${1:-}" in
@@ -212,6 +278,7 @@ bench)
 	build_runc_shim_release
 	;;
 cgroup2) build_for_cgroup2 ;;
+conformance) build_conformance_tools ;;
 dir) tool_dir "$2" ;;
-*) echo "usage: $0 [all | bench | cgroup2 | dir NAME]" >&2; exit 2 ;;
+*) echo "usage: $0 [all | bench | cgroup2 | conformance | dir NAME]" >&2; exit 2 ;;
 esac
