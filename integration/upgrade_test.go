@@ -258,6 +258,11 @@ func TestUpgradeExecReportsExit(t *testing.T) {
 		if _, err := waiting.Delete(s.ctx); err != nil {
 			t.Error(err)
 		}
+		// The container's journal records the upgrade, and trace draws it.
+		trace := s.trace(t, id)
+		if !strings.Contains(trace.stdout, "shim upgraded in place") || !strings.Contains(trace.stdout, upgradeVersion) {
+			t.Errorf("trace does not show the upgrade to %s:\n%s%s", upgradeVersion, trace.stdout, trace.stderr)
+		}
 	})
 }
 

@@ -263,3 +263,17 @@ func cleanupJournal(bundle, namespace, id string) (observer observe.Observer, cl
 	j.Record(journal.Entry{Kind: journal.KindCleanup, Pid: os.Getpid(), Msg: "containerd ran the delete action: the shim is gone"})
 	return newContainerJournal(j, watchRuncCommands(runc.Monitor)), func() { j.Close() }
 }
+
+// Upgraded writes an in-place upgrade of the shim into every container's
+// journal and the group's: each container's trace shows where its shim
+// changed binary, and how long it was frozen.
+func (js *journals) Upgraded(u observe.Upgrade) {
+	e := journal.Entry{Kind: journal.KindUpgrade, Name: u.From + " → " + u.To, Path: u.Binary, Took: int64(u.Switch),
+		Pid: os.Getpid(), Msg: u.Handed, Err: u.Err}
+	js.shim.Record(e)
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	for _, j := range js.byID {
+		j.Record(e)
+	}
+}

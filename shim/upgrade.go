@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/teach/containerd-shim-teach-v2/observe"
 	"github.com/teach/containerd-shim-teach-v2/process"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
@@ -324,6 +325,7 @@ func (s *TaskService) switchOver(outcome UpgradeOutcome) {
 		outcome.Err = err.Error()
 		log.L.WithError(err).WithField("binary", outcome.Binary).Warn("upgrade called off; the shim goes on")
 		u.settle(outcome)
+		s.observeUpgrade(outcome)
 	}
 	if s.isLeaving() {
 		callOff(errors.New("the shim began exiting"))
@@ -541,4 +543,7 @@ func (h *shimHandover) summary() string {
 }
 
 // observeUpgrade tells the shim's observer (the journal) of an upgrade.
-func (s *TaskService) observeUpgrade(outcome UpgradeOutcome) {}
+func (s *TaskService) observeUpgrade(outcome UpgradeOutcome) {
+	s.observer.Upgraded(observe.Upgrade{From: outcome.From, To: outcome.To, Binary: outcome.Binary,
+		Switch: outcome.Switch, Handed: outcome.Handed, Err: outcome.Err})
+}
