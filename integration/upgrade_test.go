@@ -327,3 +327,112 @@ func TestUpgradeThenContainerdRestart(t *testing.T) {
 		}
 	})
 }
+
+// `upgrade --all` upgrades every shim of the namespace once: a group of 10
+// containers in one shim, a counter logging to a file://, and a sleeper.
+// Upgraded there and back, the group's members each exit with their own
+// code, and the log file holds every line exactly once.
+func TestUpgradeAllGroupAndLogFile(t *testing.T) {
+	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
+		const members = 10
+		var group []groupMember
+		for i := range members {
+			id := fmt.Sprintf("member-%d", i)
+			container, err := newGroupMember(t, s, "upgraded", id, 10+i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { removeContainer(s.ctx, container) })
+			streams := &stdio{}
+			task, exitCh := s.startTask(t, container, streams)
+			waitForOutput(t, streams, id+"\n")
+			group = append(group, groupMember{id: id, task: task, exitCh: exitCh, streams: streams})
+		}
+		logFile := filepath.Join(t.TempDir(), "counter.log")
+		logged := s.newContainer(t, "logged", []string{"sh", "-c", `i=0; while true; do echo $i; i=$((i+1)); usleep 20000; done`})
+		loggedTask, err := logged.NewTask(s.ctx, cio.LogFile(logFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		loggedExit := started(t, s, loggedTask)
+		s.runningTask(t, "sleeper")
+		groupShim := shimOf(t, group[0].task)
+
+		for _, binary := range []string{otherShim(t), harness.ShimBinary(t)} {
+			r := s.upgrade(t, binary, "--all")
+			if r.code != 0 {
+				t.Fatalf("upgrade --all to %s: exit %d\nstdout: %s\nstderr: %s", binary, r.code, r.stdout, r.stderr)
+			}
+			if n := strings.Count(r.stdout, "switch"); n != 3 {
+				t.Errorf("upgrade --all reported %d shims upgraded, want 3 (the group once):\n%s", n, r.stdout)
+			}
+		}
+		for _, m := range group {
+			if shim := shimOf(t, m.task); shim != groupShim {
+				t.Errorf("%s's parent is %d, not the group's shim %d", m.id, shim, groupShim)
+			}
+		}
+		for i, m := range group {
+			if err := m.task.Kill(s.ctx, unix.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code := exitCodeOf(t, m.exitCh); code != uint32(10+i) {
+				t.Errorf("%s: exit code %d, want %d", m.id, code, 10+i)
+			}
+		}
+		if err := loggedTask.Kill(s.ctx, unix.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		exitCodeOf(t, loggedExit)
+		if _, err := loggedTask.Delete(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCounter(t, string(data))
+	})
+}
+
+// Many upgrades leave the shim with as many descriptors and goroutines as
+// it had after the first.
+func TestUpgradeLeavesNoGrowth(t *testing.T) {
+	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
+		const id = "steady"
+		container, task, _ := s.runningTask(t, id)
+		sleepingExec(t, s, container, task, "sleeper")
+		shim := shimOf(t, task)
+		binaries := []string{otherShim(t), harness.ShimBinary(t)}
+		s.mustUpgrade(t, binaries[0], id)
+		s.mustUpgrade(t, binaries[1], id)
+		fds, goroutines := shimFootprint(t, s, shim)
+		var times []time.Duration
+		const upgrades = 20
+		for i := range upgrades {
+			times = append(times, s.mustUpgrade(t, binaries[i%2], id))
+		}
+		reportSwitchTimes(t, times)
+		harness.Eventually(t, readyTimeout, "the shim's descriptors and goroutines as before", func() error {
+			nowFds, nowGoroutines := shimFootprint(t, s, shim)
+			if nowFds != fds || nowGoroutines != goroutines {
+				return fmt.Errorf("after %d more upgrades: %d descriptors (was %d), %d goroutines (was %d)", upgrades, nowFds, fds, nowGoroutines, goroutines)
+			}
+			return nil
+		})
+	})
+}
+
+// shimFootprint counts the shim's open descriptors and goroutines.
+func shimFootprint(t *testing.T, s *session, pid int) (fds, goroutines int) {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goroutines, _, err = s.daemon.ShimGoroutines(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries), goroutines
+}
