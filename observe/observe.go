@@ -97,6 +97,9 @@ type Container struct {
 	// for (its annotation io.containerd.teach.v2.journal, else the runtime
 	// options' Journal); "" for the default.
 	Level string
+	// HandedOver: a shim before this one, in the same process, watched the
+	// container until an in-place upgrade; what it wrote goes on.
+	HandedOver bool
 }
 
 // Stream is one of a process's stdio streams, or all of them ("stdio",

@@ -290,7 +290,7 @@ func (s *TaskService) restore(h *shimHandover) {
 }
 
 func (s *TaskService) restoreContainer(ch containerHandover) {
-	observer, err := s.observer.Container(observe.Container{ID: ch.ID, Bundle: ch.Bundle, Level: ch.JournalLevel})
+	observer, err := s.observer.Container(observe.Container{ID: ch.ID, Bundle: ch.Bundle, Level: ch.JournalLevel, HandedOver: true})
 	if err != nil {
 		observer = observe.Nop{}
 	}

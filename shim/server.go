@@ -72,7 +72,7 @@ func runServer(flags launchFlags) error {
 	// The Reaper takes SIGCHLD before the first runc command; the journal
 	// then stands between go-runc and it (openJournals).
 	reaper := process.NewReaper()
-	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd, openJournals(flags.namespace, reaper))
+	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd, openJournals(flags.namespace, reaper, inherited.state != nil))
 	service.upgrade.reaper = reaper
 	if address := os.Getenv(shimAddressEnv); address != "" {
 		service.socket = &serverSocket{address: address, grouped: os.Getenv(shimGroupedEnv) != ""}
