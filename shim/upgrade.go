@@ -488,7 +488,9 @@ func inheritedHandover() (inheritedState, error) {
 // old binary to go back to (no upgrade started this process): the
 // containers then go on running, without their shim; see docs/upgrade.md.
 func (in inheritedState) fallBack(reason error) error {
-	if in.oldFd < 0 || in.stateFd < 0 {
+	// A binary that is itself the fallback does not go back again: the two
+	// would execute each other for ever.
+	if in.oldFd < 0 || in.stateFd < 0 || in.fallbackReason != "" {
 		return reason
 	}
 	log.L.WithError(reason).Error("the new shim binary cannot take over; executing the old one again")
