@@ -121,10 +121,11 @@ func RestoreInit(h *Handover, bundle string, observer observe.Observer) *InitPro
 	return p
 }
 
-// RestoreExec takes over an exec process an earlier shim handed over.
+// RestoreExec takes over an exec process an earlier shim handed over; cfg
+// holds what the container knows of it (its runc, the owner of its pipes).
 func RestoreExec(h *Handover, cfg ExecConfig) *ExecProcess {
 	cfg.Spec = h.Spec
-	cfg.Stdio = stdio.Paths{Stdin: h.Stdin, Stdout: h.Stdout, Stderr: h.Stderr, Observer: cfg.Observer}
+	cfg.Stdio.Stdin, cfg.Stdio.Stdout, cfg.Stdio.Stderr, cfg.Stdio.Observer = h.Stdin, h.Stdout, h.Stderr, cfg.Observer
 	e := &ExecProcess{cfg: cfg, life: restoredLifecycle(h), pid: h.Pid}
 	restorePidfd(&e.pidfd, h)
 	if h.Relay != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"golang.org/x/sys/unix"
 
+	stdio "github.com/teach/containerd-shim-teach-v2/io"
 	"github.com/teach/containerd-shim-teach-v2/observe"
 	"github.com/teach/containerd-shim-teach-v2/process"
 )
@@ -304,7 +305,8 @@ func (s *TaskService) restoreContainer(ch containerHandover) {
 	for _, eh := range ch.Execs {
 		execObserver := observer.Process(eh.ID)
 		e := process.RestoreExec(eh, process.ExecConfig{ID: eh.ID, ContainerID: ch.ID, Bundle: ch.Bundle,
-			Runc: c.init.Runc(), Observer: execObserver})
+			Runc: c.init.Runc(), Observer: execObserver,
+			Stdio: stdio.Paths{Owner: stdio.Owner{ContainerID: ch.ID, Namespace: s.namespace}, IOUid: ch.IOUid, IOGid: ch.IOGid}})
 		c.execs[eh.ID] = restoredTracked(e, execObserver)
 		s.expectExit(c, c.execs[eh.ID])
 	}
