@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
@@ -290,6 +292,14 @@ func TestUpgradeRefusesBadBinary(t *testing.T) {
 			if r.code == 0 || !strings.Contains(r.stderr, want) {
 				t.Errorf("upgrade to %s: exit %d, stderr %q; want non-zero and %q", binary, r.code, r.stderr, want)
 			}
+		}
+		// What an upgrade does not hand over yet is refused, saying so.
+		tty := s.newContainer(t, "tty", []string{"sleep", "1000"}, withSpecOpts(oci.WithTTY))
+		if _, err := tty.NewTask(s.ctx, cio.NewCreator(cio.WithStreams(nil, io.Discard, nil), cio.WithTerminal)); err != nil {
+			t.Fatal(err)
+		}
+		if r := s.upgrade(t, otherShim(t), "tty"); r.code == 0 || !strings.Contains(r.stderr, "has a terminal") {
+			t.Errorf("upgrade of a container with a terminal: exit %d, stderr %q; want non-zero and a refusal naming the terminal", r.code, r.stderr)
 		}
 		if exe := shimExecutable(t, shim); exe != before {
 			t.Errorf("the shim runs %s after refusals, not %s", exe, before)
