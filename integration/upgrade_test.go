@@ -446,3 +446,44 @@ func shimFootprint(t *testing.T, s *session, pid int) (fds, goroutines int) {
 	}
 	return len(entries), goroutines
 }
+
+// Docker with live-restore: a container whose shim was upgraded (three
+// times) goes on as before for Docker: docker exec works, docker logs has
+// every line once, and a dockerd restart finds it running.
+func TestUpgradeUnderDocker(t *testing.T) {
+	for _, release := range harness.ContainerdReleases(t) {
+		t.Run("containerd-"+release.Version, func(t *testing.T) {
+			t.Parallel()
+			harness.ShimBinary(t)
+			binaries := []string{otherShim(t), harness.ShimBinary(t)}
+			d := harness.StartContainerd(t, release.Version)
+			dd := harness.StartDockerd(t, d, harness.TeachDaemonJSON(t))
+			dd.LoadBusybox(t)
+			id := dd.MustDocker(t, "run", "--runtime", "teach", "--network", "none", "-d", harness.DockerBusybox,
+				"sh", "-c", `i=0; while true; do echo $i; i=$((i+1)); usleep 20000; done`)
+			t.Cleanup(func() { dd.Docker(t, "rm", "--force", id) })
+			s := &session{daemon: d, ns: dd.Namespace}
+			for i := range 3 {
+				s.mustUpgrade(t, binaries[i%2], id)
+			}
+			if out := dd.MustDocker(t, "exec", id, "echo", "still-here"); out != "still-here" {
+				t.Errorf("docker exec after the upgrades printed %q", out)
+			}
+			logged := func() int { return strings.Count(string(dd.Docker(t, "logs", id).Stdout), "\n") }
+			before := logged()
+			dd.Restart(t)
+			if state := dd.MustDocker(t, "inspect", "--format", "{{.State.Status}}", id); state != "running" {
+				t.Fatalf("after the upgrades and a dockerd restart: %s", state)
+			}
+			harness.Eventually(t, readyTimeout, "new lines in docker logs after the restart", func() error {
+				if n := logged(); n < before+10 {
+					return fmt.Errorf("%d lines, %d before the restart", n, before)
+				}
+				return nil
+			})
+			dd.MustDocker(t, "kill", id)
+			dd.MustDocker(t, "wait", id)
+			checkCounter(t, string(dd.Docker(t, "logs", id).Stdout))
+		})
+	}
+}
