@@ -338,8 +338,9 @@ func TestUpgradeThenContainerdRestart(t *testing.T) {
 	})
 }
 
-// `upgrade --all` upgrades every shim of the namespace once: a group of 10
-// containers in one shim, a counter logging to a file://, and a sleeper.
+// `upgrade --all` upgrades every shim of the namespace once, 20 shims: a
+// group of 10 containers in one shim, a counter logging to a file://, and
+// 18 sleepers.
 // Upgraded there and back, the group's members each exit with their own
 // code, and the log file holds every line exactly once.
 func TestUpgradeAllGroupAndLogFile(t *testing.T) {
@@ -365,7 +366,10 @@ func TestUpgradeAllGroupAndLogFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		loggedExit := started(t, s, loggedTask)
-		s.runningTask(t, "sleeper")
+		const sleepers = 18
+		for i := range sleepers {
+			s.runningTask(t, fmt.Sprintf("sleeper-%d", i))
+		}
 		groupShim := shimOf(t, group[0].task)
 
 		for _, binary := range []string{otherShim(t), harness.ShimBinary(t)} {
@@ -373,8 +377,8 @@ func TestUpgradeAllGroupAndLogFile(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("upgrade --all to %s: exit %d\nstdout: %s\nstderr: %s", binary, r.code, r.stdout, r.stderr)
 			}
-			if n := strings.Count(r.stdout, "switch"); n != 3 {
-				t.Errorf("upgrade --all reported %d shims upgraded, want 3 (the group once):\n%s", n, r.stdout)
+			if n := strings.Count(r.stdout, "switch"); n != 2+sleepers {
+				t.Errorf("upgrade --all reported %d shims upgraded, want %d (the group once):\n%s", n, 2+sleepers, r.stdout)
 			}
 		}
 		for _, m := range group {
@@ -405,7 +409,7 @@ func TestUpgradeAllGroupAndLogFile(t *testing.T) {
 	})
 }
 
-// Many upgrades leave the shim with as many descriptors and goroutines as
+// 50 upgrades leave the shim with as many descriptors and goroutines as
 // it had after the first.
 func TestUpgradeLeavesNoGrowth(t *testing.T) {
 	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
@@ -418,7 +422,7 @@ func TestUpgradeLeavesNoGrowth(t *testing.T) {
 		s.mustUpgrade(t, binaries[1], id)
 		fds, goroutines := shimFootprint(t, s, shim)
 		var times []time.Duration
-		const upgrades = 20
+		const upgrades = 50
 		for i := range upgrades {
 			times = append(times, s.mustUpgrade(t, binaries[i%2], id))
 		}
