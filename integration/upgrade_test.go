@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -490,4 +491,36 @@ func TestUpgradeUnderDocker(t *testing.T) {
 			checkCounter(t, string(dd.Docker(t, "logs", id).Stdout))
 		})
 	}
+}
+
+// An upgrade whose freeze finds a request that does not end (a runc exec
+// that hangs) is called off: the command says which request, and the shim
+// goes on serving, the hung Start included, once its runc returns.
+func TestUpgradeCalledOffByAStuckRequest(t *testing.T) {
+	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
+		runc := harness.HangingExecRunc(t, hangMarker)
+		const id = "stuck"
+		container := s.newContainer(t, id, []string{"sleep", "1000"},
+			client.WithRuntime(s.runtime, &options.Options{BinaryName: runc.Path}))
+		task, _ := s.startTask(t, container, &stdio{})
+		shim := shimOf(t, task)
+		before := shimExecutable(t, shim)
+		_, slowStarted := startExecInBackground(t, s, container, task, "slow", "sleep 1000 # "+hangMarker)
+		runc.WaitHung(t, readyTimeout)
+
+		r := s.upgrade(t, otherShim(t), id)
+		if r.code == 0 || !strings.Contains(r.stderr, "still under way") || !strings.Contains(r.stderr, "Start") {
+			t.Errorf("upgrade while a Start hangs: exit %d, stderr %q; want it called off, naming Start", r.code, r.stderr)
+		}
+		if exe := shimExecutable(t, shim); exe != before {
+			t.Errorf("the shim runs %s after an upgrade called off, not %s", exe, before)
+		}
+		runc.Release()
+		if err := <-slowStarted; err != nil {
+			t.Fatalf("the exec whose runc hung during the upgrade: %v", err)
+		}
+		if _, ch := startExec(t, s, container, task, "after", "true"); (<-ch).ExitCode() != 0 {
+			t.Error("an exec after the upgrade was called off did not exit 0")
+		}
+	})
 }

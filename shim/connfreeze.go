@@ -3,13 +3,16 @@ package shim
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -271,9 +274,17 @@ type deadliner interface{ SetDeadline(time.Time) error }
 
 var pastDeadline = time.Unix(1, 0)
 
+// drainLimit bounds how long a freeze waits for the requests under way to be
+// answered. A request stuck behind a runc that does not return would hold
+// every connection of the shim frozen; past the limit, the upgrade is called
+// off and the shim goes on serving, rather than wait with it.
+const drainLimit = 10 * time.Second
+
 // freeze stops accepting and reading, waits until every request but the
-// replayable ones is answered, and seals the connections.
-func (f *connFreezer) freeze() {
+// replayable ones is answered, and seals the connections. It fails, still
+// frozen, with the requests it waited for, if they took longer than
+// drainLimit; the caller thaws.
+func (f *connFreezer) freeze() error {
 	f.mu.Lock()
 	f.frozen = true
 	f.thawed = make(chan struct{})
@@ -285,15 +296,43 @@ func (f *connFreezer) freeze() {
 	for _, c := range conns {
 		_ = c.Conn.SetReadDeadline(pastDeadline)
 	}
+	// The limit starts now, with the wait it bounds.
+	expired := false
+	timer := time.AfterFunc(drainLimit, func() {
+		f.mu.Lock()
+		expired = true
+		f.changed.Broadcast()
+		f.mu.Unlock()
+	})
+	defer timer.Stop()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for !f.drainedLocked() {
+		if expired {
+			return fmt.Errorf("requests still under way after %s (%s); try again once they are answered: %w",
+				drainLimit, strings.Join(f.pendingLocked(), ", "), errdefs.ErrUnavailable)
+		}
 		f.changed.Wait()
 	}
 	f.sealed = true
 	for f.writingLocked() {
 		f.changed.Wait()
 	}
+	return nil
+}
+
+// pendingLocked names the requests a freeze waits for.
+func (f *connFreezer) pendingLocked() []string {
+	var names []string
+	for c := range f.conns {
+		for _, frame := range c.inflight {
+			if service, method := requestMethod(frame); !replayable(service, method) {
+				names = append(names, method)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 func (f *connFreezer) connList() []*frameReader {

@@ -63,7 +63,9 @@ func TestFreezeKeepsWaitForTheNextShim(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 
-	listener.freezer.freeze()
+	if err := listener.freezer.freeze(); err != nil {
+		t.Fatal(err)
+	}
 	handed := listener.freezer.handover()
 	if len(handed) != 1 {
 		t.Fatalf("%d connections handed over, want 1", len(handed))

@@ -314,7 +314,11 @@ func containsInt(list []int, v int) bool {
 func (s *TaskService) switchOver(outcome UpgradeOutcome) {
 	u := &s.upgrade
 	frozenAt := monotonicNow()
-	u.conns.freeze()
+	if err := u.conns.freeze(); err != nil {
+		u.conns.thaw()
+		s.settleCalledOff(outcome, err)
+		return
+	}
 	s.quiesceExits()
 	s.events.hold()
 	callOff := func(err error) {
@@ -322,10 +326,7 @@ func (s *TaskService) switchOver(outcome UpgradeOutcome) {
 		s.events.release()
 		u.reaper.Resume()
 		u.conns.thaw()
-		outcome.Err = err.Error()
-		log.L.WithError(err).WithField("binary", outcome.Binary).Warn("upgrade called off; the shim goes on")
-		u.settle(outcome)
-		s.observeUpgrade(outcome)
+		s.settleCalledOff(outcome, err)
 	}
 	if s.isLeaving() {
 		callOff(errors.New("the shim began exiting"))
@@ -340,6 +341,14 @@ func (s *TaskService) switchOver(outcome UpgradeOutcome) {
 	err = s.execNew(outcome, frozenAt, containers)
 	unlockEvents()
 	callOff(err)
+}
+
+// settleCalledOff records an upgrade called off, once everything is thawed.
+func (s *TaskService) settleCalledOff(outcome UpgradeOutcome, err error) {
+	outcome.Err = err.Error()
+	log.L.WithError(err).WithField("binary", outcome.Binary).Warn("upgrade called off; the shim goes on")
+	s.upgrade.settle(outcome)
+	s.observeUpgrade(outcome)
 }
 
 // execNew writes the state, has the new binary check it, and executes it.
