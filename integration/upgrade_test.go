@@ -428,9 +428,11 @@ func TestUpgradeLeavesNoGrowth(t *testing.T) {
 			times = append(times, s.mustUpgrade(t, binaries[i%2], id))
 		}
 		reportSwitchTimes(t, times)
-		harness.Eventually(t, readyTimeout, "the shim's descriptors and goroutines as before", func() error {
+		// The connections of the last upgrade command may still be open
+		// (the shim closes one when it reads its end), in either count.
+		harness.Eventually(t, readyTimeout, "the shim's descriptors and goroutines no more than before", func() error {
 			nowFds, nowGoroutines := shimFootprint(t, s, shim)
-			if nowFds != fds || nowGoroutines != goroutines {
+			if nowFds > fds || nowGoroutines > goroutines {
 				return fmt.Errorf("after %d more upgrades: %d descriptors (was %d), %d goroutines (was %d)", upgrades, nowFds, fds, nowGoroutines, goroutines)
 			}
 			return nil
