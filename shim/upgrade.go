@@ -159,14 +159,14 @@ func (s *TaskService) Status(ctx context.Context, req *StatusRequest) (*ShimStat
 	u := &s.upgrade
 	for {
 		u.mu.Lock()
+		if u.settled == nil {
+			u.settled = make(chan struct{}) // closed by the next settle
+		}
 		last, settled := u.last, u.settled
 		u.mu.Unlock()
 		if last.Attempt >= req.WaitFor {
 			exe, _ := os.Executable()
 			return &ShimStatus{Version: version.Version, Pid: os.Getpid(), Executable: exe, Last: last}, nil
-		}
-		if settled == nil {
-			settled = make(chan struct{})
 		}
 		select {
 		case <-settled:
