@@ -32,6 +32,8 @@ type Relay struct {
 	outputDone chan struct{}
 	closeOnce  sync.Once
 	observer   observe.Observer
+	// pumps are the copy loops Start started (pump.go).
+	pumps []*pump
 }
 
 // copyBufferSize is the size of each copy's buffer: the same as a pipe's
@@ -101,10 +103,10 @@ func (r *Relay) Start(ctx context.Context) error {
 			close(r.outputDone)
 		}()
 	} else {
-		r.copyOutputs(r.outputs)
+		r.copyOutputs(r.outputs, nil)
 	}
 	if r.stdinFifo != nil {
-		go r.copyStdin(r.stdinFifo)
+		r.copyStdin(nil)
 	}
 	return nil
 }
@@ -150,17 +152,25 @@ func outputKind(path string) string {
 }
 
 // copyStdin closes the container's stdin when containerd's side reaches
-// end-of-file, so a process such as `cat` sees EOF and can finish.
-func (r *Relay) copyStdin(stdin io.Reader) {
-	to := r.pipes.Stdin()
-	n := copyStream(to, stdin)
-	to.Close()
-	r.observer.StreamClosed(observe.Stream{Name: "stdin", Path: r.paths.Stdin, Bytes: n})
+// end-of-file (CloseIO, or the client went away).
+func (r *Relay) copyStdin(pending []byte) {
+	to := r.pipes.stdin.write
+	p := newPump("stdin", r.stdinFifo.read, to, pending, func(n int64) {
+		to.Close()
+		r.observer.StreamClosed(observe.Stream{Name: "stdin", Path: r.paths.Stdin, Bytes: n})
+	})
+	r.pumps = append(r.pumps, p)
+	p.start()
 }
 
 // copyOutputs starts one copy per output stream; outputDone is closed when
-// every stream has ended.
-func (r *Relay) copyOutputs(jobs []copyJob) {
+// every stream has ended. pending holds, by stream name, bytes an earlier
+// shim read and did not write (handover.go).
+//
+// To a FIFO (the usual destination, containerd's) the kernel moves the bytes
+// from pipe to pipe (splice.go); to a file:// destination, or whatever
+// splice could not move, they are copied.
+func (r *Relay) copyOutputs(jobs []copyJob, pending map[string][]byte) {
 	if len(jobs) == 0 {
 		close(r.outputDone)
 		return
@@ -170,8 +180,7 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 	var running atomic.Int32
 	running.Store(int32(len(jobs)))
 	for _, job := range jobs {
-		go func() {
-			n := copyOutput(job.to.File(), job.from)
+		p := newPump(job.name, job.from, job.to.File(), pending[job.name], func(n int64) {
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()
@@ -179,25 +188,10 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 			if running.Add(-1) == 0 {
 				close(r.outputDone)
 			}
-		}()
+		})
+		r.pumps = append(r.pumps, p)
+		p.start()
 	}
-}
-
-// copyOutput moves one output stream of the process to its destination until
-// the stream ends, and returns how many bytes it moved. To a FIFO (the usual
-// destination, containerd's) the kernel moves them from pipe to pipe
-// (splice.go); to a file:// destination, or whatever splice could not move,
-// they are copied.
-func copyOutput(to, from *os.File) int64 {
-	var moved int64
-	if isPipe(to) {
-		n, err := splicePipes(to, from)
-		moved += n
-		if err == nil {
-			return moved
-		}
-	}
-	return moved + copyStream(to, from)
 }
 
 // copyStream copies through the shim's memory, one buffer at a time.

@@ -39,6 +39,7 @@ const (
 	KindCleanup Kind = "cleanup" // containerd ran the `delete` action after the shim died
 	KindShim    Kind = "shim"    // something about the shim process itself: Name says what
 	KindClosed  Kind = "closed"  // the container was deleted; the journal ends
+	KindUpgrade Kind = "upgrade" // the shim was upgraded in place: Name "old → new" versions, Path the binary, Took the switch, Msg what was handed over, Err why it did not take
 )
 
 // Entry is one line of the journal. Fields that do not apply to a kind are

@@ -78,6 +78,9 @@ type Observer interface {
 	// step: its freezer after a pause or resume, or the file that counted
 	// an OOM kill, just before its TaskOOM.
 	CgroupRead(Cgroup)
+	// Upgraded: the shim process was upgraded in place, at the same pid
+	// (shim/upgrade.go), or the upgrade did not take (Err).
+	Upgraded(Upgrade)
 }
 
 // Decode decodes a request into its message.
@@ -94,6 +97,9 @@ type Container struct {
 	// for (its annotation io.containerd.teach.v2.journal, else the runtime
 	// options' Journal); "" for the default.
 	Level string
+	// HandedOver: a shim before this one, in the same process, watched the
+	// container until an in-place upgrade; what it wrote goes on.
+	HandedOver bool
 }
 
 // Stream is one of a process's stdio streams, or all of them ("stdio",
@@ -150,6 +156,17 @@ type Cgroup struct {
 	Err              error
 }
 
+// Upgrade is one in-place upgrade of the shim: the versions before and
+// after, the binary, how long the containers' shim was frozen, what was
+// handed over, and why it did not take, if it did not.
+type Upgrade struct {
+	From, To string
+	Binary   string
+	Switch   time.Duration
+	Handed   string
+	Err      string
+}
+
 // Nop is the observer that watches nothing: the default.
 type Nop struct{}
 
@@ -171,5 +188,6 @@ func (Nop) EventPublished(topic string, _ any) {}
 func (Nop) Mounted(Mount)                      {}
 func (Nop) Unmounted(Mount)                    {}
 func (Nop) CgroupRead(Cgroup)                  {}
+func (Nop) Upgraded(Upgrade)                   {}
 
 func nothing() {}

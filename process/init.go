@@ -36,11 +36,12 @@ type InitConfig struct {
 // InitProcess is a container's first process: the one runc creates from the
 // bundle's config.json. Its exit is the container's exit.
 type InitProcess struct {
-	id     string
-	bundle string
-	runc   *runc.Runc
-	paths  stdio.Paths
-	life   *Lifecycle
+	id      string
+	bundle  string
+	runc    *runc.Runc
+	runcCfg RuncConfig // what runc was made of: handed over on an upgrade (handover.go)
+	paths   stdio.Paths
+	life    *Lifecycle
 	// checkpoint is where a container created from a checkpoint is
 	// restored from; nil for one runc created.
 	checkpoint *RestoreConfig
@@ -77,6 +78,7 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		id:       cfg.ID,
 		bundle:   cfg.Bundle,
 		runc:     NewRunc(cfg.Runc),
+		runcCfg:  cfg.Runc,
 		paths:    cfg.Stdio,
 		life:     NewLifecycle(),
 		observer: cfg.Observer,

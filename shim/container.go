@@ -100,8 +100,10 @@ type Container struct {
 	initTracked  *tracked
 	events       *EventSink
 	// observer is the container's: its mounts and container-wide events.
-	// Each process has its own (tracked.observer).
-	observer observe.Observer
+	// Each process has its own (tracked.observer). journalLevel is the
+	// level it was asked for, handed over on an upgrade.
+	observer     observe.Observer
+	journalLevel string
 
 	// eventOrder is held while an event is queued for containerd, so that
 	// the OOM kills counted just before a TaskExit are queued before it.

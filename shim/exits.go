@@ -41,6 +41,11 @@ type ExitRouter struct {
 	mu      sync.Mutex
 	byPid   map[int]exitTarget
 	windows map[*StartWindow]struct{}
+
+	// handling counts the exits on their way through handleExit; drains
+	// asks Run to route what the Reaper queued (an upgrade, upgrade.go).
+	handling inflight
+	drains   chan chan struct{}
 }
 
 // NewExitRouter makes a router with no process registered; Run starts it.
@@ -49,6 +54,7 @@ func NewExitRouter(observer observe.Observer) *ExitRouter {
 		observer: observer,
 		byPid:    make(map[int]exitTarget),
 		windows:  make(map[*StartWindow]struct{}),
+		drains:   make(chan chan struct{}),
 	}
 }
 
@@ -56,9 +62,47 @@ func NewExitRouter(observer observe.Observer) *ExitRouter {
 // each exit is handled in its own goroutine, so one container waiting for its
 // output to drain holds up no other.
 func (r *ExitRouter) Run(exits <-chan runc.Exit) {
-	for exit := range exits {
-		r.route(exit)
+	for {
+		select {
+		case exit, ok := <-exits:
+			if !ok {
+				return
+			}
+			r.route(exit)
+		case drained := <-r.drains:
+			r.routeQueued(exits)
+			close(drained)
+		}
 	}
+}
+
+// routeQueued routes the exits already queued, without waiting for more.
+func (r *ExitRouter) routeQueued(exits <-chan runc.Exit) {
+	for {
+		select {
+		case exit := <-exits:
+			r.route(exit)
+		default:
+			return
+		}
+	}
+}
+
+// drainQueue returns once Run has routed every exit queued so far. With the
+// Reaper paused, nothing is queued after.
+func (r *ExitRouter) drainQueue() {
+	drained := make(chan struct{})
+	r.drains <- drained
+	<-drained
+}
+
+// handle runs the end of the exit pipeline for one process, counted.
+func (r *ExitRouter) handle(target exitTarget, exit runc.Exit) {
+	r.handling.begin()
+	go func() {
+		defer r.handling.end()
+		target.container.handleExit(target.process, exit)
+	}()
 }
 
 func (r *ExitRouter) route(exit runc.Exit) {
@@ -82,7 +126,7 @@ func (r *ExitRouter) route(exit runc.Exit) {
 	switch {
 	case known:
 		target.process.observer.Reaped(reapOf(exit, false))
-		go target.container.handleExit(target.process, exit)
+		r.handle(target, exit)
 	case !held:
 		// An exit nobody claims is a process the shim never started:
 		// a daemon inside a container, re-parented to us when its
@@ -142,7 +186,7 @@ func (w *StartWindow) Claim(pid int, target exitTarget) {
 	r.mu.Unlock()
 	if early != nil {
 		target.process.observer.Reaped(reapOf(early.exit, true))
-		go target.container.handleExit(target.process, early.exit)
+		r.handle(target, early.exit)
 	}
 	w.tellUnclaimed(unclaimed)
 }

@@ -61,8 +61,9 @@ type journals struct {
 // The shim server runs in the bundle of the container that started it
 // (serverCommand), whose path names containerd's state folder and whose
 // annotation its level. Without a group on the command line this is not a
-// shim server (a unit test), and there is no shim-wide journal.
-func openJournals(namespace string, reaper runc.ProcessMonitor) *journals {
+// shim server (a unit test), and there is no shim-wide journal. A shim
+// executed by an upgrade (handedOver) continues the journals it finds.
+func openJournals(namespace string, reaper runc.ProcessMonitor, handedOver bool) *journals {
 	js := &journals{namespace: namespace, byID: make(map[string]*journal.Journal), commands: watchRuncCommands(reaper)}
 	flags, err := parseLaunchFlags(os.Args[1:])
 	if err != nil || flags.id == "" {
@@ -85,9 +86,16 @@ func openJournals(namespace string, reaper runc.ProcessMonitor) *journals {
 		}
 	}
 	state := journal.StateOfBundle(bundle)
-	js.shim, err = journal.Open(journal.ShimDir(journalRoot, state, namespace, js.group), journal.Options{Level: level, State: state})
+	openJournal := journal.Open
+	if handedOver { // an upgrade: the group's story goes on
+		openJournal = journal.Continue
+	}
+	js.shim, err = openJournal(journal.ShimDir(journalRoot, state, namespace, js.group), journal.Options{Level: level, State: state})
 	if err != nil {
 		log.L.WithError(err).Warn("no shim-wide journal")
+	}
+	if handedOver {
+		return js
 	}
 	js.shim.Record(journal.Entry{Kind: journal.KindJournal, ID: filepath.Base(bundle), Pid: os.Getpid(), Name: js.group, Msg: level.String()})
 	return js
@@ -101,7 +109,7 @@ func (js *journals) Container(c observe.Container) (observe.Observer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("annotation %s or runtime option Journal: %v: %w", JournalAnnotation, err, errdefs.ErrInvalidArgument)
 	}
-	j := js.open(c.ID, c.Bundle, level)
+	j := js.open(c.ID, c.Bundle, level, c.HandedOver)
 	if j == nil {
 		return observe.Nop{}, nil
 	}
@@ -110,15 +118,25 @@ func (js *journals) Container(c observe.Container) (observe.Observer, error) {
 
 // open starts a container's journal. A journal that cannot be written is
 // logged, not fatal: the container runs without one.
-func (js *journals) open(id, bundle string, level journal.Level) *journal.Journal {
+//
+// A container handed over by an upgrade has its journal continued: the
+// story is the same, told by the next binary.
+func (js *journals) open(id, bundle string, level journal.Level, handedOver bool) *journal.Journal {
 	state := journal.StateOfBundle(bundle)
-	j, err := journal.Open(journal.ContainerDir(journalRoot, state, js.namespace, id), journal.Options{ID: id, Level: level, State: state})
+	dir, opts := journal.ContainerDir(journalRoot, state, js.namespace, id), journal.Options{ID: id, Level: level, State: state}
+	openJournal := journal.Open
+	if handedOver {
+		openJournal = journal.Continue
+	}
+	j, err := openJournal(dir, opts)
 	if err != nil {
 		log.L.WithError(err).WithField("id", id).Warn("no journal for this container")
 		return nil
 	}
-	j.Record(journal.Entry{Kind: journal.KindJournal, Pid: os.Getpid(), Name: js.group, Msg: level.String(), Path: bundle})
-	js.shim.Record(journal.Entry{Kind: journal.KindShim, ID: id, Name: "container joined", Msg: "journal level " + level.String()})
+	if !handedOver {
+		j.Record(journal.Entry{Kind: journal.KindJournal, Pid: os.Getpid(), Name: js.group, Msg: level.String(), Path: bundle})
+		js.shim.Record(journal.Entry{Kind: journal.KindShim, ID: id, Name: "container joined", Msg: "journal level " + level.String()})
+	}
 	if j != nil {
 		js.mu.Lock()
 		js.byID[id] = j
@@ -262,4 +280,18 @@ func cleanupJournal(bundle, namespace, id string) (observer observe.Observer, cl
 	}
 	j.Record(journal.Entry{Kind: journal.KindCleanup, Pid: os.Getpid(), Msg: "containerd ran the delete action: the shim is gone"})
 	return newContainerJournal(j, watchRuncCommands(runc.Monitor)), func() { j.Close() }
+}
+
+// Upgraded writes an in-place upgrade of the shim into every container's
+// journal and the group's: each container's trace shows where its shim
+// changed binary, and how long it was frozen.
+func (js *journals) Upgraded(u observe.Upgrade) {
+	e := journal.Entry{Kind: journal.KindUpgrade, Name: u.From + " → " + u.To, Path: u.Binary, Took: int64(u.Switch),
+		Pid: os.Getpid(), Msg: u.Handed, Err: u.Err}
+	js.shim.Record(e)
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	for _, j := range js.byID {
+		j.Record(e)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
@@ -53,6 +54,11 @@ type TaskService struct {
 
 	// socket is what the shim serves on; set before it serves.
 	socket *serverSocket
+
+	// checkpointing counts the Checkpoint requests under way; upgrade is
+	// the in-place upgrade's state (upgrade.go).
+	checkpointing atomic.Int32
+	upgrade       upgradeState
 }
 
 // NewTaskService makes a task service that serves no container yet. It
@@ -97,7 +103,8 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	if err != nil {
 		return nil, err
 	}
-	observer, err := s.observer.Container(observe.Container{ID: req.ID, Bundle: req.Bundle, Level: journalSetting(spec, own)})
+	journalLevel := journalSetting(spec, own)
+	observer, err := s.observer.Container(observe.Container{ID: req.ID, Bundle: req.Bundle, Level: journalLevel})
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
@@ -128,6 +135,7 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		ioGID:          int(opts.IoGid),
 		events:         s.events,
 		observer:       observer,
+		journalLevel:   journalLevel,
 		execs:          make(map[string]*tracked),
 	}
 	if err := s.createInit(ctx, c, process.InitConfig{

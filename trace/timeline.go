@@ -208,6 +208,8 @@ func (t *timeline) describe(e journal.Entry) string {
 		if e.Msg != "" {
 			d += ", " + e.Msg
 		}
+	case journal.KindUpgrade:
+		d = upgradeStep(e)
 	case journal.KindRPCIn:
 		d = e.Name
 	case journal.KindRPCOut:
@@ -405,4 +407,13 @@ func cgroupStep(e journal.Entry) string {
 		return fmt.Sprintf("cgroup after %s: could not be read: %s", e.Name, e.Msg)
 	}
 	return fmt.Sprintf("cgroup after %s: %s in %s", e.Name, e.Msg, e.Path)
+}
+
+// upgradeStep is an in-place upgrade of the shim: the binary changed under
+// the container, at the same pid, while containerd kept its connection.
+func upgradeStep(e journal.Entry) string {
+	if e.Err != "" {
+		return fmt.Sprintf("shim upgrade %s did not take; the shim goes on: %s", e.Name, e.Err)
+	}
+	return fmt.Sprintf("shim upgraded in place, same pid %d: %s, now %s; handed over %s", e.Pid, e.Name, e.Path, e.Msg)
 }
