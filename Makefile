@@ -2,12 +2,14 @@
 #
 #   make demo      build, fetch the pinned daemons, run a container through the shim
 #   make test      every test: unit (with -race), fuzz seeds, integration against real daemons
+#   make test-cgroup2  the cgroup tests again, in a QEMU guest with cgroup v2 alone (CGROUP2_TESTS=regexp)
 #   make soak      the long reliability scenarios; rewrites docs/reliability.md from their figures
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make install   put containerd-shim-teach-v2 where containerd finds it (PREFIX, DESTDIR)
 #   make bench     measure it against containerd-shim-runc-v2, write docs/benchmarks.md
 #   make docs      run a container and paste inspect/trace output into docs/
 #   make walkthrough  replay "Docker containers don't exist" with nginx, each claim checked
+#   make conformance  containerd's own integration suite, with our shim and with the stock one
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -32,7 +34,7 @@ FUZZTIME            ?= 10s
 # lines of a soak run into docs/reliability.md.
 RELIABILITY_RECORDS := bin/reliability.jsonl
 
-.PHONY: all build tools tools-core demo test unit fuzz-seeds integration soak fuzz bench walkthrough docs install uninstall clean
+.PHONY: all build tools tools-core demo test test-cgroup2 unit fuzz-seeds integration conformance soak fuzz bench walkthrough docs install uninstall clean
 
 all: build
 
@@ -50,7 +52,7 @@ tools-core:
 demo: tools-core build
 	hack/demo.sh
 
-test: tools build unit integration
+test: tools build unit integration conformance
 
 unit:
 	go vet ./...
@@ -69,6 +71,25 @@ integration:
 	go run ./integration/cmd/reliability-report -in bin/reliability-short.jsonl -out bin/reliability-short.md \
 		-command "make test" -revision "$$rev" && \
 	exit $$status
+
+# The integration tests that touch cgroups, on a kernel with cgroup v2 alone:
+# hack/test-cgroup2.sh boots Debian's cloud kernel under QEMU (KVM when it
+# works here, else the emulator) with the shim, the test binary and the
+# pinned tools in its initramfs, and brings back the `go test -v` output.
+# CGROUP2_TESTS (a -run pattern) and CGROUP2_TIMEOUT (minutes) change the run.
+test-cgroup2: build
+	hack/test-cgroup2.sh
+
+# containerd's own integration suite (integration/client of the pinned
+# release, built by hack/tools.sh conformance) against a private containerd,
+# once with TEST_RUNTIME=io.containerd.teach.v2 and once with the stock
+# io.containerd.runc.v2 as the reference; it fails if our shim fails a test
+# the stock shim passes. Offline: the suite's images are built from Debian's
+# packages and served by a registry inside each run's network namespace.
+# CONFORMANCE_FLAGS adds flags, e.g. -runtimes teach or -run 'TestIssue10589'.
+conformance: build
+	hack/tools.sh conformance
+	go run ./integration/cmd/conformance -shim $(CURDIR)/$(BIN) -logs $(CURDIR)/bin/conformance $(CONFORMANCE_FLAGS)
 
 # The long versions of the reliability scenarios (TEACH_SOAK=1: 1000 early
 # exits, 2000 cycles, 1 GiB of output...). The document is written even when

@@ -35,6 +35,23 @@ type Cgroup interface {
 	// OOMKills is how many processes the OOM killer has killed in the
 	// cgroup so far (oom_kill in memory.oom_control or memory.events).
 	OOMKills() (uint64, error)
+	// OOMKillsFile is the file OOMKills reads.
+	OOMKillsFile() string
+	// Freezer reads what the kernel says of the cgroup's freezer.
+	Freezer() (FreezerState, error)
+}
+
+// FreezerState is the freezer of a cgroup as the kernel reports it, in the
+// file and words of the cgroup version in use.
+//
+// v1 has a freezer controller: freezer.state says THAWED, FREEZING or
+// FROZEN. v2 has no controller for it: every cgroup has cgroup.freeze, where
+// runc writes 1 to ask, and cgroup.events, whose "frozen" line the kernel
+// sets to 1 only once every process in the cgroup has stopped.
+type FreezerState struct {
+	File   string // the file read
+	Says   string // its line or word: "frozen 1", "FROZEN"
+	Frozen bool
 }
 
 // Of finds the cgroup a process is in.
@@ -63,8 +80,22 @@ type legacy struct {
 	memory  string // the memory controller's folder
 }
 
-func (l *legacy) OOMKills() (uint64, error) {
-	return readCounter(filepath.Join(l.memory, "memory.oom_control"), "oom_kill")
+func (l *legacy) OOMKills() (uint64, error) { return readCounter(l.OOMKillsFile(), "oom_kill") }
+
+func (l *legacy) OOMKillsFile() string { return filepath.Join(l.memory, "memory.oom_control") }
+
+func (l *legacy) Freezer() (FreezerState, error) {
+	freezer, ok := l.folders["freezer"]
+	if !ok {
+		return FreezerState{}, fmt.Errorf("the container is in no freezer cgroup: %w", errdefs.ErrNotFound)
+	}
+	file := filepath.Join(freezer, "freezer.state")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return FreezerState{}, err
+	}
+	state := strings.TrimSpace(string(data))
+	return FreezerState{File: file, Says: state, Frozen: state == "FROZEN"}, nil
 }
 
 func (l *legacy) Metrics() (*anypb.Any, error) {
@@ -80,8 +111,17 @@ type unified struct {
 	dir string // the cgroup's folder
 }
 
-func (u *unified) OOMKills() (uint64, error) {
-	return readCounter(filepath.Join(u.dir, "memory.events"), "oom_kill")
+func (u *unified) OOMKills() (uint64, error) { return readCounter(u.OOMKillsFile(), "oom_kill") }
+
+func (u *unified) OOMKillsFile() string { return filepath.Join(u.dir, "memory.events") }
+
+func (u *unified) Freezer() (FreezerState, error) {
+	file := filepath.Join(u.dir, "cgroup.events")
+	frozen, err := readCounter(file, "frozen")
+	if err != nil {
+		return FreezerState{}, err
+	}
+	return FreezerState{File: file, Says: fmt.Sprintf("frozen %d", frozen), Frozen: frozen == 1}, nil
 }
 
 func (u *unified) Metrics() (*anypb.Any, error) {

@@ -96,6 +96,17 @@ containerd_pid=$!
 for _ in $(seq 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
 ctr task ls
 
+step "Upgrade the shim in place: containerd-shim-teach-v2 upgrade demo"
+"$shim" upgrade -n default --state "$work/state" demo
+ps -o pid,ppid,stat,args -p "$shim_pid" -p "$task_pid"
+cat <<EOF3
+
+The shim process executed the binary again (any other build, with --binary):
+same pid $shim_pid, the container still its child, containerd's connection kept,
+no output lost. docs/upgrade.md tells how.
+EOF3
+ctr task ls
+
 step "Kill the container through the shim (SIGKILL), then delete it"
 ctr task kill -s KILL demo
 ctr task delete demo

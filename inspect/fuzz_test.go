@@ -34,8 +34,8 @@ func FuzzParseProcCgroup(f *testing.F) {
 			return
 		}
 		for _, version := range []int{1, 2} {
-			memory, limit, pids := cgroupFiles(version, paths)
-			for _, file := range []string{memory, limit, pids} {
+			files := cgroupFiles(version, paths)
+			for _, file := range files.all() {
 				if file != "" && !strings.HasPrefix(file, cgroupRoot+"/") {
 					t.Errorf("cgroup file %q outside %s", file, cgroupRoot)
 				}

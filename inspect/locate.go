@@ -253,3 +253,11 @@ func parseUnixSockets(data []byte) ([]unixSocket, error) {
 	}
 	return sockets, scanner.Err()
 }
+
+// ShimAddress is where the shim serving the task of bundle listens, for the
+// other commands that talk to a shim (upgrade).
+func ShimAddress(bundle string) (string, error) { return shimAddress(bundle) }
+
+// StateDir is the state folder of the containerd that runs task id of ns,
+// as inspect finds it without --state.
+func StateDir(ns, id string) string { return findStateDir(ns, id) }

@@ -84,11 +84,18 @@ func TestParseProcCgroupV1(t *testing.T) {
 	if len(paths) != 10 || paths[0] != (CgroupPath{Controllers: "name=systemd", Path: "/default/demo"}) {
 		t.Fatalf("parseProcCgroup = %+v", paths)
 	}
-	memory, limit, pids := cgroupFiles(1, paths)
-	if memory != "/sys/fs/cgroup/memory/default/demo/memory.usage_in_bytes" ||
-		limit != "/sys/fs/cgroup/memory/default/demo/memory.limit_in_bytes" ||
-		pids != "/sys/fs/cgroup/pids/default/demo/pids.current" {
-		t.Errorf("v1 files: %s %s %s", memory, limit, pids)
+	want := cgroupFileSet{
+		memory:      "/sys/fs/cgroup/memory/default/demo/memory.usage_in_bytes",
+		memoryLimit: "/sys/fs/cgroup/memory/default/demo/memory.limit_in_bytes",
+		pids:        "/sys/fs/cgroup/pids/default/demo/pids.current",
+		pidsLimit:   "/sys/fs/cgroup/pids/default/demo/pids.max",
+		cpuQuota:    "/sys/fs/cgroup/cpu/default/demo/cpu.cfs_quota_us",
+		cpuPeriod:   "/sys/fs/cgroup/cpu/default/demo/cpu.cfs_period_us",
+		oomKills:    "/sys/fs/cgroup/memory/default/demo/memory.oom_control",
+		freezer:     "/sys/fs/cgroup/freezer/default/demo/freezer.state",
+	}
+	if files := cgroupFiles(1, paths); files != want {
+		t.Errorf("v1 files:\n%+v\nwant\n%+v", files, want)
 	}
 }
 
@@ -97,20 +104,26 @@ func TestParseProcCgroupV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	memory, limit, pids := cgroupFiles(2, paths)
-	if memory != "/sys/fs/cgroup/default/demo/memory.current" ||
-		limit != "/sys/fs/cgroup/default/demo/memory.max" ||
-		pids != "/sys/fs/cgroup/default/demo/pids.current" {
-		t.Errorf("v2 files: %s %s %s", memory, limit, pids)
+	want := cgroupFileSet{
+		memory:      "/sys/fs/cgroup/default/demo/memory.current",
+		memoryLimit: "/sys/fs/cgroup/default/demo/memory.max",
+		pids:        "/sys/fs/cgroup/default/demo/pids.current",
+		pidsLimit:   "/sys/fs/cgroup/default/demo/pids.max",
+		cpuMax:      "/sys/fs/cgroup/default/demo/cpu.max",
+		oomKills:    "/sys/fs/cgroup/default/demo/memory.events",
+		freezer:     "/sys/fs/cgroup/default/demo/cgroup.events",
+	}
+	if files := cgroupFiles(2, paths); files != want {
+		t.Errorf("v2 files:\n%+v\nwant\n%+v", files, want)
 	}
 }
 
 func TestCgroupFilesOfCombinedV1Controllers(t *testing.T) {
 	// Some hosts mount memory with other controllers; the folder is still
 	// named after each one (a symlink), so memory's is used.
-	memory, _, pids := cgroupFiles(1, []CgroupPath{{Controllers: "cpu,memory", Path: "/x"}})
-	if memory != "/sys/fs/cgroup/memory/x/memory.usage_in_bytes" || pids != "" {
-		t.Errorf("combined controllers: memory %q pids %q", memory, pids)
+	files := cgroupFiles(1, []CgroupPath{{Controllers: "cpu,memory", Path: "/x"}})
+	if files.memory != "/sys/fs/cgroup/memory/x/memory.usage_in_bytes" || files.cpuQuota != "/sys/fs/cgroup/cpu/x/cpu.cfs_quota_us" || files.pids != "" {
+		t.Errorf("combined controllers: %+v", files)
 	}
 }
 
@@ -228,5 +241,52 @@ func TestShimAddress(t *testing.T) {
 	write("bootstrap.json", `{"version":3,"address":"unix:///run/containerd/s/from-bootstrap","protocol":"ttrpc"}`)
 	if got, err := shimAddress(bundle); err != nil || got != "unix:///run/containerd/s/from-bootstrap" {
 		t.Errorf("shimAddress with bootstrap.json = %q, %v; containerd's record comes first", got, err)
+	}
+}
+
+func TestParseCPULimits(t *testing.T) {
+	for input, want := range map[string][2]int64{
+		"max 100000\n":   {0, 100000},
+		"50000 100000\n": {50000, 100000},
+	} {
+		quota, period, err := parseCPUMax(input)
+		if err != nil || quota != want[0] || period != want[1] {
+			t.Errorf("parseCPUMax(%q) = %d, %d, %v; want %d, %d", input, quota, period, err, want[0], want[1])
+		}
+	}
+	if _, _, err := parseCPUMax("50000\n"); err == nil {
+		t.Error("parseCPUMax of one number succeeded")
+	}
+	for input, want := range map[string]int64{"-1\n": 0, "50000\n": 50000} {
+		if got, err := parseCPUQuota(input); err != nil || got != want {
+			t.Errorf("parseCPUQuota(%q) = %d, %v; want %d", input, got, err, want)
+		}
+	}
+}
+
+func TestParseOOMKillsAndFreezer(t *testing.T) {
+	events := "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n"
+	if n, err := parseKeyedNumber(events, "oom_kill"); err != nil || n != 1 {
+		t.Errorf("oom_kill of memory.events = %d, %v; want 1", n, err)
+	}
+	oomControl := "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n"
+	if n, err := parseKeyedNumber(oomControl, "oom_kill"); err != nil || n != 4 {
+		t.Errorf("oom_kill of memory.oom_control = %d, %v; want 4", n, err)
+	}
+	if _, err := parseKeyedNumber("populated 1\n", "frozen"); err == nil {
+		t.Error("a missing key was found")
+	}
+	for input, want := range map[string]string{"populated 1\nfrozen 1\n": "frozen", "populated 1\nfrozen 0\n": "thawed"} {
+		if got, err := parseCgroupEventsFrozen(input); err != nil || got != want {
+			t.Errorf("parseCgroupEventsFrozen(%q) = %q, %v; want %q", input, got, err, want)
+		}
+	}
+	for input, want := range map[string]string{"FROZEN\n": "frozen", "THAWED\n": "thawed", "FREEZING\n": "freezing"} {
+		if got, err := parseFreezerState(input); err != nil || got != want {
+			t.Errorf("parseFreezerState(%q) = %q, %v; want %q", input, got, err, want)
+		}
+	}
+	if _, err := parseFreezerState("frozen 1\n"); err == nil {
+		t.Error("parseFreezerState took v2's line")
 	}
 }

@@ -134,7 +134,8 @@ func writeNamespaces(p *printer, nss []Namespace, host string) {
 func writeCgroup(p *printer, cg Cgroup) {
 	p.section(fmt.Sprintf("Cgroup (v%d)", cg.Version),
 		"The cgroup is where the kernel counts and limits what the container uses.\n"+
-			"runc made it; the shim reads it for Stats and watches it for OOM kills.")
+			"runc made it; the shim reads it for Stats and watches it for OOM kills.\n"+
+			cgroupVersionNote(cg.Version))
 	var rows [][]string
 	for _, path := range cg.Paths {
 		controllers := path.Controllers
@@ -145,18 +146,48 @@ func writeCgroup(p *printer, cg Cgroup) {
 	}
 	p.table(rows)
 	p.linef("")
-	limit := "no limit"
-	if cg.MemoryLimitBytes > 0 {
-		limit = "limit " + kib(cg.MemoryLimitBytes/1024)
-	}
 	p.table([][]string{
-		{"memory", kib(cg.MemoryBytes / 1024), limit},
-		{"pids", fmt.Sprint(cg.Pids)},
+		{"memory", kib(cg.MemoryBytes / 1024), limitOf(cg.MemoryLimitBytes, func(n int64) string { return kib(n / 1024) })},
+		{"pids", fmt.Sprint(cg.Pids), limitOf(cg.PidsLimit, func(n int64) string { return fmt.Sprint(n) })},
+		{"cpu", "", cpuLimit(cg.CPUQuotaMicros, cg.CPUPeriodMicros)},
+		{"OOM kills", fmt.Sprint(cg.OOMKills)},
+		{"freezer", cg.Freezer},
 		{"read from", strings.Join(cg.Files, ", ")},
 	})
 	for _, e := range cg.Errors {
 		p.linef("   could not read: %s", e)
 	}
+}
+
+// cgroupVersionNote says what the cgroup version the host runs changes for
+// the container: where runc puts it, and the files the shim uses.
+func cgroupVersionNote(version int) string {
+	if version == 2 {
+		return "This host has cgroup v2 alone: one tree, and the container's cgroup is one\n" +
+			"folder with the files of every controller. OOM kills are counted in\n" +
+			"memory.events, which the shim watches with inotify; pause writes 1 to\n" +
+			"cgroup.freeze, and cgroup.events says \"frozen 1\" once every process stopped."
+	}
+	return "This host has cgroup v1: one tree per controller, and the container has a\n" +
+		"folder in each (memory, pids, cpu, freezer...). OOM kills are counted in\n" +
+		"memory.oom_control, on which the shim registers an eventfd; pause asks the\n" +
+		"freezer controller, whose freezer.state says FROZEN once every process stopped."
+}
+
+// limitOf is "limit <n>" or "no limit" (0).
+func limitOf(n int64, format func(int64) string) string {
+	if n <= 0 {
+		return "no limit"
+	}
+	return "limit " + format(n)
+}
+
+// cpuLimit says a CPU quota the way it works: a share of each period.
+func cpuLimit(quota, period int64) string {
+	if quota <= 0 || period <= 0 {
+		return "no limit"
+	}
+	return fmt.Sprintf("limit %d µs of every %d µs (%.2f CPU)", quota, period, float64(quota)/float64(period))
 }
 
 func writeDescriptors(p *printer, shimPID int, fds []Descriptor) {

@@ -20,7 +20,8 @@ func fixtureReport() *Report {
 		},
 		Namespaces:             []Namespace{{Type: "pid", Container: 5, Host: 4}, {Type: "user", Container: 6, Host: 6, Shared: true}},
 		NamespacesComparedWith: "pid 1",
-		Cgroup:                 Cgroup{Version: 2, Paths: []CgroupPath{{Path: "/default/demo"}}, MemoryBytes: 2 << 20, Pids: 3},
+		Cgroup: Cgroup{Version: 2, Paths: []CgroupPath{{Path: "/default/demo"}}, MemoryBytes: 2 << 20, Pids: 3, PidsLimit: 50,
+			CPUQuotaMicros: 50000, CPUPeriodMicros: 100000, OOMKills: 1, Freezer: "thawed"},
 		Descriptors: []Descriptor{
 			{FD: 21, Target: "/run/containerd/fifo/1/demo-stdout", Kind: kindFIFO, Meaning: "stdout FIFO"},
 			{FD: 22, Target: "/run/containerd/fifo/1/demo-stdout", Kind: kindFIFO, Meaning: "stdout FIFO"},
@@ -43,7 +44,9 @@ func TestWriteText(t *testing.T) {
 		"  103  101   3", // a child of init, indented under it
 		"102    100   2           exec",
 		"== Namespaces", "pid   5          4     its own", "user  6          6     the host's",
-		"== Cgroup (v2)", "(v2)  /default/demo", "memory     2.0 MiB  no limit", "pids       3",
+		"== Cgroup (v2)", "cgroup v2 alone", "memory.events", "cgroup.freeze", "(v2)  /default/demo",
+		"memory     2.0 MiB  no limit", "pids       3        limit 50", "limit 50000 µs of every 100000 µs (0.50 CPU)",
+		"OOM kills  1", "freezer    thawed",
 		"21 22      fifo     /run/containerd/fifo/1/demo-stdout",
 		"bin/  etc/", "/etc/os-release: Debian GNU/Linux 12 (bookworm)",
 		"$ runc --root /run/containerd/runc/default state demo", "status   running",
@@ -108,5 +111,25 @@ func TestWriteTextEscapesWhatTheContainerControls(t *testing.T) {
 	var back Report
 	if err := json.Unmarshal(out.Bytes(), &back); err != nil || !reflect.DeepEqual(&back, r) {
 		t.Errorf("the JSON does not keep the strings as they are: %v\n%s", err, out.String())
+	}
+}
+
+// The cgroup section says which version the host runs, and so which files
+// the figures come from.
+func TestCgroupSectionSaysWhichVersion(t *testing.T) {
+	r := fixtureReport()
+	r.Cgroup = Cgroup{Version: 1, Paths: []CgroupPath{{Controllers: "memory", Path: "/default/demo"}}, Freezer: "frozen"}
+	var out bytes.Buffer
+	if err := writeText(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	for _, want := range []string{"== Cgroup (v1)", "cgroup v1: one tree per controller", "memory.oom_control", "freezer.state", "freezer    frozen"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the text has no %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "cgroup.freeze") {
+		t.Errorf("a v1 report speaks of v2's cgroup.freeze:\n%s", text)
 	}
 }

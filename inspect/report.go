@@ -58,11 +58,23 @@ type Cgroup struct {
 	Paths   []CgroupPath `json:"paths"`
 	// MemoryBytes is memory.current (v2) or memory.usage_in_bytes (v1).
 	MemoryBytes int64 `json:"memoryBytes"`
-	// MemoryLimitBytes is 0 when the container has no memory limit.
-	MemoryLimitBytes int64    `json:"memoryLimitBytes"`
-	Pids             int64    `json:"pids"`
-	Files            []string `json:"files"`            // the files the figures were read from
-	Errors           []string `json:"errors,omitempty"` // figures that could not be read
+	// MemoryLimitBytes is 0 when the container has no memory limit, as
+	// are PidsLimit and CPUQuotaMicros.
+	MemoryLimitBytes int64 `json:"memoryLimitBytes"`
+	Pids             int64 `json:"pids"`
+	PidsLimit        int64 `json:"pidsLimit"`
+	// CPUQuotaMicros is how long the container's processes may run, all
+	// together, in each CPUPeriodMicros: 50000 of 100000 is half a CPU.
+	CPUQuotaMicros  int64 `json:"cpuQuotaMicros"`
+	CPUPeriodMicros int64 `json:"cpuPeriodMicros"`
+	// OOMKills is how many processes the kernel's OOM killer has killed in
+	// the cgroup: oom_kill of memory.events (v2) or memory.oom_control (v1).
+	OOMKills int64 `json:"oomKills"`
+	// Freezer is "thawed", "freezing" or "frozen": cgroup.events (v2) or
+	// freezer.state (v1).
+	Freezer string   `json:"freezer"`
+	Files   []string `json:"files"`            // the files the figures were read from
+	Errors  []string `json:"errors,omitempty"` // figures that could not be read
 }
 
 // CgroupPath is one line of /proc/<pid>/cgroup.

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -211,6 +209,11 @@ func TestExecsDieWithTheContainer(t *testing.T) {
 	})
 }
 
+// Pause freezes every process of the container, Resume thaws them: the
+// task's status says so, and so does the kernel, in the container's cgroup:
+// freezer.state on cgroup v1; on v2 cgroup.freeze, which runc writes, and
+// the frozen line of cgroup.events, which the kernel sets once every process
+// has stopped.
 func TestPauseAndResume(t *testing.T) {
 	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
 		_, task, _ := s.runningTask(t, "pausable")
@@ -220,82 +223,43 @@ func TestPauseAndResume(t *testing.T) {
 		if status, err := task.Status(s.ctx); err != nil || status.Status != client.Paused {
 			t.Fatalf("after pause: %v, %v", status.Status, err)
 		}
-		if state := freezerState(t, int(task.Pid())); state != "FROZEN" {
-			t.Fatalf("freezer state %q after pause", state)
-		}
+		assertFreezer(t, int(task.Pid()), "FROZEN", "1", "frozen 1")
 		if err := task.Resume(s.ctx); err != nil {
 			t.Fatal(err)
 		}
 		if status, err := task.Status(s.ctx); err != nil || status.Status != client.Running {
 			t.Fatalf("after resume: %v, %v", status.Status, err)
 		}
-		if state := freezerState(t, int(task.Pid())); state != "THAWED" {
-			t.Fatalf("freezer state %q after resume", state)
-		}
+		assertFreezer(t, int(task.Pid()), "THAWED", "0", "frozen 0")
 	})
 }
 
-func TestUpdateMemoryLimit(t *testing.T) {
+// Update changes the limits of a running container (`runc update`): the
+// memory limit, the CPU quota and the number of processes, each read back
+// from the file the kernel enforces it from, in v1's or v2's names.
+func TestUpdateResources(t *testing.T) {
 	forEachDaemonAndRuntime(t, func(t *testing.T, s *session) {
 		_, task, _ := s.runningTask(t, "updatable")
-		limit := int64(96 << 20)
-		err := task.Update(s.ctx, client.WithResources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}))
+		memory, pids := int64(96<<20), int64(64)
+		quota, period := int64(50000), uint64(100000)
+		err := task.Update(s.ctx, client.WithResources(&specs.LinuxResources{
+			Memory: &specs.LinuxMemory{Limit: &memory},
+			CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
+			Pids:   &specs.LinuxPids{Limit: &pids},
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := memoryLimit(t, int(task.Pid())); got != fmt.Sprint(limit) {
-			t.Fatalf("memory limit in the cgroup: %s, want %d", got, limit)
+		pid := int(task.Pid())
+		for _, limit := range []cgroupLimit{
+			{"memory", "memory.limit_in_bytes", "memory.max", fmt.Sprint(memory), fmt.Sprint(memory)},
+			{"pids", "pids.max", "pids.max", fmt.Sprint(pids), fmt.Sprint(pids)},
+			{"cpu", "cpu.cfs_quota_us", "cpu.max", fmt.Sprint(quota), fmt.Sprintf("%d %d", quota, period)},
+			{"cpu", "cpu.cfs_period_us", "cpu.max", fmt.Sprint(period), fmt.Sprintf("%d %d", quota, period)},
+		} {
+			limit.check(t, pid)
 		}
 	})
-}
-
-// cgroupFile reads a file of the cgroup a process is in: the v1 hierarchy of
-// controller, or the unified v2 hierarchy.
-func cgroupFile(t *testing.T, pid int, controller, v1File, v2File string) string {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		var path string
-		switch {
-		case parts[0] == "0" && parts[1] == "": // cgroup v2
-			path = filepath.Join("/sys/fs/cgroup", parts[2], v2File)
-		case strings.Contains(","+parts[1]+",", ","+controller+","):
-			path = filepath.Join("/sys/fs/cgroup", controller, parts[2], v1File)
-		default:
-			continue
-		}
-		value, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(value))
-	}
-	t.Fatalf("pid %d is in no %s cgroup", pid, controller)
-	return ""
-}
-
-func memoryLimit(t *testing.T, pid int) string {
-	return cgroupFile(t, pid, "memory", "memory.limit_in_bytes", "memory.max")
-}
-
-// freezerState is FROZEN or THAWED, as cgroup v1 says; on v2 cgroup.freeze
-// (1 or 0) is translated to the same words.
-func freezerState(t *testing.T, pid int) string {
-	state := cgroupFile(t, pid, "freezer", "freezer.state", "cgroup.freeze")
-	switch state {
-	case "1":
-		return "FROZEN"
-	case "0":
-		return "THAWED"
-	}
-	return state
 }
 
 // IoUid/IoGid in the runtime options own the process's stdio pipes, so a

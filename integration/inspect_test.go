@@ -52,7 +52,8 @@ func inspectReport(t *testing.T, s *session, id string) inspect.Report {
 }
 
 func inspectWithExec(t *testing.T, s *session) {
-	container := s.newContainer(t, "anatomy", []string{"sh", "-c", "echo ready; exec sleep 1000"})
+	container := s.newContainer(t, "anatomy", []string{"sh", "-c", "echo ready; exec sleep 1000"},
+		withSpecOpts(oci.WithMemoryLimit(anatomyMemoryLimit), oci.WithPidsLimit(anatomyPidsLimit), oci.WithCPUCFS(anatomyCPUQuota, anatomyCPUPeriod)))
 	task, _ := s.startTask(t, container, &stdio{})
 	execProcess, err := task.Exec(s.ctx, "side", execSpec(t, s, container, "sleep", "1000"), cio.NullIO)
 	if err != nil {
@@ -96,12 +97,56 @@ func inspectWithExec(t *testing.T, s *session) {
 	if report.Cgroup.Pids != 2 || report.Cgroup.MemoryBytes <= 0 {
 		t.Errorf("cgroup: %d pids, %d bytes of memory; want init and the exec, and some memory", report.Cgroup.Pids, report.Cgroup.MemoryBytes)
 	}
+	assertInspectedCgroup(t, report.Cgroup)
 
+	version := "== Cgroup (v1)"
+	if onCgroupV2() {
+		version = "== Cgroup (v2)"
+	}
 	text := s.daemon.Inspect(t, s.ns, "anatomy")
-	for _, want := range []string{"== The shim", fmt.Sprintf("pid      %d", shimPID), "== Namespaces", "== runc's state", "status   running"} {
+	if section, _, ok := strings.Cut(string(text.Stdout), "\n== Descriptors"); ok {
+		if i := strings.Index(section, "== Cgroup"); i >= 0 {
+			t.Logf("inspect's cgroup section:\n%s", section[i:])
+		}
+	}
+	for _, want := range []string{"== The shim", fmt.Sprintf("pid      %d", shimPID), "== Namespaces", version, "limit 64.0 MiB", "limit 50",
+		"limit 50000 µs of every 100000 µs", "== runc's state", "status   running"} {
 		if !strings.Contains(string(text.Stdout), want) {
 			t.Errorf("inspect's text has no %q: %s", want, text)
 		}
+	}
+}
+
+// The limits of the container inspectWithExec inspects.
+const (
+	anatomyMemoryLimit = 64 << 20
+	anatomyPidsLimit   = 50
+	anatomyCPUQuota    = 50000
+	anatomyCPUPeriod   = 100000
+)
+
+// assertInspectedCgroup checks the cgroup inspect found: the host's cgroup
+// version, the container's limits as runc set them, no OOM kill, thawed. On
+// v2 the container has one cgroup, in the unified tree.
+func assertInspectedCgroup(t *testing.T, cg inspect.Cgroup) {
+	t.Helper()
+	version := 1
+	if onCgroupV2() {
+		version = 2
+		if len(cg.Paths) != 1 || cg.Paths[0].Controllers != "" {
+			t.Errorf("cgroup v2: paths %+v, want one, of the unified tree", cg.Paths)
+		}
+	}
+	if cg.Version != version {
+		t.Errorf("inspect says cgroup v%d; the host has v%d", cg.Version, version)
+	}
+	if cg.MemoryLimitBytes != anatomyMemoryLimit || cg.PidsLimit != anatomyPidsLimit ||
+		cg.CPUQuotaMicros != anatomyCPUQuota || cg.CPUPeriodMicros != anatomyCPUPeriod {
+		t.Errorf("limits: memory %d, pids %d, cpu %d of %d µs; want %d, %d, %d of %d", cg.MemoryLimitBytes, cg.PidsLimit,
+			cg.CPUQuotaMicros, cg.CPUPeriodMicros, anatomyMemoryLimit, anatomyPidsLimit, anatomyCPUQuota, anatomyCPUPeriod)
+	}
+	if cg.OOMKills != 0 || cg.Freezer != "thawed" || len(cg.Errors) > 0 {
+		t.Errorf("cgroup: %d OOM kills, freezer %q, errors %q; want 0, thawed, none", cg.OOMKills, cg.Freezer, cg.Errors)
 	}
 }
 

@@ -305,13 +305,50 @@ func traceAnOOMKill(t *testing.T, s *session) traceResult {
 	if got.code != 0 {
 		t.Fatalf("trace: exit %d\n%s", got.code, got.stderr)
 	}
+	counter := `memory\.oom_control`
+	if onCgroupV2() {
+		counter = `memory\.events`
+	}
 	inOrder(t, got.stdout,
-		`OOM kill: `,
+		`OOM kill: .* \(counted by oom_kill in /sys/fs/cgroup/\S*/oom-traced/`+counter+`\)`,
 		`event /tasks/oom`,
 		`init \(pid \d+\) killed by SIGKILL \(status 137\): the kernel's OOM killer`,
 		`event /tasks/exit`,
 	)
 	return got
+}
+
+// runc pause exiting 0 says runc is done; the journal also notes what the
+// kernel says of the freezer then: on cgroup v2 "frozen 1" in the
+// container's cgroup.events, on v1 FROZEN in freezer.state. The stock shim
+// keeps no journal: TestPauseAndResume reads the same files for both.
+func TestTraceShowsTheFreeze(t *testing.T) {
+	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
+		_, task, exitCh := s.runningTask(t, "frozen")
+		if err := task.Pause(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Resume(s.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Kill(s.ctx, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		deleteTask(t, s.ctx, task, exitCodeOf(t, exitCh))
+		got := s.trace(t, "frozen")
+		if got.code != 0 {
+			t.Fatalf("trace: exit %d\n%s", got.code, got.stderr)
+		}
+		t.Logf("trace:\n%s", got.stdout)
+		frozen, thawed := `FROZEN in /sys/fs/cgroup/freezer/\S*/frozen/freezer\.state$`, `THAWED in /sys/fs/cgroup/freezer/\S*/frozen/freezer\.state$`
+		if onCgroupV2() {
+			frozen, thawed = `frozen 1 in /sys/fs/cgroup/\S*/frozen/cgroup\.events$`, `frozen 0 in /sys/fs/cgroup/\S*/frozen/cgroup\.events$`
+		}
+		inOrder(t, got.stdout,
+			`  Pause$`, `runc pause \(pid \d+\) → exit 0`, `cgroup after pause: `+frozen, `event /tasks/paused`,
+			`  Resume$`, `runc resume \(pid \d+\) → exit 0`, `cgroup after resume: `+thawed, `event /tasks/resumed`,
+		)
+	})
 }
 
 // The annotation turns the journal off for one container; the runtime

@@ -77,6 +77,8 @@ func podLife(t *testing.T, d *harness.Containerd) {
 		{"runp", podRun},
 		{"create-start-two", podCreateStartTwo},
 		{"one-shim-per-pod", podSharesOneShim},
+		{"cgroups-under-the-pod-parent", podCgroupsUnderTheParent},
+		{"cgroup-namespace", podCgroupNamespace},
 		{"exec-sync", podExecSync},
 		{"exec-tty", podExecTTY},
 		{"logs", podLogs},
@@ -191,6 +193,58 @@ func podSharesOneShim(t *testing.T, s *podSession) {
 			t.Errorf("container %.12s runs under shim %s, the sandbox under shim %s; want one shim for the pod",
 				id, harness.DescribeProcess(shim), harness.DescribeProcess(sandboxShim))
 		}
+	}
+}
+
+// podCgroupsUnderTheParent: the sandbox and both containers are in
+// cgroups below the pod's cgroup_parent, where a kubelet accounts and
+// limits the pod as a whole (kubepods/...). On cgroup v2 each has one
+// folder there, in the unified tree; on v1 one per controller.
+func podCgroupsUnderTheParent(t *testing.T, s *podSession) {
+	parent := s.d.PodCgroupParent()
+	pids := map[string]int{"the sandbox": s.inspect(t, "inspectp", s.pod).Info.Pid}
+	for name, id := range map[string]string{"container one": s.one, "container two": s.two} {
+		pids[name] = s.inspect(t, "inspect", id).Info.Pid
+	}
+	for name, pid := range pids {
+		dir := cgroupDirOf(t, pid, "memory")
+		within := strings.TrimPrefix(dir, "/sys/fs/cgroup")
+		if !onCgroupV2() {
+			within = strings.TrimPrefix(within, "/memory")
+		}
+		if !strings.HasPrefix(within, parent+"/") {
+			t.Errorf("%s (pid %d) is in cgroup %s, not below the pod's parent %s", name, pid, dir, parent)
+		}
+	}
+}
+
+// podCgroupNamespace: on a cgroup v2 host the CRI plugin gives each
+// container a cgroup namespace of its own, so that it sees its own cgroup as
+// the root of the tree ("0::/" in /proc/self/cgroup); on v1 it gives none,
+// as older workloads expect the host's paths. An exec joins the container's.
+func podCgroupNamespace(t *testing.T, s *podSession) {
+	pid := s.inspect(t, "inspect", s.one).Info.Pid
+	inside, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := os.Readlink("/proc/self/ns/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.d.Crictl(t, "exec", "--sync", s.one, "cat", "/proc/self/cgroup")
+	seen := strings.TrimSpace(string(r.Stdout))
+	if r.ExitCode != 0 {
+		t.Fatalf("crictl exec cat /proc/self/cgroup: %s", r)
+	}
+	if onCgroupV2() {
+		if inside == host || seen != "0::/" {
+			t.Errorf("cgroup namespace %s (the host's: %s); the exec sees %q; want one of its own, and 0::/", inside, host, seen)
+		}
+		return
+	}
+	if inside != host || !strings.Contains(seen, s.d.PodCgroupParent()+"/") {
+		t.Errorf("cgroup namespace %s (the host's: %s); the exec sees %q; want the host's, and paths below %s", inside, host, seen, s.d.PodCgroupParent())
 	}
 }
 

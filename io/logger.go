@@ -53,6 +53,8 @@ func isLoggerScheme(scheme string) bool {
 // restarted container adds to its log.
 type outputFile struct{ file *os.File }
 
+// openOutputFile opens path for appending, creating it (0640) if it does
+// not exist.
 func openOutputFile(path string) (*outputFile, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {

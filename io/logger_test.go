@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 func TestOutputURI(t *testing.T) {
@@ -37,7 +39,7 @@ func TestOutputURI(t *testing.T) {
 func TestFileOutputAppends(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
 	os.WriteFile(path, []byte("earlier\n"), 0o600)
-	paths := Paths{Stdout: "file://" + path}
+	paths := Paths{Stdout: "file://" + path, Observer: observe.Nop{}}
 	pipes, err := NewPipes(paths)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +100,7 @@ func shellLogger(t *testing.T, sayReady string) string {
 func startLogger(t *testing.T, uri, logFile string) (*Relay, *Pipes, error) {
 	t.Helper()
 	uri += "?file=" + logFile
-	paths := Paths{Stdout: uri, Stderr: uri}
+	paths := Paths{Stdout: uri, Stderr: uri, Observer: observe.Nop{}}
 	pipes, err := NewPipes(paths)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@
 // process's output has been fully delivered.
 package stdio
 
-import "github.com/teach/containerd-shim-teach-v2/journal"
+import "github.com/teach/containerd-shim-teach-v2/observe"
 
 // Paths are the FIFOs containerd created for one process, or for stdout and
 // stderr a binary://, binary-v2:// or file:// URI (see logger.go). An empty path means the
@@ -23,9 +23,9 @@ type Paths struct {
 	// container process running as another user, or in a user namespace,
 	// can then reopen its own stdio (/dev/stdout, /proc/self/fd/1).
 	IOUid, IOGid int
-	// Journal records the streams opened and closed; its zero value
-	// records nothing.
-	Journal journal.Recorder
+	// Observer is told of the streams opened and closed: the process's
+	// (observe.Nop watches nothing).
+	Observer observe.Observer
 }
 
 // Owner is the container a process belongs to; a logging program is told.

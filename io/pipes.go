@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // Pipes are the container's ends of its standard streams, given to runc so
@@ -56,7 +58,7 @@ func NewPipes(paths Paths) (_ *Pipes, err error) {
 		if stream.pipe.read, stream.pipe.write, err = os.Pipe(); err != nil {
 			return nil, err
 		}
-		streamOpened(paths.Journal, stream.name, "pipe", "", stream.pipe.read)
+		paths.Observer.StreamOpened(observe.Stream{Name: stream.name, What: "pipe", File: stream.pipe.read})
 		if paths.IOUid != 0 || paths.IOGid != 0 {
 			// Both ends are one pipe inode; chown-ing one owns both.
 			if err := stream.pipe.read.Chown(paths.IOUid, paths.IOGid); err != nil {

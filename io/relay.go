@@ -12,7 +12,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // Relay copies between a process's pipes and containerd's FIFOs:
@@ -31,8 +31,9 @@ type Relay struct {
 	// every byte written is in the FIFOs.
 	outputDone chan struct{}
 	closeOnce  sync.Once
-	journal    journal.Recorder
-	bytes      byteCounts
+	observer   observe.Observer
+	// pumps are the copy loops Start started (pump.go).
+	pumps []*pump
 }
 
 // copyBufferSize is the size of each copy's buffer: the same as a pipe's
@@ -49,7 +50,7 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 // output. An error means nothing is left open (pipes excepted: the caller
 // owns them until OpenRelay succeeds).
 func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
-	r := &Relay{pipes: pipes, paths: paths, outputDone: make(chan struct{}), journal: paths.Journal}
+	r := &Relay{pipes: pipes, paths: paths, outputDone: make(chan struct{}), observer: paths.Observer}
 	defer func() {
 		if err != nil {
 			r.closeFifos()
@@ -60,7 +61,7 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 			return nil, err
 		}
 		r.closers = append(r.closers, r.stdinFifo)
-		streamOpened(r.journal, "stdin", "fifo", paths.Stdin, r.stdinFifo.read)
+		r.observer.StreamOpened(observe.Stream{Name: "stdin", What: "fifo", Path: paths.Stdin, File: r.stdinFifo.read})
 	}
 	uri, isURI, err := outputURI(paths.Stdout)
 	if err != nil {
@@ -68,12 +69,12 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 	}
 	if isURI && isLoggerScheme(uri.Scheme) {
 		r.logger = uri // the logging program reads the pipes itself
-		streamOpened(r.journal, "stdout+stderr", "logging program", paths.Stdout, nil)
+		r.observer.StreamOpened(observe.Stream{Name: "stdout+stderr", What: "logging program", Path: paths.Stdout})
 		return r, nil
 	}
 	for _, stream := range []copyJob{
-		{name: "stdout", path: paths.Stdout, from: pipes.stdout.read, count: &r.bytes.stdout},
-		{name: "stderr", path: paths.Stderr, from: pipes.stderr.read, count: &r.bytes.stderr},
+		{name: "stdout", path: paths.Stdout, from: pipes.stdout.read},
+		{name: "stderr", path: paths.Stderr, from: pipes.stderr.read},
 	} {
 		if stream.path == "" {
 			continue
@@ -83,7 +84,7 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 		}
 		r.closers = append(r.closers, stream.to)
 		r.outputs = append(r.outputs, stream)
-		streamOpened(r.journal, stream.name, outputKind(stream.path), stream.path, stream.to.File())
+		r.observer.StreamOpened(observe.Stream{Name: stream.name, What: outputKind(stream.path), Path: stream.path, File: stream.to.File()})
 	}
 	return r, nil
 }
@@ -102,10 +103,10 @@ func (r *Relay) Start(ctx context.Context) error {
 			close(r.outputDone)
 		}()
 	} else {
-		r.copyOutputs(r.outputs)
+		r.copyOutputs(r.outputs, nil)
 	}
 	if r.stdinFifo != nil {
-		go r.copyStdin(r.stdinFifo)
+		r.copyStdin(nil)
 	}
 	return nil
 }
@@ -139,11 +140,10 @@ func openOutput(path string) (output, error) {
 type copyJob struct {
 	name, path string
 	to         output
-	from       *os.File      // the shim's end of the process's stdout or stderr pipe
-	count      *atomic.Int64 // what it carried, added when it ends
+	from       *os.File // the shim's end of the process's stdout or stderr pipe
 }
 
-// outputKind says what an output path names, for the journal.
+// outputKind says what an output path names, for the observer.
 func outputKind(path string) string {
 	if uri, isURI, _ := outputURI(path); isURI {
 		return uri.Scheme
@@ -152,18 +152,25 @@ func outputKind(path string) string {
 }
 
 // copyStdin closes the container's stdin when containerd's side reaches
-// end-of-file, so a process such as `cat` sees EOF and can finish.
-func (r *Relay) copyStdin(stdin io.Reader) {
-	to := r.pipes.Stdin()
-	n := copyStream(to, stdin)
-	to.Close()
-	r.bytes.stdin.Add(n)
-	streamEnded(r.journal, "stdin", r.paths.Stdin, n)
+// end-of-file (CloseIO, or the client went away).
+func (r *Relay) copyStdin(pending []byte) {
+	to := r.pipes.stdin.write
+	p := newPump("stdin", r.stdinFifo.read, to, pending, func(n int64) {
+		to.Close()
+		r.observer.StreamClosed(observe.Stream{Name: "stdin", Path: r.paths.Stdin, Bytes: n})
+	})
+	r.pumps = append(r.pumps, p)
+	p.start()
 }
 
 // copyOutputs starts one copy per output stream; outputDone is closed when
-// every stream has ended.
-func (r *Relay) copyOutputs(jobs []copyJob) {
+// every stream has ended. pending holds, by stream name, bytes an earlier
+// shim read and did not write (handover.go).
+//
+// To a FIFO (the usual destination, containerd's) the kernel moves the bytes
+// from pipe to pipe (splice.go); to a file:// destination, or whatever
+// splice could not move, they are copied.
+func (r *Relay) copyOutputs(jobs []copyJob, pending map[string][]byte) {
 	if len(jobs) == 0 {
 		close(r.outputDone)
 		return
@@ -173,35 +180,18 @@ func (r *Relay) copyOutputs(jobs []copyJob) {
 	var running atomic.Int32
 	running.Store(int32(len(jobs)))
 	for _, job := range jobs {
-		go func() {
-			n := copyOutput(job.to.File(), job.from)
+		p := newPump(job.name, job.from, job.to.File(), pending[job.name], func(n int64) {
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()
-			job.count.Add(n)
-			streamEnded(r.journal, job.name, job.path, n)
+			r.observer.StreamClosed(observe.Stream{Name: job.name, Path: job.path, Bytes: n})
 			if running.Add(-1) == 0 {
 				close(r.outputDone)
 			}
-		}()
+		})
+		r.pumps = append(r.pumps, p)
+		p.start()
 	}
-}
-
-// copyOutput moves one output stream of the process to its destination until
-// the stream ends, and returns how many bytes it moved. To a FIFO (the usual
-// destination, containerd's) the kernel moves them from pipe to pipe
-// (splice.go); to a file:// destination, or whatever splice could not move,
-// they are copied.
-func copyOutput(to, from *os.File) int64 {
-	var moved int64
-	if isPipe(to) {
-		n, err := splicePipes(to, from)
-		moved += n
-		if err == nil {
-			return moved
-		}
-	}
-	return moved + copyStream(to, from)
 }
 
 // copyStream copies through the shim's memory, one buffer at a time.
@@ -214,9 +204,6 @@ func copyStream(to io.Writer, from io.Reader) int64 {
 	n, _ := io.CopyBuffer(struct{ io.Writer }{to}, struct{ io.Reader }{from}, *buf)
 	return n
 }
-
-// Bytes counts what each stream carried.
-func (r *Relay) Bytes() Bytes { return r.bytes.snapshot() }
 
 // CloseStdin is containerd's CloseIO: stdin is over. The shim gives up its
 // held writer; what containerd wrote is still delivered, and then the process
@@ -237,7 +224,7 @@ func (r *Relay) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		err = errors.Join(r.closeFifos(), r.pipes.Close())
-		r.journal.Record(journal.Entry{Kind: journal.KindClose, Name: "stdio", Msg: "FIFOs and pipes closed"})
+		r.observer.StreamClosed(observe.Stream{Name: "stdio", What: "FIFOs and pipes closed"})
 	})
 	return err
 }

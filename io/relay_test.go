@@ -11,13 +11,15 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // fifos makes the three FIFOs containerd would make for a process.
 func fifos(t *testing.T) Paths {
 	t.Helper()
 	dir := t.TempDir()
-	paths := Paths{Stdin: filepath.Join(dir, "stdin"), Stdout: filepath.Join(dir, "stdout"), Stderr: filepath.Join(dir, "stderr")}
+	paths := Paths{Stdin: filepath.Join(dir, "stdin"), Stdout: filepath.Join(dir, "stdout"), Stderr: filepath.Join(dir, "stderr"), Observer: observe.Nop{}}
 	for _, p := range []string{paths.Stdin, paths.Stdout, paths.Stderr} {
 		if err := unix.Mkfifo(p, 0o600); err != nil {
 			t.Fatal(err)
@@ -139,7 +141,7 @@ func TestStdioPathsThatAreNotFifos(t *testing.T) {
 		regular:                       errdefs.IsInvalidArgument,
 		filepath.Join(dir, "missing"): errdefs.IsNotFound,
 	} {
-		paths := Paths{Stdout: path}
+		paths := Paths{Stdout: path, Observer: observe.Nop{}}
 		pipes, _ := NewPipes(paths)
 		_, err := OpenRelay(paths, pipes)
 		if !check(err) {
@@ -150,7 +152,7 @@ func TestStdioPathsThatAreNotFifos(t *testing.T) {
 }
 
 func TestAbsentStreamsGetNoPipe(t *testing.T) {
-	pipes, err := NewPipes(Paths{Stdout: "/somewhere"})
+	pipes, err := NewPipes(Paths{Stdout: "/somewhere", Observer: observe.Nop{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/containerd/console"
 	runc "github.com/containerd/go-runc"
 
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // Terminal relays a process that runs on a pseudo-terminal (`ctr run -t`,
@@ -26,9 +26,8 @@ type Terminal struct {
 	// Close its fd number may belong to another file.
 	shutdownOnce sync.Once
 	closeOnce    sync.Once
-	journal      journal.Recorder
+	observer     observe.Observer
 	paths        Paths
-	bytes        byteCounts
 }
 
 // One epoll instance, with one goroutine waiting on it, serves every terminal
@@ -76,11 +75,10 @@ func StartTerminal(paths Paths, socket *runc.Socket) (_ *Terminal, err error) {
 		master.Close()
 		return nil, fmt.Errorf("watch the pty master: %w", err)
 	}
-	t := &Terminal{master: epollMaster, outputDone: make(chan struct{}), journal: paths.Journal, paths: paths}
-	rec := paths.Journal
-	// No descriptor even at debug level: reading it through Fd would put
-	// the master back into blocking mode under the epoll console.
-	rec.Record(journal.Entry{Kind: journal.KindOpen, Name: "pty", Msg: "master received from runc", Path: master.Name()})
+	t := &Terminal{master: epollMaster, outputDone: make(chan struct{}), observer: paths.Observer, paths: paths}
+	// No File: reading its descriptor through Fd would put the master
+	// back into blocking mode under the epoll console.
+	t.observer.StreamOpened(observe.Stream{Name: "pty", What: "master received from runc", Path: master.Name()})
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -90,13 +88,13 @@ func StartTerminal(paths Paths, socket *runc.Socket) (_ *Terminal, err error) {
 		if t.stdin, err = openInputFifo(paths.Stdin); err != nil {
 			return nil, err
 		}
-		streamOpened(rec, "stdin", "fifo", paths.Stdin, t.stdin.read)
+		t.observer.StreamOpened(observe.Stream{Name: "stdin", What: "fifo", Path: paths.Stdin, File: t.stdin.read})
 	}
 	if paths.Stdout != "" {
 		if t.stdout, err = openOutputFifo(paths.Stdout); err != nil {
 			return nil, err
 		}
-		streamOpened(rec, "stdout", "fifo", paths.Stdout, t.stdout.write)
+		t.observer.StreamOpened(observe.Stream{Name: "stdout", What: "fifo", Path: paths.Stdout, File: t.stdout.write})
 	}
 	if t.stdin != nil {
 		go t.copyInput()
@@ -117,20 +115,15 @@ func (t *Terminal) copyOutput() {
 	if t.stdout != nil {
 		t.stdout.CloseWriter()
 	}
-	t.bytes.stdout.Add(n)
-	streamEnded(t.journal, "stdout", t.paths.Stdout, n)
+	t.observer.StreamClosed(observe.Stream{Name: "stdout", Path: t.paths.Stdout, Bytes: n})
 	close(t.outputDone)
 }
 
 // copyInput copies what containerd writes to stdin into the terminal.
 func (t *Terminal) copyInput() {
 	n := copyStream(t.master, t.stdin)
-	t.bytes.stdin.Add(n)
-	streamEnded(t.journal, "stdin", t.paths.Stdin, n)
+	t.observer.StreamClosed(observe.Stream{Name: "stdin", Path: t.paths.Stdin, Bytes: n})
 }
-
-// Bytes counts what the terminal carried (its output is all on stdout).
-func (t *Terminal) Bytes() Bytes { return t.bytes.snapshot() }
 
 // OutputDone is closed once the terminal's output has been copied out.
 func (t *Terminal) OutputDone() <-chan struct{} { return t.outputDone }
@@ -167,7 +160,7 @@ func (t *Terminal) Close() error {
 		if t.stdout != nil {
 			errs = append(errs, t.stdout.Close())
 		}
-		t.journal.Record(journal.Entry{Kind: journal.KindClose, Name: "pty", Msg: "master and FIFOs closed"})
+		t.observer.StreamClosed(observe.Stream{Name: "pty", What: "master and FIFOs closed"})
 	})
 	return errors.Join(errs...)
 }

@@ -31,13 +31,15 @@ const (
 	KindSignal  Kind = "signal"  // a signal was relayed to a process: Signal, Pid, All
 	KindReaped  Kind = "reaped"  // the shim collected a child's exit: Pid, Code
 	KindEvent   Kind = "event"   // an event was queued for containerd: Name is the topic
-	KindOOM     Kind = "oom"     // the kernel's OOM killer acted in the container's cgroup
+	KindOOM     Kind = "oom"     // the kernel's OOM killer acted in the container's cgroup; Path is the file that counted it
+	KindCgroup  Kind = "cgroup"  // what the kernel says of the container's cgroup after a step: Name the step, Path the file, Msg its line
 	KindMount   Kind = "mount"   // a rootfs mount: Name the type, Msg the source, Path the target
 	KindUnmount Kind = "unmount" // the rootfs was unmounted: Path
 	KindExit    Kind = "exit"    // how a process ended (End)
 	KindCleanup Kind = "cleanup" // containerd ran the `delete` action after the shim died
 	KindShim    Kind = "shim"    // something about the shim process itself: Name says what
 	KindClosed  Kind = "closed"  // the container was deleted; the journal ends
+	KindUpgrade Kind = "upgrade" // the shim was upgraded in place: Name "old → new" versions, Path the binary, Took the switch, Msg what was handed over, Err why it did not take
 )
 
 // Entry is one line of the journal. Fields that do not apply to a kind are

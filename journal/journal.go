@@ -83,6 +83,19 @@ func Open(dir string, opts Options) (*Journal, error) {
 	return openFile(dir, opts)
 }
 
+// Continue goes on writing a journal a shim before this one kept, in the
+// same process: an in-place upgrade of the shim hands its containers over,
+// and their stories go on. Level off gives nil.
+func Continue(dir string, opts Options) (*Journal, error) {
+	if opts.Level == Off {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return openFile(dir, opts)
+}
+
 // Reopen continues the journal of a container that was not deleted (the
 // `delete` action after a shim died adds to what the shim wrote); no
 // journal there, or one that has ended, gives nil.
@@ -100,6 +113,8 @@ func Reopen(dir, id string) *Journal {
 	return j
 }
 
+// openFile opens the journal's current file in dir, for appending; emptied
+// first when opts.truncate is set.
 func openFile(dir string, opts Options) (*Journal, error) {
 	limit := opts.FileLimit
 	if limit <= 0 {

@@ -49,7 +49,7 @@ func (p *InitProcess) Checkpoint(ctx context.Context, cfg CheckpointConfig) erro
 	}
 	dumped := dumpOptionsOf(cfg)
 	opts := dumped.checkpointOpts(cfg.ImagePath, workPath)
-	err := runcCall(ctx, p.journal, p.runc, "checkpoint", p.id, func(ctx context.Context) error { return p.runc.Checkpoint(ctx, p.id, &opts, actions...) })
+	err := runcCall(ctx, p.observer, p.runc, "checkpoint", p.id, func(ctx context.Context) error { return p.runc.Checkpoint(ctx, p.id, &opts, actions...) })
 	if err != nil {
 		return fmt.Errorf("%w; CRIU says: %s", err, criuReason(workPath, "dump.log"))
 	}

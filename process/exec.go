@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // ExecConfig describes a process to run inside a running container.
@@ -25,9 +25,9 @@ type ExecConfig struct {
 	Runc        *runc.Runc // the container's runc: same binary, root and log
 	Spec        *specs.Process
 	Stdio       stdio.Paths
-	// Journal records the exec's runc command and stdio; its zero value
-	// records nothing.
-	Journal journal.Recorder
+	// Observer is told of the exec's runc command, stdio and signals
+	// (observe.Nop watches nothing).
+	Observer observe.Observer
 }
 
 // ExecProcess is a process added to a running container: `docker exec`,
@@ -95,16 +95,6 @@ func (e *ExecProcess) OutputDone() <-chan struct{} {
 	return e.streams.OutputDone()
 }
 
-// Bytes counts what the process's stdio carried; nothing before it started.
-func (e *ExecProcess) Bytes() stdio.Bytes {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.streams == nil {
-		return stdio.Bytes{}
-	}
-	return e.streams.Bytes()
-}
-
 // Start runs `runc exec --detach`: runc joins the container's namespaces and
 // cgroup, starts the process and returns, leaving it a child of the shim
 // (the subreaper). The process may exit before runc even returns; the
@@ -115,16 +105,16 @@ func (e *ExecProcess) Start(ctx context.Context) (err error) {
 	}
 	defer e.endStart()
 	paths := e.cfg.Stdio
-	paths.Journal = e.cfg.Journal
+	paths.Observer = e.cfg.Observer
 	setup, err := prepareStdio(paths)
 	if err != nil {
 		return fmt.Errorf("set up stdio for exec %s: %w", e.cfg.ID, err)
 	}
 	pidFile := filepath.Join(e.cfg.Bundle, e.cfg.ID+".pid")
-	pidfds, noPidfd := listenForPidfd(ctx, e.cfg.Journal, e.cfg.Runc)
+	pidfds, noPidfd := listenForPidfd(ctx, e.cfg.Observer, e.cfg.Runc)
 	opts := &runc.ExecOpts{IO: setup.runcIO(), ConsoleSocket: setup.consoleSocket(), PidfdSocket: pidfds.runcSocket(),
 		PidFile: pidFile, Detach: true}
-	if err := runcCall(ctx, e.cfg.Journal, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
+	if err := runcCall(ctx, e.cfg.Observer, e.cfg.Runc, "exec", e.cfg.ContainerID, func(ctx context.Context) error {
 		return e.cfg.Runc.Exec(ctx, e.cfg.ContainerID, *e.cfg.Spec, opts)
 	}); err != nil {
 		pidfds.Close()
@@ -195,16 +185,16 @@ func (e *ExecProcess) Kill(ctx context.Context, signal uint32, all bool) error {
 	case Stopped, Deleted:
 		return fmt.Errorf("exec %s already finished: %w", e.cfg.ID, errdefs.ErrNotFound)
 	}
-	sentAt := journal.Now()
+	sentAt := time.Now()
 	if held, err := e.pidfd.Signal(unix.Signal(signal)); held {
-		noteSignalSent(e.cfg.Journal, sentAt, e.pid, signal, sentThroughPidfd)
+		noteSignalSent(e.cfg.Observer, sentAt, e.pid, signal, sentThroughPidfd)
 		return signalError(err, e.cfg.ID, signal)
 	}
 	// Without a pidfd the pid is used. Its state is not Stopped, but the
 	// process may have been reaped a moment ago and its exit not yet
 	// recorded: in that moment the kernel may give the pid to another
 	// process. The pidfd closes that gap.
-	noteSignalSent(e.cfg.Journal, sentAt, e.pid, signal, sentToPid)
+	noteSignalSent(e.cfg.Observer, sentAt, e.pid, signal, sentToPid)
 	return signalError(unix.Kill(e.pid, unix.Signal(signal)), e.cfg.ID, signal)
 }
 

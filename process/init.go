@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // InitConfig describes the container to create.
@@ -28,24 +28,25 @@ type InitConfig struct {
 	// Checkpoint, when set, makes Start restore the container from a CRIU
 	// checkpoint instead of starting what runc create made (restore.go).
 	Checkpoint *RestoreConfig
-	// Journal records the init process's runc commands and stdio; its
-	// zero value records nothing.
-	Journal journal.Recorder
+	// Observer is told of the init process's runc commands, stdio and
+	// signals (observe.Nop watches nothing).
+	Observer observe.Observer
 }
 
 // InitProcess is a container's first process: the one runc creates from the
 // bundle's config.json. Its exit is the container's exit.
 type InitProcess struct {
-	id     string
-	bundle string
-	runc   *runc.Runc
-	paths  stdio.Paths
-	life   *Lifecycle
+	id      string
+	bundle  string
+	runc    *runc.Runc
+	runcCfg RuncConfig // what runc was made of: handed over on an upgrade (handover.go)
+	paths   stdio.Paths
+	life    *Lifecycle
 	// checkpoint is where a container created from a checkpoint is
 	// restored from; nil for one runc created.
 	checkpoint *RestoreConfig
 	noPivot    bool
-	journal    journal.Recorder
+	observer   observe.Observer
 
 	// turn makes the runc commands that change the container (start,
 	// pause, resume, update, checkpoint, delete) take turns, so that each
@@ -74,20 +75,21 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		return createFromCheckpoint(cfg)
 	}
 	p := &InitProcess{
-		id:      cfg.ID,
-		bundle:  cfg.Bundle,
-		runc:    NewRunc(cfg.Runc),
-		paths:   cfg.Stdio,
-		life:    NewLifecycle(),
-		journal: cfg.Journal,
+		id:       cfg.ID,
+		bundle:   cfg.Bundle,
+		runc:     NewRunc(cfg.Runc),
+		runcCfg:  cfg.Runc,
+		paths:    cfg.Stdio,
+		life:     NewLifecycle(),
+		observer: cfg.Observer,
 	}
-	cfg.Stdio.Journal = cfg.Journal
+	cfg.Stdio.Observer = cfg.Observer
 	setup, err := prepareStdio(cfg.Stdio)
 	if err != nil {
 		return nil, fmt.Errorf("set up stdio for %s: %w", cfg.ID, err)
 	}
 	pidFile := filepath.Join(cfg.Bundle, "init.pid")
-	pidfds, noPidfd := listenForPidfd(ctx, p.journal, p.runc)
+	pidfds, noPidfd := listenForPidfd(ctx, p.observer, p.runc)
 	opts := &runc.CreateOpts{
 		IO:            setup.runcIO(),
 		ConsoleSocket: setup.consoleSocket(),
@@ -96,7 +98,7 @@ func CreateInit(ctx context.Context, cfg InitConfig) (_ *InitProcess, err error)
 		NoPivot:       cfg.NoPivotRoot,
 		NoNewKeyring:  cfg.NoNewKeyring,
 	}
-	if err := runcCall(ctx, p.journal, p.runc, "create", p.id, func(ctx context.Context) error {
+	if err := runcCall(ctx, p.observer, p.runc, "create", p.id, func(ctx context.Context) error {
 		return p.runc.Create(ctx, p.id, cfg.Bundle, opts)
 	}); err != nil {
 		pidfds.Close()
@@ -146,9 +148,6 @@ func (p *InitProcess) io() stdio.Streams {
 	return p.streams
 }
 
-// Bytes counts what each stdio stream carried so far.
-func (p *InitProcess) Bytes() stdio.Bytes { return p.io().Bytes() }
-
 // ExitAttribution says whether the process's exit is told by its pidfd or by
 // wait4's pid alone.
 func (p *InitProcess) ExitAttribution() ExitAttribution { return p.pidfd.Attribution() }
@@ -180,7 +179,7 @@ func (p *InitProcess) Start(ctx context.Context) error {
 	if p.life.State() == CreatedFromCheckpoint {
 		err = p.restore(ctx)
 	} else {
-		err = runcCall(ctx, p.journal, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) })
+		err = runcCall(ctx, p.observer, p.runc, "start", p.id, func(ctx context.Context) error { return p.runc.Start(ctx, p.id) })
 	}
 	if err != nil {
 		return err
@@ -211,13 +210,13 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 	// recycled pid. A paused container goes through runc: a SIGKILL to a
 	// frozen process (cgroup v1) waits for a thaw, which runc kill does.
 	if !all && p.life.State() != Paused {
-		sentAt := journal.Now()
+		sentAt := time.Now()
 		if held, err := p.pidfd.Signal(unix.Signal(signal)); held {
-			noteSignalSent(p.journal, sentAt, p.Pid(), signal, sentThroughPidfd)
+			noteSignalSent(p.observer, sentAt, p.Pid(), signal, sentThroughPidfd)
 			return signalError(err, p.id, signal)
 		}
 	}
-	return runcCall(ctx, p.journal, p.runc, "kill", p.id, func(ctx context.Context) error {
+	return runcCall(ctx, p.observer, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(signal), &runc.KillOpts{All: all})
 	})
 }
@@ -228,7 +227,7 @@ func (p *InitProcess) kill(ctx context.Context, signal uint32, all bool) error {
 // own keeps the rest of its processes when init dies, and they must not
 // outlive it.
 func (p *InitProcess) KillRemaining(ctx context.Context) error {
-	return runcCall(ctx, p.journal, p.runc, "kill", p.id, func(ctx context.Context) error {
+	return runcCall(ctx, p.observer, p.runc, "kill", p.id, func(ctx context.Context) error {
 		return p.runc.Kill(ctx, p.id, int(unix.SIGKILL), &runc.KillOpts{All: true})
 	})
 }
@@ -274,7 +273,7 @@ func (p *InitProcess) Delete(ctx context.Context) (ExitStatus, error) {
 // still run in it (a process outside the pid namespace), it falls back to
 // --force.
 func (p *InitProcess) deleteStopped(ctx context.Context) error {
-	err := runcCall(ctx, p.journal, p.runc, "delete", p.id, func(ctx context.Context) error {
+	err := runcCall(ctx, p.observer, p.runc, "delete", p.id, func(ctx context.Context) error {
 		return p.runc.Delete(ctx, p.id, &runc.DeleteOpts{})
 	})
 	if err == nil || errdefs.IsNotFound(err) {
@@ -286,13 +285,13 @@ func (p *InitProcess) deleteStopped(ctx context.Context) error {
 // forceDelete runs `runc delete --force`; a container runc no longer knows is
 // already deleted.
 func (p *InitProcess) forceDelete(ctx context.Context) error {
-	return ForceDelete(ctx, p.journal, p.runc, p.id)
+	return ForceDelete(ctx, p.observer, p.runc, p.id)
 }
 
 // ForceDelete removes container id from runc, killing whatever still runs in
 // it. The shim's `delete` action uses it to clean up after a dead shim.
-func ForceDelete(ctx context.Context, rec journal.Recorder, rc *runc.Runc, id string) error {
-	err := runcCall(ctx, rec, rc, "delete", id, func(ctx context.Context) error {
+func ForceDelete(ctx context.Context, observer observe.Observer, rc *runc.Runc, id string) error {
+	err := runcCall(ctx, observer, rc, "delete", id, func(ctx context.Context) error {
 		return rc.Delete(ctx, id, &runc.DeleteOpts{Force: true})
 	})
 	if err != nil && !errdefs.IsNotFound(err) {
@@ -311,7 +310,7 @@ func (p *InitProcess) SetExited(code int, at time.Time) {
 // Pids lists every process in the container, as runc sees them.
 func (p *InitProcess) Pids(ctx context.Context) ([]int, error) {
 	var pids []int
-	err := runcCall(ctx, p.journal, p.runc, "ps", p.id, func(ctx context.Context) (err error) {
+	err := runcCall(ctx, p.observer, p.runc, "ps", p.id, func(ctx context.Context) (err error) {
 		pids, err = p.runc.Ps(ctx, p.id)
 		return err
 	})
@@ -326,7 +325,7 @@ func (p *InitProcess) Pause(ctx context.Context) error {
 	if err := p.life.Check(Paused, p.id); err != nil {
 		return err
 	}
-	if err := runcCall(ctx, p.journal, p.runc, "pause", p.id, func(ctx context.Context) error { return p.runc.Pause(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.observer, p.runc, "pause", p.id, func(ctx context.Context) error { return p.runc.Pause(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Paused, p.id)
@@ -339,7 +338,7 @@ func (p *InitProcess) Resume(ctx context.Context) error {
 	if p.life.State() != Paused {
 		return fmt.Errorf("container %s is %s, not paused: %w", p.id, p.life.State(), errdefs.ErrFailedPrecondition)
 	}
-	if err := runcCall(ctx, p.journal, p.runc, "resume", p.id, func(ctx context.Context) error { return p.runc.Resume(ctx, p.id) }); err != nil {
+	if err := runcCall(ctx, p.observer, p.runc, "resume", p.id, func(ctx context.Context) error { return p.runc.Resume(ctx, p.id) }); err != nil {
 		return err
 	}
 	return p.life.MoveTo(Running, p.id)
@@ -353,5 +352,5 @@ func (p *InitProcess) Update(ctx context.Context, resources *specs.LinuxResource
 	if state := p.life.State(); state != Running && state != Paused && state != Created {
 		return fmt.Errorf("container %s is %s; only a live container can be updated: %w", p.id, state, errdefs.ErrFailedPrecondition)
 	}
-	return runcCall(ctx, p.journal, p.runc, "update", p.id, func(ctx context.Context) error { return p.runc.Update(ctx, p.id, resources) })
+	return runcCall(ctx, p.observer, p.runc, "update", p.id, func(ctx context.Context) error { return p.runc.Update(ctx, p.id, resources) })
 }

@@ -10,13 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // A pid is only a number: once a process has been reaped, the kernel may give
@@ -134,10 +135,10 @@ func (p *Pidfd) Close() {
 }
 
 // listenForPidfd opens the socket runc sends the pidfd to, or returns nil,
-// with the reason, when pidfds are not to be had here. The journal records
-// the one `runc --version` a shim asks.
-func listenForPidfd(ctx context.Context, j journal.Recorder, rc *runc.Runc) (*pidfdSocket, string) {
-	if reason := pidfdsUnavailable(ctx, j, rc); reason != "" {
+// with the reason, when pidfds are not to be had here. The observer sees the
+// one `runc --version` a shim asks.
+func listenForPidfd(ctx context.Context, observer observe.Observer, rc *runc.Runc) (*pidfdSocket, string) {
+	if reason := pidfdsUnavailable(ctx, observer, rc); reason != "" {
 		return nil, reason
 	}
 	socket, err := shimPidfdFolder.listen()
@@ -224,7 +225,7 @@ var runcSendsPidfds sync.Map // binary → bool
 // pidfdsUnavailable returns why the shim cannot get pidfds from rc, or "".
 // runc's version is asked once per binary: `runc --version` costs a few
 // milliseconds, a container's life many runc calls.
-func pidfdsUnavailable(ctx context.Context, j journal.Recorder, rc *runc.Runc) string {
+func pidfdsUnavailable(ctx context.Context, observer observe.Observer, rc *runc.Runc) string {
 	if !kernelHasPidfds() {
 		return "the kernel gives no pidfds (pidfd_open failed)"
 	}
@@ -235,7 +236,7 @@ func pidfdsUnavailable(ctx context.Context, j journal.Recorder, rc *runc.Runc) s
 		return ""
 	}
 	var version runc.Version
-	err := runcCall(ctx, j, rc, "version", "", func(ctx context.Context) (err error) {
+	err := runcCall(ctx, observer, rc, "version", "", func(ctx context.Context) (err error) {
 		version, err = rc.Version(ctx)
 		return err
 	})
@@ -302,15 +303,14 @@ func logAttribution(ctx context.Context, fields log.Fields, attribution ExitAttr
 	entry.Infof("exit attribution: %s", attribution)
 }
 
-// noteSignalSent records in the journal how a signal reached the process:
-// the Kill request itself is recorded by the shim; this says which way the
-// signal went, since runc kill, which the journal shows as a command, is only
-// one of them. The entry carries sentAt, read just before the signal went:
-// a process that dies of it at once may be reaped, and its exit recorded by
-// the Reaper, before this line is written, and the trace, ordered by time,
-// must still show the signal first.
-func noteSignalSent(j journal.Recorder, sentAt int64, pid int, signal uint32, how string) {
-	j.Record(journal.Entry{Kind: journal.KindSignal, Mono: sentAt, Signal: int(signal), Pid: pid, Msg: how})
+// noteSignalSent tells the observer how a signal reached the process: the
+// Kill request itself is told by the shim; this says which way the signal
+// went, since runc kill, which the observer sees as a command, is only one of
+// them. It carries sentAt, read just before the signal went: a process that
+// dies of it at once may be reaped, and its exit told, before this is, and a
+// story ordered by time must still show the signal first.
+func noteSignalSent(observer observe.Observer, sentAt time.Time, pid int, signal uint32, how string) {
+	observer.SignalSent(observe.Signal{Number: int(signal), Pid: pid, How: how, At: sentAt})
 }
 
 const (

@@ -50,6 +50,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(senderRoleEnv); role != "" {
 		os.Exit(actAsSender(role, os.Args[len(os.Args)-1]))
 	}
+	testReaper = NewReaper()
 	root, err := os.MkdirTemp("", "pidfd-sockets-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -48,6 +48,4 @@ type Process interface {
 	// OutputDone is closed once every byte the process wrote to stdout and
 	// stderr has reached containerd's FIFOs.
 	OutputDone() <-chan struct{}
-	// Bytes counts what each stdio stream carried so far.
-	Bytes() stdio.Bytes
 }

@@ -111,7 +111,6 @@ func (r *Reaper) Start(cmd *exec.Cmd) (chan runc.Exit, error) {
 	}
 	waiter := make(chan runc.Exit, 1)
 	r.commands[cmd.Process.Pid] = waiter
-	noteCommandStarted(cmd)
 	return waiter, nil
 }
 
@@ -131,7 +130,24 @@ func (r *Reaper) StartLocked(cmd *exec.Cmd) (chan runc.Exit, error) {
 func (r *Reaper) Wait(cmd *exec.Cmd, waiter chan runc.Exit) (int, error) {
 	exit := <-waiter
 	_ = cmd.Wait()
-	noteCommandExited(cmd, exit.Status)
 	cmd.Process.Release()
 	return exit.Status, nil
 }
+
+// Pause stops reaping, and starting runc commands, until Resume: an upgrade
+// of the shim leaves the exits that come meanwhile to the next shim, as
+// zombies. A zombie stays waitable across execve, for the shim's pid is the
+// same, and it stays the shim's child.
+func (r *Reaper) Pause() { r.mu.Lock() }
+
+// Resume undoes Pause: the upgrade was called off. Exits that came
+// meanwhile are collected at once.
+func (r *Reaper) Resume() {
+	r.mu.Unlock()
+	r.reap()
+}
+
+// ReapNow collects the children that exited before the Reaper was made: a
+// shim that took over from an earlier one (an upgrade) collects the exits
+// that came during the switch, whose SIGCHLD the earlier shim received.
+func (r *Reaper) ReapNow() { r.reap() }

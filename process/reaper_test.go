@@ -9,8 +9,11 @@ import (
 )
 
 // The reaper is process-wide (it installs itself as go-runc's Monitor and
-// calls wait4(-1)), so one is shared by every test in this package.
-var testReaper = NewReaper()
+// calls wait4(-1)), so one is shared by every test in this package. TestMain
+// makes it, and only when the binary runs the tests: the same binary also
+// plays the pidfd senders (pidfdsocket_test.go), which wait for children of
+// their own, and a Reaper there would reap them first (waitid: ECHILD).
+var testReaper *Reaper
 
 func TestReaperHandsCommandExitsBackToTheirWaiter(t *testing.T) {
 	for _, tc := range []struct {

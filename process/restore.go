@@ -51,7 +51,7 @@ func createFromCheckpoint(cfg InitConfig) (*InitProcess, error) {
 		return nil, fmt.Errorf("checkpoint %s of %s is not one runc took (%v); restore from the folder `ctr task checkpoint --image-path` filled, or from a checkpoint image: %w",
 			image, cfg.ID, err, errdefs.ErrInvalidArgument)
 	}
-	cfg.Stdio.Journal = cfg.Journal
+	cfg.Stdio.Observer = cfg.Observer
 	return &InitProcess{
 		id:         cfg.ID,
 		bundle:     cfg.Bundle,
@@ -61,7 +61,7 @@ func createFromCheckpoint(cfg InitConfig) (*InitProcess, error) {
 		checkpoint: cfg.Checkpoint,
 		noPivot:    cfg.NoPivotRoot,
 		streams:    noStreams{},
-		journal:    cfg.Journal,
+		observer:   cfg.Observer,
 	}, nil
 }
 
@@ -99,7 +99,7 @@ func (p *InitProcess) restore(ctx context.Context) error {
 		// exits, and the Reaper collects its exit like any other.
 		NoSubreaper: true,
 	}
-	err = runcCall(ctx, p.journal, p.runc, "restore", p.id, func(ctx context.Context) error {
+	err = runcCall(ctx, p.observer, p.runc, "restore", p.id, func(ctx context.Context) error {
 		_, err := p.runc.Restore(ctx, p.id, p.bundle, opts)
 		return err
 	})
@@ -150,10 +150,9 @@ func (noStreams) OutputDone() <-chan struct{} {
 	close(done)
 	return done
 }
-func (noStreams) CloseStdin()        {}
-func (noStreams) ProcessExited()     {}
-func (noStreams) Close() error       { return nil }
-func (noStreams) Bytes() stdio.Bytes { return stdio.Bytes{} }
+func (noStreams) CloseStdin()    {}
+func (noStreams) ProcessExited() {}
+func (noStreams) Close() error   { return nil }
 func (noStreams) Resize(width, height uint32) error {
 	return fmt.Errorf("the container has no terminal until Start restores it: %w", errdefs.ErrFailedPrecondition)
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // checkpointFolder is a folder that looks like one runc checkpoint filled.
@@ -82,7 +84,7 @@ func TestCheckpointLifecycleStartsCreatedFromCheckpoint(t *testing.T) {
 
 func TestCreateFromCheckpointNeedsRuncsImages(t *testing.T) {
 	bundle := t.TempDir()
-	_, err := CreateInit(t.Context(), InitConfig{ID: "c1", Bundle: bundle,
+	_, err := CreateInit(t.Context(), InitConfig{ID: "c1", Observer: observe.Nop{}, Bundle: bundle,
 		Runc:       RuncConfig{Namespace: "ns", Bundle: bundle},
 		Checkpoint: &RestoreConfig{ImagePath: t.TempDir()}})
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), runcDescriptors) {
@@ -94,7 +96,7 @@ func TestCreateFromCheckpointNeedsRuncsImages(t *testing.T) {
 // terminal, and Delete drops it with the unknown exit status, no pid.
 func TestUnrestoredContainerIsDroppedByDelete(t *testing.T) {
 	dir := t.TempDir()
-	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Bundle: dir,
+	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Observer: observe.Nop{}, Bundle: dir,
 		Runc:       scriptedRunc(t, dir, "exit 1"),
 		Checkpoint: &RestoreConfig{ImagePath: checkpointFolder(t, nil)}})
 	if err != nil {
@@ -138,7 +140,7 @@ func TestStartRestoresWithTheCheckpointsOptions(t *testing.T) {
 	image := checkpointFolder(t, &dumpOptions{OpenTCP: true, FileLocks: true, Terminal: true, EmptyNamespaces: []string{"network"}, CgroupsMode: "soft"})
 	work := filepath.Join(t.TempDir(), "work")
 	// The restored process: a sleep the test ends.
-	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Bundle: dir, NoPivotRoot: true,
+	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Observer: observe.Nop{}, Bundle: dir, NoPivotRoot: true,
 		Runc:       scriptedRunc(t, dir, `sleep 100 </dev/null >/dev/null 2>&1 & printf %s $! > "$pidfile"`),
 		Checkpoint: &RestoreConfig{ImagePath: image, WorkPath: work}})
 	if err != nil {
@@ -176,7 +178,7 @@ func TestStartRestoresWithTheCheckpointsOptions(t *testing.T) {
 // may have left, and leaves the container restorable.
 func TestFailedRestoreReturnsCRIUsReason(t *testing.T) {
 	dir := t.TempDir()
-	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Bundle: dir,
+	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Observer: observe.Nop{}, Bundle: dir,
 		Runc: scriptedRunc(t, dir, `echo '(00.001) Error (criu/cr-restore.c:1): no memory to restore' > "$workdir/restore.log"
 echo '{"level":"error","msg":"criu failed: type RESTORE errno 0"}' >> `+filepath.Join(dir, "log.json")+`
 exit 1`),
@@ -250,7 +252,7 @@ func FuzzParseDumpOptions(f *testing.F) {
 // The exit a Reaper delivers for a restored process is recorded with its pid.
 func TestRestoredProcessExitCarriesItsPid(t *testing.T) {
 	dir := t.TempDir()
-	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Bundle: dir,
+	p, err := CreateInit(t.Context(), InitConfig{ID: "c1", Observer: observe.Nop{}, Bundle: dir,
 		Runc:       scriptedRunc(t, dir, `sleep 100 </dev/null >/dev/null 2>&1 & printf %s $! > "$pidfile"`),
 		Checkpoint: &RestoreConfig{ImagePath: checkpointFolder(t, nil)}})
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // DefaultRuncRoot is where runc keeps its container state unless the runtime
@@ -73,43 +73,18 @@ func runcDeadline(command string) time.Duration {
 	return 8 * time.Second
 }
 
-// runcCall runs one runc command under its deadline and, if it fails, wraps
+// runcCall runs one runc command, as the process's observer sees it (its
+// start, argv, pid, exit status and error: observe.Observer.RuncCommand).
+func runcCall(ctx context.Context, observer observe.Observer, rc *runc.Runc, command, id string, call func(ctx context.Context) error) error {
+	return observer.RuncCommand(ctx, command, func(ctx context.Context) error {
+		return runRunc(ctx, rc, command, id, call)
+	})
+}
+
+// runRunc runs one runc command under its deadline and, if it fails, wraps
 // the failure with runc's own reason, read from what the command appended to
 // its log, so the caller sees `exec: "nosuch": executable file not found in
 // $PATH` rather than "exit status 1".
-//
-// The command goes into the process's journal: its argv, pid, exit status and
-// duration, and runc's reason when it failed.
-func runcCall(ctx context.Context, rec journal.Recorder, rc *runc.Runc, command, id string, call func(ctx context.Context) error) error {
-	var seen *observedCommand
-	if rec.On() {
-		ctx, seen = observeCommand(ctx)
-		defer seen.forget()
-	}
-	started := journal.Now()
-	err := runRunc(ctx, rc, command, id, call)
-	if rec.On() {
-		rec.Record(runcEntry(command, seen, started, journal.Now()-started, err))
-	}
-	return err
-}
-
-// runcEntry is the journal's line for one runc command, at the time it
-// started.
-func runcEntry(command string, seen *observedCommand, started, took int64, err error) journal.Entry {
-	e := journal.Entry{Kind: journal.KindRunc, Mono: started, Name: command, Took: took, Err: journal.ErrorKind(err)}
-	argv, pid, status, exited := seen.result()
-	e.Argv, e.Pid = argv, pid
-	if exited {
-		e.Code = journal.Code(status)
-	}
-	if err != nil {
-		e.Msg = err.Error()
-	}
-	return e
-}
-
-// runRunc is runcCall without the journal.
 func runRunc(ctx context.Context, rc *runc.Runc, command, id string, call func(ctx context.Context) error) error {
 	limit := runcDeadline(command)
 	callCtx, cancel := context.WithTimeout(ctx, limit)

@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 func TestRuncCallReportsOnlyTheFailingCommandsReason(t *testing.T) {
@@ -25,7 +25,7 @@ func TestRuncCallReportsOnlyTheFailingCommandsReason(t *testing.T) {
 	if err := os.WriteFile(rc.Log, []byte(earlier), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := runcCall(t.Context(), journal.Recorder{}, rc, "start", "c1", func(context.Context) error {
+	err := runcCall(t.Context(), observe.Nop{}, rc, "start", "c1", func(context.Context) error {
 		appendTo(t, rc.Log, `{"level":"warning","msg":"not this"}`+"\n"+
 			`{"level":"error","msg":"container does not exist"}`+"\n")
 		return errors.New("exit status 1")
@@ -37,7 +37,7 @@ func TestRuncCallReportsOnlyTheFailingCommandsReason(t *testing.T) {
 		t.Fatalf("a container runc does not know is NotFound, got %v", err)
 	}
 
-	err = runcCall(t.Context(), journal.Recorder{}, rc, "kill", "c1", func(context.Context) error { return errors.New("exit status 1") })
+	err = runcCall(t.Context(), observe.Nop{}, rc, "kill", "c1", func(context.Context) error { return errors.New("exit status 1") })
 	if err == nil || strings.Contains(err.Error(), "container does not exist") || !strings.Contains(err.Error(), "exit status 1") {
 		t.Fatalf("a failure that logged nothing must not borrow an old reason: %v", err)
 	}
@@ -45,7 +45,7 @@ func TestRuncCallReportsOnlyTheFailingCommandsReason(t *testing.T) {
 
 func TestRuncCallNamesAMissingBinary(t *testing.T) {
 	rc := NewRunc(RuncConfig{Binary: "/nonexistent/runc", Namespace: "ns", Bundle: t.TempDir()})
-	err := runcCall(t.Context(), journal.Recorder{}, rc, "state", "c1", func(ctx context.Context) error {
+	err := runcCall(t.Context(), observe.Nop{}, rc, "state", "c1", func(ctx context.Context) error {
 		_, err := rc.State(ctx, "c1")
 		return err
 	})
@@ -94,7 +94,7 @@ func TestRuncCallKillsACommandPastItsDeadline(t *testing.T) {
 	rc := NewRunc(RuncConfig{Binary: "sh", Namespace: "ns", Bundle: t.TempDir()})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	err := runcCall(ctx, journal.Recorder{}, rc, "kill", "c1", func(callCtx context.Context) error {
+	err := runcCall(ctx, observe.Nop{}, rc, "kill", "c1", func(callCtx context.Context) error {
 		<-callCtx.Done() // a runc that hangs until killed
 		return callCtx.Err()
 	})

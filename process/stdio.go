@@ -5,7 +5,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // processStdio sets up a process's stdio around a runc command that creates
@@ -27,7 +27,7 @@ func prepareStdio(paths stdio.Paths) (*processStdio, error) {
 		if err != nil {
 			return nil, err
 		}
-		paths.Journal.Record(journal.Entry{Kind: journal.KindOpen, Name: "console-socket", Path: socket.Path()})
+		paths.Observer.StreamOpened(observe.Stream{Name: "console-socket", Path: socket.Path()})
 		s.socket = socket
 		return s, nil
 	}
@@ -77,7 +77,7 @@ func (s *processStdio) started(ctx context.Context) (stdio.Streams, error) {
 
 func (s *processStdio) closeSocket() {
 	s.socket.Close()
-	s.paths.Journal.Record(journal.Entry{Kind: journal.KindClose, Name: "console-socket", Path: s.socket.Path()})
+	s.paths.Observer.StreamClosed(observe.Stream{Name: "console-socket", Path: s.socket.Path()})
 }
 
 // abort releases everything after runc failed.

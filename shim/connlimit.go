@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -45,28 +44,47 @@ const ttrpcHeaderSize = 10
 // connections that have not yet sent a whole frame.
 type connectionLimiter struct {
 	net.Listener
-	slots  chan struct{} // one token per unproven connection
-	closed chan struct{}
-	once   sync.Once
+	slots   chan struct{} // one token per unproven connection
+	closed  chan struct{}
+	once    sync.Once
+	freezer *connFreezer // connfreeze.go
 }
 
 func limitConnections(l net.Listener) *connectionLimiter {
-	return &connectionLimiter{Listener: l, slots: make(chan struct{}, maxUnproven), closed: make(chan struct{})}
+	return &connectionLimiter{Listener: l, slots: make(chan struct{}, maxUnproven), closed: make(chan struct{}),
+		freezer: newConnFreezer(l)}
 }
 
-// Accept waits for a free slot, then for a connection.
+// Accept waits for a free slot, then for a connection. Connections an
+// earlier shim handed over (an upgrade, handover.go) come first: they have
+// proven themselves, and take no slot.
 func (l *connectionLimiter) Accept() (net.Conn, error) {
+	if conn := l.freezer.nextInherited(); conn != nil {
+		return conn, nil
+	}
 	select {
 	case l.slots <- struct{}{}:
 	case <-l.closed:
 		return nil, net.ErrClosed
 	}
-	conn, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
+	for {
+		if err := l.freezer.beginAccept(l.closed); err != nil {
+			<-l.slots
+			return nil, err
+		}
+		conn, err := l.Listener.Accept()
+		if errors.Is(err, os.ErrDeadlineExceeded) && l.freezer.endAccept(nil) {
+			continue // woken by a freeze; wait for the thaw, or the execve
+		}
+		if err != nil {
+			l.freezer.endAccept(nil)
+			<-l.slots
+			return nil, err
+		}
+		c := &frameReader{Conn: conn, release: sync.OnceFunc(func() { <-l.slots }), freezer: l.freezer}
+		l.freezer.endAccept(c)
+		return c, nil
 	}
-	return &frameReader{Conn: conn, release: sync.OnceFunc(func() { <-l.slots })}, nil
 }
 
 // Close stops accepting; an Accept waiting for a slot returns too.
@@ -84,65 +102,102 @@ type frameReader struct {
 	release func() // gives the connection's slot back; once
 
 	// Guarded by the server's reading: one goroutine reads a connection.
-	headerRead  int                   // bytes of the current header read so far
-	header      [ttrpcHeaderSize]byte //
-	bodyLeft    uint32                // bytes of the current frame's body still to come
+	read        frameFollower // the frames read
 	deadlineSet bool
+	frame       []byte // the bytes of the current frame so far
+	replay      []byte // frames to read before the socket's (connfreeze.go)
+
+	freezer *connFreezer
+	// Guarded by freezer.mu.
+	parked   bool              // waiting between frames for a thaw
+	inflight map[uint32][]byte // requests read, by stream id, not yet answered
+	written  frameFollower     // the frames the server writes
+	writing  bool              // a write is in the kernel
 }
 
 func (c *frameReader) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if c.follow(p[:n]) {
+	for {
+		if len(c.replay) > 0 {
+			// Requests an earlier shim read and did not answer
+			// (connfreeze.go), handed to the server again first.
+			n := copy(p[:c.wanted(len(p))], c.replay)
+			c.replay = c.replay[n:]
+			c.track(p[:n])
+			return n, nil
+		}
+		if !c.midFrame() {
+			c.freezer.waitThawed(c) // an upgrade stops reading between frames
+		}
+		// Never past the current frame: the server's buffered reader
+		// must not hold bytes of a frame a freeze leaves in the socket.
+		silenceTimed := c.deadlineSet
+		n, err := c.Conn.Read(p[:c.wanted(len(p))])
+		c.track(p[:n])
+		if c.midFrame() {
+			// The peer owes the rest of a frame: time its silence from now,
+			// the moment it last sent something.
+			c.Conn.SetReadDeadline(time.Now().Add(frameSilenceLimit))
+			c.deadlineSet = true
+		} else if c.deadlineSet {
+			c.Conn.SetReadDeadline(time.Time{})
+			c.deadlineSet = false
+		}
+		// A deadline this reader did not set is a freeze's
+		// (connfreeze.go), even if it has been thawed since.
+		if errors.Is(err, os.ErrDeadlineExceeded) && (!silenceTimed || c.freezer.isFrozen()) {
+			if n > 0 {
+				return n, nil
+			}
+			continue // woken by a freeze
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			log.L.WithField("limit", frameSilenceLimit).Warn("a client sent part of a ttrpc frame and then nothing more; disconnecting it")
+			// The server ends a connection whose peer went away
+			// (io.ErrUnexpectedEOF); any other read error would leave
+			// it open, with its slot taken.
+			return n, fmt.Errorf("no byte of a begun frame for %s: %w", frameSilenceLimit, io.ErrUnexpectedEOF)
+		}
+		return n, err
+	}
+}
+
+// wanted is how much of n bytes a read may take: no more than the rest of
+// the current header, or of the current body.
+func (c *frameReader) wanted(n int) int {
+	if c.read.bodyLeft > 0 {
+		return int(min(uint32(n), c.read.bodyLeft))
+	}
+	return min(n, ttrpcHeaderSize-c.read.headerRead)
+}
+
+// track follows b, the bytes of one read, through the frames, and keeps
+// the request frames until they are answered (connfreeze.go).
+func (c *frameReader) track(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	c.frame = append(c.frame, b...)
+	if c.follow(b) {
 		c.release() // a whole frame: the connection has proven itself
+		c.freezer.requestRead(c, c.frame)
+		c.frame = nil
 	}
-	if c.midFrame() {
-		// The peer owes the rest of a frame: time its silence from now,
-		// the moment it last sent something.
-		c.Conn.SetReadDeadline(time.Now().Add(frameSilenceLimit))
-		c.deadlineSet = true
-	} else if c.deadlineSet {
-		c.Conn.SetReadDeadline(time.Time{})
-		c.deadlineSet = false
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		log.L.WithField("limit", frameSilenceLimit).Warn("a client sent part of a ttrpc frame and then nothing more; disconnecting it")
-		// The server ends a connection whose peer went away
-		// (io.ErrUnexpectedEOF); any other read error would leave
-		// it open, with its slot taken.
-		return n, fmt.Errorf("no byte of a begun frame for %s: %w", frameSilenceLimit, io.ErrUnexpectedEOF)
-	}
-	return n, err
 }
 
 // follow moves through the frames in b, and tells whether a frame ended
 // in it.
 func (c *frameReader) follow(b []byte) (ended bool) {
-	for len(b) > 0 {
-		if c.bodyLeft > 0 {
-			step := min(uint32(len(b)), c.bodyLeft)
-			c.bodyLeft -= step
-			b = b[step:]
-			ended = ended || c.bodyLeft == 0
-			continue
-		}
-		step := copy(c.header[c.headerRead:], b)
-		c.headerRead += step
-		b = b[step:]
-		if c.headerRead == ttrpcHeaderSize {
-			c.headerRead = 0
-			c.bodyLeft = binary.BigEndian.Uint32(c.header[:4])
-			ended = ended || c.bodyLeft == 0
-		}
-	}
+	c.read.followFrames(b, func(uint32, byte) { ended = true })
 	return ended
 }
 
 // midFrame: the last byte read was not a frame's last.
-func (c *frameReader) midFrame() bool { return c.headerRead > 0 || c.bodyLeft > 0 }
+func (c *frameReader) midFrame() bool { return c.read.midFrame() }
 
 // Close closes the connection and gives back the slot of one that never
 // sent a whole frame.
 func (c *frameReader) Close() error {
 	c.release()
+	c.freezer.forget(c)
 	return c.Conn.Close()
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -23,7 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/teach/containerd-shim-teach-v2/cgroup"
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
@@ -42,16 +41,15 @@ type tracked struct {
 	// exitReported is closed once TaskExit is queued for containerd; Wait
 	// answers and Delete proceeds only after it.
 	exitReported chan struct{}
-	journal      journal.Recorder
-	life         *lifeRecord // for the exit forensics
+	observer     observe.Observer
 	// steps counts the commands under way whose event must reach
 	// containerd before this process's TaskExit: its Start (TaskStart,
 	// TaskExecStarted), and for the init Pause, Resume and Checkpoint.
 	steps inflight
 }
 
-func track(p process.Process, rec journal.Recorder) *tracked {
-	return &tracked{Process: p, exitReported: make(chan struct{}), journal: rec, life: newLifeRecord()}
+func track(p process.Process, observer observe.Observer) *tracked {
+	return &tracked{Process: p, exitReported: make(chan struct{}), observer: observer}
 }
 
 func (t *tracked) waitExitReported(ctx context.Context) error {
@@ -85,7 +83,8 @@ func (t *tracked) waitExitReported(ctx context.Context) error {
 //   - a process's TaskExit waits for its steps (tracked.steps) to be
 //     published: TaskStart or TaskExecStarted, TaskPaused...;
 //   - the init's exit waits for every exec being started (execStarts), and
-//     then for every running exec's TaskExit;
+//     then for the TaskExit of every exec that started (an exited one's
+//     may still be on its way);
 //   - TaskOOM is read under eventOrder just before a TaskExit is queued.
 type Container struct {
 	ID     string
@@ -100,10 +99,11 @@ type Container struct {
 	init         *process.InitProcess
 	initTracked  *tracked
 	events       *EventSink
-	journal      *journal.Journal // nil when the journal is off
-	// initExitedAt is when the init's exit was collected (journal.Now());
-	// 0 while it runs. Exec forensics read it.
-	initExitedAt atomic.Int64
+	// observer is the container's: its mounts and container-wide events.
+	// Each process has its own (tracked.observer). journalLevel is the
+	// level it was asked for, handed over on an upgrade.
+	observer     observe.Observer
+	journalLevel string
 
 	// eventOrder is held while an event is queued for containerd, so that
 	// the OOM kills counted just before a TaskExit are queued before it.
@@ -111,9 +111,6 @@ type Container struct {
 	// oomsReported counts the OOM kills already published as TaskOOM;
 	// guarded by eventOrder.
 	oomsReported uint64
-	// lastOOM is when the latest of them was seen (journal.Now()); guarded
-	// by eventOrder.
-	lastOOM int64
 
 	// execStarts counts the exec processes being started. While one is,
 	// the init's exit is held back (handleExit).
@@ -140,7 +137,7 @@ func (c *Container) process(execID string) (*tracked, error) {
 
 // mountRootfs mounts the snapshot containerd prepared at <bundle>/rootfs,
 // where the bundle's config.json expects it.
-func mountRootfs(bundle string, mounts []*types.Mount, j *journal.Journal) (string, error) {
+func mountRootfs(bundle string, mounts []*types.Mount, observer observe.Observer) (string, error) {
 	if len(mounts) == 0 {
 		return "", nil // the bundle brought its own rootfs
 	}
@@ -153,45 +150,46 @@ func mountRootfs(bundle string, mounts []*types.Mount, j *journal.Journal) (stri
 		toMount = append(toMount, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	if err := mount.All(toMount, rootfs); err != nil {
-		j.Record(journal.Entry{Kind: journal.KindMount, Path: rootfs, Err: journal.ErrorKind(err), Msg: err.Error()})
-		unmountRootfs(rootfs, j)
+		observer.Mounted(observe.Mount{Target: rootfs, Err: err})
+		unmountRootfs(rootfs, observer)
 		return "", fmt.Errorf("mount rootfs at %s: %w", rootfs, err)
 	}
 	for _, m := range toMount {
-		j.Record(journal.Entry{Kind: journal.KindMount, Name: m.Type, Msg: m.Source, Path: filepath.Join(rootfs, m.Target)})
+		observer.Mounted(observe.Mount{Type: m.Type, Source: m.Source, Target: filepath.Join(rootfs, m.Target)})
 	}
 	return rootfs, nil
 }
 
 // unmountRootfs unmounts everything at rootfs, stacked mounts included.
-func unmountRootfs(rootfs string, j *journal.Journal) error {
+func unmountRootfs(rootfs string, observer observe.Observer) error {
 	if rootfs == "" {
 		return nil
 	}
-	if err := mount.UnmountRecursive(rootfs, 0); err != nil {
-		j.Record(journal.Entry{Kind: journal.KindUnmount, Path: rootfs, Err: journal.ErrorKind(err), Msg: err.Error()})
+	err := mount.UnmountRecursive(rootfs, 0)
+	observer.Unmounted(observe.Mount{Target: rootfs, Err: err})
+	if err != nil {
 		return fmt.Errorf("unmount rootfs %s: %w", rootfs, err)
 	}
-	j.Record(journal.Entry{Kind: journal.KindUnmount, Path: rootfs})
 	return nil
 }
 
-// publish queues an event for containerd and records it in the journal.
-func (c *Container) publish(exec, topic string, event events.Event) {
-	c.journal.Process(exec).Record(journal.Entry{Kind: journal.KindEvent, Name: topic})
+// publish queues an event for containerd, and tells the observer of what it
+// is about: the container's, or one process's.
+func (c *Container) publish(about observe.Observer, topic string, event events.Event) {
+	about.EventPublished(topic, event)
 	c.events.Publish(topic, event)
 }
 
 // publishInOrder queues one event under eventOrder.
-func (c *Container) publishInOrder(exec, topic string, event events.Event) {
+func (c *Container) publishInOrder(about observe.Observer, topic string, event events.Event) {
 	c.eventOrder.Lock()
 	defer c.eventOrder.Unlock()
-	c.publish(exec, topic, event)
+	c.publish(about, topic, event)
 }
 
 // publishCreate tells containerd the task exists (TaskCreate).
 func (c *Container) publishCreate(req *taskAPI.CreateTaskRequest) {
-	c.publishInOrder("", runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
+	c.publishInOrder(c.observer, runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
 		ContainerID: c.ID,
 		Bundle:      c.Bundle,
 		Rootfs:      req.Rootfs,
@@ -211,10 +209,12 @@ func (c *Container) AddExec(cfg process.ExecConfig) error {
 		c.mu.Unlock()
 		return fmt.Errorf("container %s already has an exec process %q: %w", c.ID, cfg.ID, errdefs.ErrAlreadyExists)
 	}
-	c.execs[cfg.ID] = track(process.NewExec(cfg), cfg.Journal)
+	cfg.Observer = c.observer.Process(cfg.ID)
+	exec := track(process.NewExec(cfg), cfg.Observer)
+	c.execs[cfg.ID] = exec
 	c.mu.Unlock()
 
-	c.publishInOrder(cfg.ID, runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
+	c.publishInOrder(exec.observer, runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
 	return nil
 }
 
@@ -238,8 +238,7 @@ func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter)
 	if err := p.Start(ctx); err != nil {
 		return 0, err
 	}
-	p.life.noteStarted()
-	c.publishInOrder("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
+	c.publishInOrder(p.observer, runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
 	return p.Pid(), nil
 }
 
@@ -264,9 +263,8 @@ func (c *Container) startExec(ctx context.Context, p *tracked, exits *ExitRouter
 		window.Close()
 		return 0, err
 	}
-	p.life.noteStarted()
 	window.Claim(p.Pid(), exitTarget{container: c, process: p})
-	c.publishInOrder(p.ID(), runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: p.ID(), Pid: uint32(p.Pid())})
+	c.publishInOrder(p.observer, runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: p.ID(), Pid: uint32(p.Pid())})
 	return p.Pid(), nil
 }
 
@@ -279,26 +277,21 @@ func (c *Container) restore(ctx context.Context, exits *ExitRouter) (int, error)
 		window.Close()
 		return 0, err
 	}
-	c.initTracked.life.noteStarted()
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 	c.watchResources()
-	c.publishInOrder("", runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
+	c.publishInOrder(c.initTracked.observer, runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
 	return c.init.Pid(), nil
 }
 
 // handleExit is the end of the exit pipeline (see exits.go): record the exit,
 // let the output drain, then tell containerd.
 func (c *Container) handleExit(p *tracked, exit runc.Exit) {
-	// The exit was collected at exit.Timestamp; the journal's clock is
-	// monotonic, so the time since then is taken from its reading now.
-	exitedAt := journal.Now() - int64(time.Since(exit.Timestamp))
 	if p == c.initTracked {
 		// Held back while execs are being started (see startExec).
 		c.execStarts.wait()
 	}
 	p.SetExited(exit.Status, exit.Timestamp)
 	if p == c.initTracked {
-		c.initExitedAt.Store(exitedAt)
 		c.afterInitExit()
 	}
 	select {
@@ -314,8 +307,7 @@ func (c *Container) handleExit(p *tracked, exit runc.Exit) {
 	// An OOM kill and the exit it causes race to the shim (eventfd and
 	// SIGCHLD); containerd wants TaskOOM first, so the counter is read here.
 	c.reportOOMsLocked()
-	c.recordEnding(p, status.Code, exitedAt)
-	c.publish(p.journal.Exec(), runtime.TaskExitEventTopic, &eventstypes.TaskExit{
+	c.publish(p.observer, runtime.TaskExitEventTopic, &eventstypes.TaskExit{
 		ContainerID: c.ID,
 		ID:          p.ID(),
 		Pid:         uint32(status.Pid),
@@ -403,7 +395,7 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 	if execID == "" && p.State() == process.Created {
 		// InitProcess.Delete kills a created init, so that it too has
 		// an exit to report.
-		c.noteKill(p, int(unix.SIGKILL), "Delete request", false)
+		p.observer.SignalSent(observe.Signal{Number: int(unix.SIGKILL), Pid: p.Pid(), By: "Delete request"})
 	}
 	if p.State() == process.Stopped {
 		// Let the exit handler finish delivering output before the
@@ -430,10 +422,10 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 	} else if err := p.waitExitReported(ctx); err != nil {
 		return process.ExitStatus{}, err
 	}
-	if err := unmountRootfs(c.rootfs, c.journal); err != nil {
+	if err := unmountRootfs(c.rootfs, c.observer); err != nil {
 		return process.ExitStatus{}, err
 	}
-	c.publishInOrder("", runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+	c.publishInOrder(c.observer, runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
 		ContainerID: c.ID,
 		Pid:         uint32(exit.Pid),
 		ExitStatus:  uint32(exit.Code),
@@ -450,7 +442,8 @@ func (c *Container) Pause(ctx context.Context) error {
 	if err := c.init.Pause(ctx); err != nil {
 		return err
 	}
-	c.publishInOrder("", runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
+	c.observeFreezer("pause")
+	c.publishInOrder(c.observer, runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
 	return nil
 }
 
@@ -461,8 +454,22 @@ func (c *Container) Resume(ctx context.Context) error {
 	if err := c.init.Resume(ctx); err != nil {
 		return err
 	}
-	c.publishInOrder("", runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
+	c.observeFreezer("resume")
+	c.publishInOrder(c.observer, runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
 	return nil
+}
+
+// observeFreezer tells the observer what the kernel says of the container's
+// freezer once runc paused or resumed it: runc's exit status says runc is
+// done, the cgroup says whether the processes stopped (cgroup.events on v2,
+// freezer.state on v1).
+func (c *Container) observeFreezer(step string) {
+	cg := c.resources()
+	if cg == nil {
+		return
+	}
+	state, err := cg.Freezer()
+	c.observer.CgroupRead(observe.Cgroup{Step: step, File: state.File, Says: state.Says, Err: err})
 }
 
 // watchResources finds the container's cgroup, once runc has put the init
@@ -498,45 +505,9 @@ func (c *Container) reportOOMsLocked() {
 		return // the cgroup is gone: the container was deleted
 	}
 	for ; c.oomsReported < kills; c.oomsReported++ {
-		c.lastOOM = journal.Now()
-		c.journal.Record(journal.Entry{Kind: journal.KindOOM, Msg: "the kernel's OOM killer killed a process in the container's cgroup"})
-		c.publish("", runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.ID})
+		c.observer.CgroupRead(observe.Cgroup{Step: "oom", File: cg.OOMKillsFile(), Says: fmt.Sprintf("%d OOM kills", kills)})
+		c.publish(c.observer, runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.ID})
 	}
-}
-
-// noteKill records a signal the shim is about to relay to p on containerd's
-// behalf, for the journal and for p's exit forensics; withdraw takes it
-// back from the forensics if it is not delivered (lifeRecord.noteKill).
-// Signal 0 sends nothing (it asks whether the process exists): it is not
-// recorded.
-func (c *Container) noteKill(p *tracked, signal int, by string, all bool) (withdraw func()) {
-	if signal == 0 {
-		return func() {}
-	}
-	kill := killRecord{signal: signal, at: journal.Now(), by: by, all: all}
-	p.journal.Record(journal.Entry{Kind: journal.KindSignal, Mono: kill.at, Signal: signal, Pid: p.Pid(), All: all, Msg: by})
-	return p.life.noteKill(kill)
-}
-
-// recordEnding writes p's exit forensics; eventOrder is held, so lastOOM
-// includes an OOM kill reported just before.
-func (c *Container) recordEnding(p *tracked, code int, exitedAt int64) {
-	if !p.journal.On() {
-		return
-	}
-	created, started, kills := p.life.snapshot()
-	facts := exitFacts{code: code, exited: exitedAt, created: created, started: started, kills: kills, lastOOM: c.lastOOM}
-	if c.initTracked != nil && p != c.initTracked {
-		// An exec dies with its container: a signal to the whole
-		// container, or to its init, may be what ended it.
-		_, _, initKills := c.initTracked.life.snapshot()
-		facts.containerKills = initKills
-		facts.initExited = c.initExitedAt.Load()
-	}
-	bytes := p.Bytes()
-	facts.bytes = [3]int64{bytes.Stdin, bytes.Stdout, bytes.Stderr}
-	end := explainExit(facts)
-	p.journal.Record(journal.Entry{Kind: journal.KindExit, Pid: p.Pid(), End: &end})
 }
 
 // Metrics reads the container's cgroup metrics.
@@ -563,6 +534,6 @@ func (c *Container) Checkpoint(ctx context.Context, cfg process.CheckpointConfig
 	if err := c.init.Checkpoint(ctx, cfg); err != nil {
 		return err
 	}
-	c.publishInOrder("", runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
+	c.publishInOrder(c.observer, runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
 	return nil
 }

@@ -112,5 +112,8 @@ func (s *TaskService) Checkpoint(ctx context.Context, req *taskAPI.CheckpointTas
 	if err != nil {
 		return nil, err
 	}
+	// An upgrade is refused while CRIU works on a container (upgrade.go).
+	s.checkpointing.Add(1)
+	defer s.checkpointing.Add(-1)
 	return &emptypb.Empty{}, c.Checkpoint(ctx, cfg)
 }

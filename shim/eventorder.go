@@ -6,6 +6,8 @@ import (
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/v2/core/events"
+
+	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
 // OrderChecker watches the events the shim publishes, in the order it queues
@@ -62,6 +64,7 @@ func (v OrderViolation) String() string {
 	return fmt.Sprintf("container %s: %s %s", v.Container, v.Event, v.Problem)
 }
 
+// NewOrderChecker makes a checker that has seen no event.
 func NewOrderChecker() *OrderChecker {
 	return &OrderChecker{containers: make(map[string]*containerSteps)}
 }
@@ -185,4 +188,29 @@ func stepViolation(id, event string, from, next step) *OrderViolation {
 		return &OrderViolation{Container: id, Event: event, Problem: "before any TaskExit of the init"}
 	}
 	return nil
+}
+
+// seed records what a shim that took over from an earlier one (an upgrade)
+// knows of a container: the steps its processes have taken, whose events
+// the earlier shim published (or handed over, already checked).
+func (o *OrderChecker) seed(c *Container) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	steps := &containerSteps{init: stepOf(c.init.State()), execs: map[string]step{}}
+	for _, e := range c.execList() {
+		steps.execs[e.ID()] = stepOf(e.State())
+	}
+	o.containers[c.ID] = steps
+}
+
+func stepOf(state process.State) step {
+	switch state {
+	case process.Running, process.Paused:
+		return started
+	case process.Stopped:
+		return exited
+	case process.Deleted:
+		return deleted
+	}
+	return created
 }

@@ -29,6 +29,7 @@ type EventSink struct {
 	mu      sync.Mutex
 	pending []queuedEvent // guarded by mu
 	sending bool          // guarded by mu: the sender holds an event
+	held    bool          // guarded by mu: an upgrade holds the queue (upgrade.go)
 	wake    chan struct{}
 	idle    *sync.Cond // signalled when pending is empty and nothing is sending
 }
@@ -59,10 +60,7 @@ func (e *EventSink) Publish(topic string, event events.Event) {
 		log.G(e.ctx).WithFields(log.Fields{"id": v.Container, "event": v.Event, "topic": topic}).
 			Errorf("event order violation: %s", v)
 	}
-	select {
-	case e.wake <- struct{}{}:
-	default: // the sender is already awake
-	}
+	e.wakeSender()
 }
 
 // send is the sender goroutine; it lives as long as the shim.
@@ -70,7 +68,7 @@ func (e *EventSink) send() {
 	for range e.wake {
 		for {
 			e.mu.Lock()
-			if len(e.pending) == 0 {
+			if len(e.pending) == 0 || e.held {
 				e.sending = false
 				e.idle.Broadcast()
 				e.mu.Unlock()
@@ -103,4 +101,46 @@ func (e *EventSink) Flush(ctx context.Context) {
 	for (len(e.pending) > 0 || e.sending) && ctx.Err() == nil {
 		e.idle.Wait()
 	}
+}
+
+// hold stops sending, once the event on its way (if any) is delivered: the
+// queue is then the shim's to hand over (upgrade.go). Publish still queues.
+func (e *EventSink) hold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.held = true
+	for e.sending {
+		e.idle.Wait()
+	}
+}
+
+// release undoes hold: the upgrade was called off.
+func (e *EventSink) release() {
+	e.mu.Lock()
+	e.held = false
+	e.mu.Unlock()
+	e.wakeSender()
+}
+
+// queued is what is waiting to be sent. Held: hold.
+func (e *EventSink) queued() []queuedEvent {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]queuedEvent(nil), e.pending...)
+}
+
+func (e *EventSink) wakeSender() {
+	select {
+	case e.wake <- struct{}{}:
+	default: // the sender is already awake
+	}
+}
+
+// requeue queues an event an earlier shim handed over (an upgrade): its
+// order was checked when that shim queued it.
+func (e *EventSink) requeue(topic string, event events.Event) {
+	e.mu.Lock()
+	e.pending = append(e.pending, queuedEvent{topic, event})
+	e.mu.Unlock()
+	e.wakeSender()
 }

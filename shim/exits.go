@@ -2,12 +2,11 @@ package shim
 
 import (
 	"sync"
-	"time"
 
 	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 // The exit pipeline, in one place:
@@ -36,20 +35,26 @@ type exitTarget struct {
 
 // ExitRouter hands each exit the Reaper collects to the process it belongs to.
 type ExitRouter struct {
-	// shimJournal finds the shim-wide journal: it records the exits of
-	// pids no process claimed when they were reaped.
-	shimJournal func() *journal.Journal
+	// observer is the shim's: it is told the exits no process claimed.
+	observer observe.Observer
 
 	mu      sync.Mutex
 	byPid   map[int]exitTarget
 	windows map[*StartWindow]struct{}
+
+	// handling counts the exits on their way through handleExit; drains
+	// asks Run to route what the Reaper queued (an upgrade, upgrade.go).
+	handling inflight
+	drains   chan chan struct{}
 }
 
 // NewExitRouter makes a router with no process registered; Run starts it.
-func NewExitRouter() *ExitRouter {
+func NewExitRouter(observer observe.Observer) *ExitRouter {
 	return &ExitRouter{
-		byPid:   make(map[int]exitTarget),
-		windows: make(map[*StartWindow]struct{}),
+		observer: observer,
+		byPid:    make(map[int]exitTarget),
+		windows:  make(map[*StartWindow]struct{}),
+		drains:   make(chan chan struct{}),
 	}
 }
 
@@ -57,9 +62,47 @@ func NewExitRouter() *ExitRouter {
 // each exit is handled in its own goroutine, so one container waiting for its
 // output to drain holds up no other.
 func (r *ExitRouter) Run(exits <-chan runc.Exit) {
-	for exit := range exits {
-		r.route(exit)
+	for {
+		select {
+		case exit, ok := <-exits:
+			if !ok {
+				return
+			}
+			r.route(exit)
+		case drained := <-r.drains:
+			r.routeQueued(exits)
+			close(drained)
+		}
 	}
+}
+
+// routeQueued routes the exits already queued, without waiting for more.
+func (r *ExitRouter) routeQueued(exits <-chan runc.Exit) {
+	for {
+		select {
+		case exit := <-exits:
+			r.route(exit)
+		default:
+			return
+		}
+	}
+}
+
+// drainQueue returns once Run has routed every exit queued so far. With the
+// Reaper paused, nothing is queued after.
+func (r *ExitRouter) drainQueue() {
+	drained := make(chan struct{})
+	r.drains <- drained
+	<-drained
+}
+
+// handle runs the end of the exit pipeline for one process, counted.
+func (r *ExitRouter) handle(target exitTarget, exit runc.Exit) {
+	r.handling.begin()
+	go func() {
+		defer r.handling.end()
+		target.container.handleExit(target.process, exit)
+	}()
 }
 
 func (r *ExitRouter) route(exit runc.Exit) {
@@ -82,29 +125,25 @@ func (r *ExitRouter) route(exit runc.Exit) {
 	r.mu.Unlock()
 	switch {
 	case known:
-		target.process.journal.Record(reapedEntry(exit, ""))
-		go target.container.handleExit(target.process, exit)
+		target.process.observer.Reaped(reapOf(exit, false))
+		r.handle(target, exit)
 	case !held:
-		r.recordUnclaimed(exit, "")
+		// An exit nobody claims is a process the shim never started:
+		// a daemon inside a container, re-parented to us when its
+		// parent died. Reaping it is all there is to do.
+		r.observer.Reaped(reapOf(exit, false))
 	}
-	// An exit nobody claims is a process the shim never started: a
-	// daemon inside a container, re-parented to us when its parent died.
-	// Reaping it is all there is to do.
 }
 
-// recordUnclaimed writes the exit of a pid no process claimed into the
-// shim-wide journal.
-func (r *ExitRouter) recordUnclaimed(exit runc.Exit, note string) {
-	if r.shimJournal != nil {
-		r.shimJournal().Record(reapedEntry(exit, note))
-	}
+// reapOf is an exit as the observers are told it.
+func reapOf(exit runc.Exit, held bool) observe.Reap {
+	return observe.Reap{Pid: exit.Pid, Status: exit.Status, At: exit.Timestamp, Held: held}
 }
 
 // heldExit is an exit kept by the start windows that were open when it was
-// reaped. Its journal line waits too, so that it is written once: with its
-// process when a window claims it, or as nobody's when the last window
-// closes without claiming it. The line carries the time it was reaped, so
-// trace still shows it where it happened.
+// reaped. The observers are told of it once, too: as its process's when a
+// window claims it, or as nobody's when the last window closes without
+// claiming it; either way with the time it was reaped.
 type heldExit struct {
 	exit    runc.Exit
 	windows int  // the windows still holding it; guarded by ExitRouter.mu
@@ -146,23 +185,18 @@ func (w *StartWindow) Claim(pid int, target exitTarget) {
 	unclaimed := w.closeLocked()
 	r.mu.Unlock()
 	if early != nil {
-		target.process.journal.Record(reapedEntry(early.exit, earlyExitNote))
-		go target.container.handleExit(target.process, early.exit)
+		target.process.observer.Reaped(reapOf(early.exit, true))
+		r.handle(target, early.exit)
 	}
-	w.recordUnclaimed(unclaimed)
+	w.tellUnclaimed(unclaimed)
 }
-
-// earlyExitNote marks the journal line of an exit reaped before runc told
-// the shim the process's pid: the exit was held until then, and routed to
-// its process once runc returned.
-const earlyExitNote = "reaped before runc returned its pid; held until then"
 
 // Close closes a window whose start failed.
 func (w *StartWindow) Close() {
 	w.router.mu.Lock()
 	unclaimed := w.closeLocked()
 	w.router.mu.Unlock()
-	w.recordUnclaimed(unclaimed)
+	w.tellUnclaimed(unclaimed)
 }
 
 // closeLocked removes the window and lets go of the exits it held; it
@@ -179,15 +213,10 @@ func (w *StartWindow) closeLocked() []runc.Exit {
 	return unclaimed
 }
 
-func (w *StartWindow) recordUnclaimed(exits []runc.Exit) {
+// tellUnclaimed tells the shim's observer of the held exits no window
+// claimed.
+func (w *StartWindow) tellUnclaimed(exits []runc.Exit) {
 	for _, exit := range exits {
-		w.router.recordUnclaimed(exit, "held while a process was being started; no process claimed it")
+		w.router.observer.Reaped(reapOf(exit, true))
 	}
-}
-
-// reapedEntry is the journal's line for an exit the Reaper collected, at
-// the time it was reaped.
-func reapedEntry(exit runc.Exit, note string) journal.Entry {
-	return journal.Entry{Kind: journal.KindReaped, Pid: exit.Pid, Code: journal.Code(exit.Status), Msg: note,
-		Mono: journal.Now() - int64(time.Since(exit.Timestamp))}
 }

@@ -17,6 +17,7 @@ import (
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
 	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 	"github.com/teach/containerd-shim-teach-v2/process"
 )
 
@@ -68,7 +69,6 @@ func (p *exitedProcess) Resize(width, height uint32) error { return nil }
 func (p *exitedProcess) Exited() <-chan struct{}           { return p.life.Exited() }
 func (p *exitedProcess) Exit() (process.ExitStatus, bool)  { return p.life.Exit() }
 func (p *exitedProcess) OutputDone() <-chan struct{}       { return p.done }
-func (p *exitedProcess) Bytes() stdio.Bytes                { return stdio.Bytes{} }
 func (p *exitedProcess) OwnsExit(pid int) bool             { return pid == p.pid && !p.alive }
 func (p *exitedProcess) ExitAttribution() process.ExitAttribution {
 	return process.AttributedByPidfd
@@ -80,7 +80,7 @@ func (p *exitedProcess) SetExited(code int, at time.Time) {
 func newTestContainer(id string) (*Container, *recordedEvents) {
 	recorded := &recordedEvents{}
 	sink := NewEventSink(namespaces.WithNamespace(context.Background(), "test"), recorded)
-	return &Container{ID: id, events: sink, execs: make(map[string]*tracked)}, recorded
+	return &Container{ID: id, events: sink, observer: observe.Nop{}, execs: make(map[string]*tracked)}, recorded
 }
 
 // waitReported waits for TaskExit to be queued and sent, and returns the
@@ -99,9 +99,9 @@ func waitReported(t *testing.T, c *Container, p *tracked, recorded *recordedEven
 }
 
 func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
-	router := NewExitRouter()
+	router := NewExitRouter(observe.Nop{})
 	c, recorded := newTestContainer("c1")
-	p := track(newExitedProcess("c1", 100), journal.Recorder{})
+	p := track(newExitedProcess("c1", 100), observe.Nop{})
 	w := router.OpenWindow()
 	w.Claim(100, exitTarget{container: c, process: p})
 
@@ -114,9 +114,9 @@ func TestExitOfAKnownPidReachesItsProcess(t *testing.T) {
 
 // An exit reaped while runc has not yet reported the pid must not be lost.
 func TestExitBeforeThePidIsKnownIsKeptByTheWindow(t *testing.T) {
-	router := NewExitRouter()
+	router := NewExitRouter(observe.Nop{})
 	c, recorded := newTestContainer("c1")
-	p := track(newExitedProcess("c1", 200), journal.Recorder{})
+	p := track(newExitedProcess("c1", 200), observe.Nop{})
 	w := router.OpenWindow()
 	router.route(runc.Exit{Pid: 999, Status: 1}) // someone else's
 	router.route(runc.Exit{Pid: 200, Status: 0, Timestamp: time.Now()})
@@ -131,7 +131,7 @@ func TestExitBeforeThePidIsKnownIsKeptByTheWindow(t *testing.T) {
 }
 
 func TestExitsWithNoWindowOpenAreDropped(t *testing.T) {
-	router := NewExitRouter()
+	router := NewExitRouter(observe.Nop{})
 	router.route(runc.Exit{Pid: 300})
 	w := router.OpenWindow()
 	if len(w.early) != 0 {
@@ -144,7 +144,7 @@ func TestExitsWithNoWindowOpenAreDropped(t *testing.T) {
 func liveProcess(id string, pid int) (*exitedProcess, *tracked) {
 	p := newExitedProcess(id, pid)
 	p.alive = true
-	return p, track(p, journal.Recorder{})
+	return p, track(p, observe.Nop{})
 }
 
 // A pid is reused: an earlier process with the number the new exec gets is
@@ -152,7 +152,7 @@ func liveProcess(id string, pid int) (*exitedProcess, *tracked) {
 // give it to the new process, whose pidfd says it is alive. Its own exit,
 // later, is routed to it.
 func TestAnEarlierExitOfAReusedPidIsNotClaimed(t *testing.T) {
-	router := NewExitRouter()
+	router := NewExitRouter(observe.Nop{})
 	c, recorded := newTestContainer("c1")
 	exec, p := liveProcess("e1", 400)
 	w := router.OpenWindow()
@@ -177,7 +177,7 @@ func TestAnEarlierExitOfAReusedPidIsNotClaimed(t *testing.T) {
 
 // A reaped pid whose tracked process is alive is not that process's exit.
 func TestARoutedExitTheProcessDeniesIsNotReported(t *testing.T) {
-	router := NewExitRouter()
+	router := NewExitRouter(observe.Nop{})
 	c, _ := newTestContainer("c1")
 	_, p := liveProcess("e1", 500)
 	router.OpenWindow().Claim(500, exitTarget{container: c, process: p})
@@ -200,10 +200,9 @@ func TestAHeldExitIsJournaledOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := NewExitRouter()
-	router.shimJournal = func() *journal.Journal { return shimWide }
+	router := NewExitRouter(&journals{grouped: true, shim: shimWide, byID: make(map[string]*journal.Journal)})
 	c, recorded := newTestContainer("c1")
-	p := track(newExitedProcess("c1", 600), own.Process("e1"))
+	p := track(newExitedProcess("c1", 600), newContainerJournal(own, nil).Process("e1"))
 
 	first, second := router.OpenWindow(), router.OpenWindow()
 	router.route(runc.Exit{Pid: 600, Status: 0, Timestamp: time.Now()})

@@ -8,9 +8,9 @@ import (
 	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
-// Exit forensics: when a process ends, the journal says why. The shim knows
+// Exit forensics: when a process ends, the journal says why. It knows
 // the exit status (the reaper's wait status, as 128+signal when a signal
-// killed it), the signals it relayed for containerd, the OOM kills in the
+// killed it), the signals the shim relayed for containerd, the OOM kills in the
 // container's cgroup, and whether the container's init had already ended.
 // From those, explainExit tells a Kill request from the OOM killer from a
 // signal sent by someone else.
@@ -19,26 +19,57 @@ import (
 // It is comparable: withdraw finds its own record by value.
 type killRecord struct {
 	signal int
-	at     int64  // journal.Now() when the request arrived
+	at     int64  // journal.Now() when the shim was about to send it
 	by     string // "Kill request", "Delete request"
 	all    bool   // to every process of the container
 }
 
-// lifeRecord is what the shim remembers of one process for its forensics.
+// lifeRecord is what the journal remembers of one process for its
+// forensics: its landmarks (journal.Now()), the kills relayed to it, and
+// what its streams carried.
 type lifeRecord struct {
 	mu      sync.Mutex
-	created int64 // guarded by mu
+	created int64 // when the shim began to create it; guarded by mu
 	started int64 // guarded by mu
+	exited  int64 // when its exit was reaped; guarded by mu
 	// lastKills is the latest kill of each signal: what explainExit needs,
 	// and a bounded record however many Kill requests a client sends.
 	lastKills map[int]killRecord // guarded by mu
+	bytes     [3]int64           // stdin, stdout, stderr; guarded by mu
 }
 
+// newLifeRecord starts the record of a process the shim begins to create
+// now.
 func newLifeRecord() *lifeRecord { return &lifeRecord{created: journal.Now()} }
 
 func (l *lifeRecord) noteStarted() {
 	l.mu.Lock()
 	l.started = journal.Now()
+	l.mu.Unlock()
+}
+
+func (l *lifeRecord) noteExited(at int64) {
+	l.mu.Lock()
+	l.exited = at
+	l.mu.Unlock()
+}
+
+// noteBytes counts what a stream carried, once its copy has ended: by the
+// time the process's exit is told, its output has been drained.
+func (l *lifeRecord) noteBytes(stream string, n int64) {
+	var i int
+	switch stream {
+	case "stdin":
+		i = 0
+	case "stdout":
+		i = 1
+	case "stderr":
+		i = 2
+	default:
+		return
+	}
+	l.mu.Lock()
+	l.bytes[i] += n
 	l.mu.Unlock()
 }
 
@@ -68,13 +99,23 @@ func (l *lifeRecord) noteKill(k killRecord) (withdraw func()) {
 	}
 }
 
-func (l *lifeRecord) snapshot() (created, started int64, kills []killRecord) {
+// kills are the latest kill of each signal sent to the process.
+func (l *lifeRecord) kills() []killRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	kills := make([]killRecord, 0, len(l.lastKills))
 	for _, k := range l.lastKills {
 		kills = append(kills, k)
 	}
-	return l.created, l.started, kills
+	return kills
+}
+
+// facts are what explainExit weighs of the process itself.
+func (l *lifeRecord) facts(code int) exitFacts {
+	kills := l.kills()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return exitFacts{code: code, exited: l.exited, created: l.created, started: l.started, kills: kills, bytes: l.bytes}
 }
 
 // exitFacts is everything explainExit weighs.

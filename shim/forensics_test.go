@@ -3,7 +3,10 @@ package shim
 import (
 	"testing"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
 func TestExplainExit(t *testing.T) {
@@ -55,7 +58,7 @@ func TestKillRecordKeepsTheLatestOfEachSignal(t *testing.T) {
 	}
 	withdraw := life.noteKill(killRecord{signal: 1, at: 200000, by: "Kill request"})
 	withdraw()
-	_, _, kills := life.snapshot()
+	kills := life.kills()
 	if len(kills) != 3 {
 		t.Fatalf("%d kill records after 100000 kills of 3 signals: %+v", len(kills), kills)
 	}
@@ -68,16 +71,17 @@ func TestKillRecordKeepsTheLatestOfEachSignal(t *testing.T) {
 
 func TestJournalLevelAnnotationWinsOverRuntimeOptions(t *testing.T) {
 	spec := &bundleSpec{Annotations: map[string]string{JournalAnnotation: "debug"}}
-	if l, err := journalLevel(spec, shimOptions{Journal: "off"}); err != nil || l != journal.Debug {
-		t.Fatalf("annotation debug, options off: %v, %v", l, err)
+	if got := journalSetting(spec, shimOptions{Journal: "off"}); got != "debug" {
+		t.Fatalf("annotation debug, options off: %q", got)
 	}
-	if l, err := journalLevel(&bundleSpec{}, shimOptions{Journal: "off"}); err != nil || l != journal.Off {
-		t.Fatalf("options off: %v, %v", l, err)
+	if got := journalSetting(&bundleSpec{}, shimOptions{Journal: "off"}); got != "off" {
+		t.Fatalf("options off: %q", got)
 	}
-	if l, err := journalLevel(&bundleSpec{}, shimOptions{}); err != nil || l != journal.Info {
-		t.Fatalf("nothing set: %v, %v", l, err)
+	if got := journalSetting(&bundleSpec{}, shimOptions{}); got != "" {
+		t.Fatalf("nothing set: %q", got)
 	}
-	if _, err := journalLevel(&bundleSpec{Annotations: map[string]string{JournalAnnotation: "all"}}, shimOptions{}); err == nil {
-		t.Fatal("an unknown level was accepted")
+	js := &journals{byID: make(map[string]*journal.Journal)}
+	if _, err := js.Container(observe.Container{ID: "c1", Bundle: t.TempDir(), Level: "all"}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("an unknown level: %v; want it refused as an invalid argument", err)
 	}
 }

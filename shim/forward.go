@@ -44,6 +44,8 @@ const (
 	forwardAttempts = 6
 )
 
+// newEventForwarder makes the forwarder for containerd's events service at
+// ttrpcAddress. It dials nothing yet: the first event connects.
 func newEventForwarder(ttrpcAddress string) (*eventForwarder, error) {
 	return &eventForwarder{address: strings.TrimPrefix(ttrpcAddress, "unix://")}, nil
 }

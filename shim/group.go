@@ -30,9 +30,10 @@ const (
 // shimGroup names the shim a container belongs to: its group, read from the
 // annotations of the bundle's config.json, or the container's own id when it
 // has none (grouped is then false). A pod's sandbox names itself: its
-// sandbox-id annotation is its own id.
+// sandbox-id annotation is its own id. A config.json over the size Create
+// accepts is not read: Create refuses the container anyway.
 func shimGroup(bundle, containerID string) (group string, grouped bool) {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	data, err := readCapped(filepath.Join(bundle, "config.json"), maxBundleSpecSize)
 	if err != nil {
 		return containerID, false
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -302,5 +303,46 @@ func TestDialShimWaitsForABusyShim(t *testing.T) {
 	defer unix.Close(accepted)
 	if err := <-dialed; err != nil {
 		t.Errorf("connect to a busy shim: %v, want it connected once the shim accepts", err)
+	}
+}
+
+// shimGroup reads the group from the bundle's annotations, and falls back to
+// the container's own id for anything it should not trust or cannot read.
+func TestShimGroupFromTheBundle(t *testing.T) {
+	for _, tc := range []struct {
+		name, config string
+		want         string
+		grouped      bool
+	}{
+		{"group annotation", `{"annotations":{"io.containerd.teach.v2.group":"web"}}`, "web", true},
+		{"a pod's sandbox id", `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod1"}}`, "pod1", true},
+		{"an unsafe group", `{"annotations":{"io.containerd.teach.v2.group":"../x"}}`, "c1", false},
+		{"no annotations", `{}`, "c1", false},
+		{"not JSON", `{`, "c1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bundle := t.TempDir()
+			if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(tc.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if group, grouped := shimGroup(bundle, "c1"); group != tc.want || grouped != tc.grouped {
+				t.Errorf("shimGroup = %q, %v; want %q, %v", group, grouped, tc.want, tc.grouped)
+			}
+		})
+	}
+	t.Run("a config.json too large to read", func(t *testing.T) {
+		bundle := t.TempDir()
+		// Valid JSON naming a group, made too large by a padding annotation.
+		padding := strings.Repeat("x", maxBundleSpecSize)
+		config := `{"annotations":{"io.containerd.teach.v2.group":"web","padding":"` + padding + `"}}`
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if group, grouped := shimGroup(bundle, "c1"); group != "c1" || grouped {
+			t.Errorf("shimGroup = %q, %v; want the container's own id", group, grouped)
+		}
+	})
+	if group, grouped := shimGroup(t.TempDir(), "c1"); group != "c1" || grouped {
+		t.Errorf("no config.json: shimGroup = %q, %v; want the container's own id", group, grouped)
 	}
 }

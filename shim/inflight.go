@@ -49,3 +49,10 @@ func (f *inflight) wait() {
 		<-idle
 	}
 }
+
+// idleNow tells whether no operation is under way at this moment.
+func (f *inflight) idleNow() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n == 0
+}

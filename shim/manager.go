@@ -21,7 +21,6 @@ import (
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
-	"github.com/teach/containerd-shim-teach-v2/journal"
 	"github.com/teach/containerd-shim-teach-v2/process"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
@@ -174,21 +173,13 @@ func (manager) Stop(ctx context.Context, bundle, id string) (*taskAPI.DeleteResp
 		return nil, err
 	}
 	ns, _ := namespaces.Namespace(ctx)
-	// The dead shim's journal, if it kept one, gets the cleanup too: the
-	// story of a container whose shim was killed ends here.
-	j := journal.Reopen(journal.ContainerDir(journalRoot, journal.StateOfBundle(bundle), ns, id), id)
-	defer j.Close()
-	j.Record(journal.Entry{Kind: journal.KindCleanup, Pid: os.Getpid(), Msg: "containerd ran the delete action: the shim is gone"})
-	if j != nil {
-		// The Reaper, as go-runc's Monitor, is what learns runc's argv
-		// and exit status for the journal.
-		process.NewReaper()
-	}
+	observer, closeJournal := cleanupJournal(bundle, ns, id)
+	defer closeJournal()
 	rc := process.NewRunc(process.RuncConfig{Binary: opts.BinaryName, Root: opts.Root, Namespace: ns, Bundle: bundle})
-	if err := process.ForceDelete(ctx, j.Process(""), rc, id); err != nil {
+	if err := process.ForceDelete(ctx, observer, rc, id); err != nil {
 		log.G(ctx).WithError(err).Warn("runc delete during shim cleanup")
 	}
-	if err := unmountRootfs(filepath.Join(bundle, "rootfs"), j); err != nil {
+	if err := unmountRootfs(filepath.Join(bundle, "rootfs"), observer); err != nil {
 		return nil, err
 	}
 	removeDeadShimSocket(ctx, bundle, id)

@@ -81,6 +81,20 @@ type shimOptions struct {
 	Journal string `toml:"Journal"`
 }
 
+// JournalAnnotation sets a container's journal level: off, info or debug.
+// It wins over the runtime options' `Journal` (journalSetting).
+const JournalAnnotation = "io.containerd.teach.v2.journal"
+
+// journalSetting is the journal level a container asks for: its
+// annotation, else the runtime options; "" leaves it to the journal
+// (journal.DefaultLevel). The journal reads it (observe.Container.Level).
+func journalSetting(spec *bundleSpec, own shimOptions) string {
+	if value, ok := spec.Annotations[JournalAnnotation]; ok {
+		return value
+	}
+	return own.Journal
+}
+
 // shimOptionsOf reads the shim's own settings from the runtime options; any
 // other options type has none.
 func shimOptionsOf(any *anypb.Any) (shimOptions, error) {

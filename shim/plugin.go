@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"strings"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -68,10 +69,11 @@ func method[Req any, PReq interface {
 // reads the code to tell NotFound from FailedPrecondition, so every error
 // crosses the RPC boundary here, once, with its errdefs kind as its code.
 //
-// Each request is recorded in the journal on its way (journal.go).
+// The shim's observer sees each request on its way (observe.Observer.RPC).
 func (t taskServices) UnaryServerInterceptor() ttrpc.UnaryServerInterceptor {
 	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
-		resp, err := t.v3.journals.journalRPC(ctx, unmarshal, info, method)
+		name := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
+		resp, err := t.v3.observer.RPC(ctx, name, unmarshal, method)
 		return resp, errgrpc.ToGRPC(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -45,13 +46,20 @@ func runServer(flags launchFlags) error {
 	_, sd := shutdown.WithShutdown(ctx)
 	defer sd.Shutdown()
 
+	// A shim executed by an in-place upgrade takes over the state the
+	// shim before it handed over (upgrade.go), or gives it back.
+	inherited, err := inheritedHandover()
+	if err != nil {
+		return inherited.fallBack(err)
+	}
+
 	// Container processes whose parent dies (runc's init after `runc
 	// create`, a daemon's double fork) are re-parented to the shim, so
 	// the Reaper sees their exits.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become a child subreaper: %w", err)
 	}
-	ctx, err := logToContainerd(ctx, flags.debug)
+	ctx, err = logToContainerd(ctx, flags.debug, inherited.state != nil)
 	if err != nil {
 		return err
 	}
@@ -62,14 +70,33 @@ func runServer(flags launchFlags) error {
 		return err
 	}
 	defer publisher.Close()
-	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd)
+	// The Reaper takes SIGCHLD before the first runc command; the journal
+	// then stands between go-runc and it (openJournals).
+	reaper := process.NewReaper()
+	service := NewTaskService(flags.namespace, NewEventSink(ctx, publisher), sd, openJournals(flags.namespace, reaper, inherited.state != nil))
+	service.upgrade.reaper = reaper
 	if address := os.Getenv(shimAddressEnv); address != "" {
 		service.socket = &serverSocket{address: address, grouped: os.Getenv(shimGroupedEnv) != ""}
 	}
+	listener, err := openTaskListener(inherited.state)
+	if err != nil {
+		return inherited.fallBack(err)
+	}
+	if inherited.state != nil {
+		// Nothing of the restore can fail: what could (the state, the
+		// sockets) was checked above, while the old binary could still
+		// take everything back.
+		service.restore(inherited.state)
+	}
+	go service.exits.Run(reaper.Exits())
 
-	server, err := serveTaskAPI(ctx, sd, service)
+	server, err := serveTaskAPI(ctx, sd, service, listener)
 	if err != nil {
 		return err
+	}
+	if inherited.state != nil {
+		reaper.ReapNow() // the exits that came during the switch
+		service.settleInherited(inherited)
 	}
 	log.G(ctx).WithField("pid", os.Getpid()).Debug(serverStartedMessage)
 
@@ -86,9 +113,33 @@ func runServer(flags launchFlags) error {
 	return nil
 }
 
-// serveTaskAPI serves the task service, under both its names (plugin.go), on
-// the socket `start` handed over as fd 3. A server that fails ends the shim.
-func serveTaskAPI(ctx context.Context, sd shutdown.Service, service *TaskService) (*ttrpc.Server, error) {
+// openTaskListener is the socket the shim serves: the one `start` handed
+// over as fd 3, or the one, and the connections, an upgrade handed over.
+func openTaskListener(inherited *shimHandover) (*connectionLimiter, error) {
+	fd, name := 3, "socket from start (fd 3)"
+	if inherited != nil {
+		fd, name = inherited.Listener, fmt.Sprintf("socket handed over (fd %d)", inherited.Listener)
+	}
+	file := os.NewFile(uintptr(fd), name)
+	listener, err := net.FileListener(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	file.Close() // FileListener holds a copy
+	limited := limitConnections(listener)
+	if inherited != nil {
+		if err := limited.freezer.inherit(inherited.Conns); err != nil {
+			listener.Close()
+			return nil, err
+		}
+	}
+	return limited, nil
+}
+
+// serveTaskAPI serves the task service, under both its names (plugin.go),
+// and the shim's own Group and Shim services. A server that fails ends the
+// shim.
+func serveTaskAPI(ctx context.Context, sd shutdown.Service, service *TaskService, listener *connectionLimiter) (*ttrpc.Server, error) {
 	services := taskServices{service}
 	server, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(services.UnaryServerInterceptor()))
 	if err != nil {
@@ -98,12 +149,12 @@ func serveTaskAPI(ctx context.Context, sd shutdown.Service, service *TaskService
 		return nil, err
 	}
 	registerGroupService(server, service)
-	listener, err := net.FileListener(os.NewFile(3, "socket"))
-	if err != nil {
-		return nil, fmt.Errorf("socket from start (fd 3): %w", err)
-	}
+	registerShimService(server, service)
+	service.upgrade.mu.Lock()
+	service.upgrade.conns, service.upgrade.listener = listener.freezer, connFd(listener.Listener)
+	service.upgrade.mu.Unlock()
 	go func() {
-		if err := server.Serve(ctx, limitConnections(listener)); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		if err := server.Serve(ctx, listener); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			log.G(ctx).WithError(err).Error("ttrpc server failed")
 			sd.Shutdown()
 		}
@@ -139,10 +190,17 @@ func tuneRuntime() {
 // bundle (the server's working folder), which containerd reads and copies
 // into its own log. Its fd is also made the shim's stderr, so a panic's
 // stack reaches containerd's log too.
-func logToContainerd(ctx context.Context, debug bool) (context.Context, error) {
-	logFifo, err := fifo.OpenFifoDup2(ctx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd()))
-	if err != nil {
-		return ctx, fmt.Errorf("open the log fifo: %w", err)
+//
+// A shim executed by an upgrade has the FIFO as its stderr already; opening it
+// again would wait for a reader, which a containerd that is down is not.
+func logToContainerd(ctx context.Context, debug, upgraded bool) (context.Context, error) {
+	var logFifo io.Writer = os.Stderr
+	if !upgraded {
+		f, err := fifo.OpenFifoDup2(ctx, "log", unix.O_WRONLY, 0o700, int(os.Stderr.Fd()))
+		if err != nil {
+			return ctx, fmt.Errorf("open the log fifo: %w", err)
+		}
+		logFifo = f
 	}
 	logger := log.G(ctx)
 	// The text format containerd's log.SetFormat(log.TextFormat) sets, set

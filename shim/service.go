@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
@@ -17,7 +18,7 @@ import (
 
 	"github.com/teach/containerd-shim-teach-v2/cgroup"
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
-	"github.com/teach/containerd-shim-teach-v2/journal"
+	"github.com/teach/containerd-shim-teach-v2/observe"
 	"github.com/teach/containerd-shim-teach-v2/process"
 	"github.com/teach/containerd-shim-teach-v2/version"
 )
@@ -32,7 +33,9 @@ type TaskService struct {
 	events    *EventSink
 	exits     *ExitRouter
 	shutdown  shutdown.Service
-	journals  *journals
+	// observer is the shim's (observe.Nop, or the journal): it sees each
+	// request, and gives each container its own.
+	observer observe.Observer
 
 	// mu guards containers. It is never held across a runc command.
 	mu         sync.Mutex
@@ -51,28 +54,29 @@ type TaskService struct {
 
 	// socket is what the shim serves on; set before it serves.
 	socket *serverSocket
+
+	// checkpointing counts the Checkpoint requests under way; upgrade is
+	// the in-place upgrade's state (upgrade.go).
+	checkpointing atomic.Int32
+	upgrade       upgradeState
 }
 
-// NewTaskService makes the task service of a shim server. It is not free
-// of side effects: it opens the shim-wide journal, and it starts the Reaper,
-// which takes over SIGCHLD for the whole process, becomes go-runc's Monitor,
-// and from then on collects every child the process has; so a process makes
-// one, once.
-func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Service) *TaskService {
-	s := &TaskService{
+// NewTaskService makes a task service that serves no container yet. It
+// starts nothing and takes over nothing of the process: the shim server
+// starts the Reaper and hands its exits to the service's ExitRouter (Run).
+// observer is the shim's; observe.Nop watches nothing.
+func NewTaskService(namespace string, events *EventSink, shutdown shutdown.Service, observer observe.Observer) *TaskService {
+	return &TaskService{
 		namespace:  namespace,
 		events:     events,
-		exits:      NewExitRouter(),
+		exits:      NewExitRouter(observer),
 		shutdown:   shutdown,
+		observer:   observer,
 		containers: make(map[string]*Container),
 		creating:   make(map[string]struct{}),
 		joining:    make(map[string]struct{}),
 		deleting:   make(map[string]chan struct{}),
-		journals:   openJournals(namespace),
 	}
-	s.exits.shimJournal = s.journals.shimWide
-	go s.exits.Run(process.NewReaper().Exits())
-	return s
 }
 
 // Create mounts the rootfs and runs `runc create`. With a checkpoint (the
@@ -99,11 +103,11 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 	if err != nil {
 		return nil, err
 	}
-	level, err := journalLevel(spec, own)
+	journalLevel := journalSetting(spec, own)
+	observer, err := s.observer.Container(observe.Container{ID: req.ID, Bundle: req.Bundle, Level: journalLevel})
 	if err != nil {
-		return nil, fmt.Errorf("create %s: annotation %s or runtime option Journal: %v: %w", req.ID, JournalAnnotation, err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
-	j := s.journals.open(req.ID, req.Bundle, level)
 	if err := saveRuncOptions(req.Bundle, opts); err != nil {
 		return nil, err
 	}
@@ -112,13 +116,13 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 			return nil, fmt.Errorf("move the shim into cgroup %s (runtime option ShimCgroup): %w", opts.ShimCgroup, err)
 		}
 	}
-	rootfs, err := mountRootfs(req.Bundle, req.Rootfs, j)
+	rootfs, err := mountRootfs(req.Bundle, req.Rootfs, observer)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			unmountRootfs(rootfs, j)
+			unmountRootfs(rootfs, observer)
 		}
 	}()
 
@@ -130,7 +134,8 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		ioUID:          int(opts.IoUid),
 		ioGID:          int(opts.IoGid),
 		events:         s.events,
-		journal:        j,
+		observer:       observer,
+		journalLevel:   journalLevel,
 		execs:          make(map[string]*tracked),
 	}
 	if err := s.createInit(ctx, c, process.InitConfig{
@@ -149,7 +154,6 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 		NoPivotRoot:  opts.NoPivotRoot,
 		NoNewKeyring: opts.NoNewKeyring,
 		Checkpoint:   restoreConfig(req, opts),
-		Journal:      j.Process(""),
 	}); err != nil {
 		return nil, fmt.Errorf("create %s: %w", req.ID, err)
 	}
@@ -164,14 +168,13 @@ func (s *TaskService) Create(ctx context.Context, req *taskAPI.CreateTaskRequest
 // soon as runc has created it (killed, or its setup failed); the window keeps
 // such an exit until its pid is claimed.
 func (s *TaskService) createInit(ctx context.Context, c *Container, cfg process.InitConfig) (err error) {
-	createdAt := journal.Now()
+	cfg.Observer = c.observer.Process("")
 	if cfg.Checkpoint != nil {
 		// No process yet: Container.Start restores it and routes its exit.
 		if c.init, err = process.CreateInit(ctx, cfg); err != nil {
 			return err
 		}
-		c.initTracked = track(c.init, cfg.Journal)
-		c.initTracked.life.created = createdAt
+		c.initTracked = track(c.init, cfg.Observer)
 		return nil
 	}
 	// The init process can die as soon as runc has created it (killed, or
@@ -182,8 +185,7 @@ func (s *TaskService) createInit(ctx context.Context, c *Container, cfg process.
 		window.Close()
 		return err
 	}
-	c.initTracked = track(c.init, cfg.Journal)
-	c.initTracked.life.created = createdAt
+	c.initTracked = track(c.init, cfg.Observer)
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 	c.watchResources()
 	return nil
@@ -268,7 +270,6 @@ func (s *TaskService) Exec(ctx context.Context, req *taskAPI.ExecProcessRequest)
 		Stdio: stdio.Paths{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
 			Owner: stdio.Owner{ContainerID: c.ID, Namespace: s.namespace},
 			IOUid: c.ioUID, IOGid: c.ioGID},
-		Journal: c.journal.Process(req.ExecID),
 	})
 	if err != nil {
 		return nil, err
@@ -318,13 +319,13 @@ func taskStatus(state process.State) task.Status {
 // Kill relays a signal to the container's process (all: to every process in
 // it).
 func (s *TaskService) Kill(ctx context.Context, req *taskAPI.KillRequest) (*emptypb.Empty, error) {
-	c, p, err := s.process(req.ID, req.ExecID)
+	_, p, err := s.process(req.ID, req.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	withdraw := c.noteKill(p, int(req.Signal), "Kill request", req.All)
+	undelivered := p.observer.SignalSent(observe.Signal{Number: int(req.Signal), Pid: p.Pid(), All: req.All, By: "Kill request"})
 	if err := p.Kill(ctx, req.Signal, req.All); err != nil {
-		withdraw()
+		undelivered()
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil

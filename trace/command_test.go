@@ -114,3 +114,30 @@ func TestTimelineOfAFloodKeepsItsStartAndCount(t *testing.T) {
 		t.Errorf("status %d, stderr %q; want %d and a word on the lines lost", status, stderr.String(), exitIncomplete)
 	}
 }
+
+// The cgroup's own word after a pause and after an OOM kill: which file
+// said it tells a v2 host from a v1 one.
+func TestTimelineSaysWhatTheCgroupSaid(t *testing.T) {
+	root, state := t.TempDir(), "/run/containerd"
+	j, err := journal.Open(journal.ContainerDir(root, state, "default", "web"), journal.Options{ID: "web", Level: journal.Info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Record(journal.Entry{Kind: journal.KindJournal, Pid: 1, Name: "web", Msg: "info"})
+	j.Record(journal.Entry{Kind: journal.KindCgroup, Name: "pause", Path: "/sys/fs/cgroup/default/web/cgroup.events", Msg: "frozen 1"})
+	j.Record(journal.Entry{Kind: journal.KindCgroup, Name: "resume", Msg: "open /sys/fs/cgroup/default/web/cgroup.events: no such file or directory"})
+	j.Record(journal.Entry{Kind: journal.KindOOM, Path: "/sys/fs/cgroup/default/web/memory.events", Msg: "the kernel's OOM killer killed a process in the container's cgroup"})
+	j.Close()
+
+	var stdout, stderr bytes.Buffer
+	Main([]string{"--journal-root", root, "--state", state, "web"}, &stdout, &stderr)
+	for _, want := range []string{
+		"cgroup after pause: frozen 1 in /sys/fs/cgroup/default/web/cgroup.events",
+		"cgroup after resume: could not be read: open /sys/fs/cgroup/default/web/cgroup.events",
+		"OOM kill: the kernel's OOM killer killed a process in the container's cgroup (counted by oom_kill in /sys/fs/cgroup/default/web/memory.events)",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("trace has no %q:\n%s", want, stdout.String())
+		}
+	}
+}

@@ -156,6 +156,7 @@ var kindLanes = map[journal.Kind][2]int{
 	journal.KindSignal:  {laneShim, laneContainer},
 	journal.KindReaped:  {laneContainer, laneShim},
 	journal.KindOOM:     {laneContainer, laneShim},
+	journal.KindCgroup:  {laneContainer, laneShim},
 	journal.KindExit:    {laneContainer, laneContainer},
 	journal.KindCleanup: {laneContainerd, laneContainerd},
 }
@@ -207,6 +208,8 @@ func (t *timeline) describe(e journal.Entry) string {
 		if e.Msg != "" {
 			d += ", " + e.Msg
 		}
+	case journal.KindUpgrade:
+		d = upgradeStep(e)
 	case journal.KindRPCIn:
 		d = e.Name
 	case journal.KindRPCOut:
@@ -226,6 +229,11 @@ func (t *timeline) describe(e journal.Entry) string {
 		d = "event " + e.Name
 	case journal.KindOOM:
 		d = "OOM kill: " + e.Msg
+		if e.Path != "" {
+			d += " (counted by oom_kill in " + e.Path + ")"
+		}
+	case journal.KindCgroup:
+		d = cgroupStep(e)
 	case journal.KindMount:
 		d = fmt.Sprintf("mount %s %s on %s", e.Name, e.Msg, e.Path)
 		if e.Err != "" {
@@ -390,4 +398,22 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// cgroupStep tells what the kernel said of the container's cgroup after a
+// step of the shim's: "cgroup after pause: frozen 1 in .../cgroup.events".
+func cgroupStep(e journal.Entry) string {
+	if e.Path == "" {
+		return fmt.Sprintf("cgroup after %s: could not be read: %s", e.Name, e.Msg)
+	}
+	return fmt.Sprintf("cgroup after %s: %s in %s", e.Name, e.Msg, e.Path)
+}
+
+// upgradeStep is an in-place upgrade of the shim: the binary changed under
+// the container, at the same pid, while containerd kept its connection.
+func upgradeStep(e journal.Entry) string {
+	if e.Err != "" {
+		return fmt.Sprintf("shim upgrade %s did not take; the shim goes on: %s", e.Name, e.Err)
+	}
+	return fmt.Sprintf("shim upgraded in place, same pid %d: %s, now %s; handed over %s", e.Pid, e.Name, e.Path, e.Msg)
 }

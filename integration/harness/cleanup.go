@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ const cleanupTimeout = 30 * time.Second
 func (d *Containerd) cleanup(t testing.TB) {
 	if t.Failed() {
 		t.Logf("containerd %s log, last lines (%s):\n%s", d.Release.Version, d.LogPath, d.LogTail(80))
+		d.keepForLater(t)
 	}
 	if d.Running() {
 		d.deleteContainers(t)
@@ -55,6 +57,30 @@ func (d *Containerd) cleanup(t testing.TB) {
 	if err := os.RemoveAll(d.Dir); err != nil {
 		t.Logf("cleanup: %v", err)
 	}
+}
+
+// keepForLater copies what explains a failed test before the cleanup
+// removes it, into bin/failed/<test> of the repository: containerd's whole
+// log (the shims' logs are in it) and the journals of the daemon's
+// containers, which `containerd-shim-teach-v2 trace --journal-root` reads.
+func (d *Containerd) keepForLater(t testing.TB) {
+	dir := filepath.Join(RepoRoot(t), "bin", "failed", strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keep the logs: %v", err)
+		return
+	}
+	journals := journal.StateDir(journal.DefaultRoot, d.StateDir)
+	for _, from := range []string{d.LogPath, journals} {
+		if out, err := exec.Command("cp", "-a", from, dir).CombinedOutput(); err != nil && !os.IsNotExist(statErr(from)) {
+			t.Logf("keep %s: %v: %s", from, err, out)
+		}
+	}
+	t.Logf("containerd's log and the journals are kept in %s", dir)
+}
+
+func statErr(path string) error {
+	_, err := os.Stat(path)
+	return err
 }
 
 // deleteContainers kills and deletes every task and container in the

@@ -200,31 +200,38 @@ var (
 	pauseErr     error
 )
 
+// PauseBinEnv names a pause binary built beforehand, for a machine without
+// Go: the guest of `make test-cgroup2` gets one in its initramfs.
+const PauseBinEnv = "TEACH_PAUSE_BIN"
+
 // PauseArchive returns the OCI archive of PauseImage: integration/cmd/pause
-// built static, once per test binary.
+// built static, once per test binary, or $TEACH_PAUSE_BIN.
 func PauseArchive(t testing.TB) []byte {
 	t.Helper()
 	root := RepoRoot(t)
-	pauseOnce.Do(func() { pauseArchive, pauseErr = buildPauseArchive(root) })
+	pauseOnce.Do(func() { pauseArchive, pauseErr = buildPauseArchive(root, os.Getenv(PauseBinEnv)) })
 	if pauseErr != nil {
 		t.Fatalf("build the pause image: %v", pauseErr)
 	}
 	return pauseArchive
 }
 
-func buildPauseArchive(repoRoot string) ([]byte, error) {
-	dir, err := os.MkdirTemp("", "teach-pause-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	binary := filepath.Join(dir, "pause")
-	build := exec.Command("go", "build", "-trimpath", "-o", binary, pausePackage)
-	build.Dir = repoRoot
-	// Static: the image holds nothing but this one file.
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build %s: %v\n%s", pausePackage, err, out)
+func buildPauseArchive(repoRoot, prebuilt string) ([]byte, error) {
+	binary := prebuilt
+	if binary == "" {
+		dir, err := os.MkdirTemp("", "teach-pause-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "pause")
+		build := exec.Command("go", "build", "-trimpath", "-o", binary, pausePackage)
+		build.Dir = repoRoot
+		// Static: the image holds nothing but this one file.
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", pausePackage, err, out)
+		}
 	}
 	var buf bytes.Buffer
 	if err := image.WritePause(&buf, binary, PauseImage); err != nil {

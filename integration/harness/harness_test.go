@@ -128,6 +128,31 @@ func TestToolDirMatchesToolsScript(t *testing.T) {
 	}
 }
 
+func TestChooseReleases(t *testing.T) {
+	pinned := []ContainerdRelease{{Version: "v2.4.2"}, {Version: "v1.7.35"}}
+	for list, want := range map[string][]string{
+		"":               {"v2.4.2", "v1.7.35"},
+		"v2.4.2":         {"v2.4.2"},
+		" v1.7.35 ":      {"v1.7.35"},
+		"v1.7.35,v2.4.2": {"v2.4.2", "v1.7.35"},
+	} {
+		chosen, err := chooseReleases(pinned, list)
+		if err != nil {
+			t.Fatalf("%q: %v", list, err)
+		}
+		var got []string
+		for _, release := range chosen {
+			got = append(got, release.Version)
+		}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%q chose %v, want %v", list, got, want)
+		}
+	}
+	if _, err := chooseReleases(pinned, "v2.4.1"); err == nil || !strings.Contains(err.Error(), "v2.4.1") {
+		t.Errorf("a version that is not pinned: %v, want an error naming it", err)
+	}
+}
+
 // findingRecorder is a testing.TB that keeps what a check said, to see how
 // ShimFellShort treats each row.
 type findingRecorder struct {

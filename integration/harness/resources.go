@@ -69,28 +69,38 @@ func WithoutPidfds(fds []OpenFD) (others []OpenFD, pidfds int) {
 // "Pid:" line of /proc/<pid>/fdinfo/<fd>, -1 once the named process has been
 // reaped. A shim holds one for each live process it tracks by pidfd.
 func PidfdTargets(pid int) ([]int, error) {
+	var targets []int
+	err := fdinfoLines(pid, "anon_inode:[pidfd]", func(line string) {
+		if value, ok := strings.CutPrefix(line, "Pid:"); ok {
+			if n, err := strconv.Atoi(strings.TrimSpace(value)); err == nil {
+				targets = append(targets, n)
+			}
+		}
+	})
+	return targets, err
+}
+
+// fdinfoLines calls each with every line of /proc/<pid>/fdinfo/<fd>, for
+// each descriptor of pid that points at target ("anon_inode:[pidfd]",
+// "anon_inode:inotify"). A descriptor closed meanwhile is skipped.
+func fdinfoLines(pid int, target string, each func(line string)) error {
 	fds, err := OpenFDs(pid)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var targets []int
 	for _, fd := range fds {
-		if fd.Target != "anon_inode:[pidfd]" {
+		if fd.Target != target {
 			continue
 		}
 		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd.FD))
 		if err != nil {
-			continue // closed meanwhile
+			continue
 		}
 		for _, line := range strings.Split(string(info), "\n") {
-			if value, ok := strings.CutPrefix(line, "Pid:"); ok {
-				if n, err := strconv.Atoi(strings.TrimSpace(value)); err == nil {
-					targets = append(targets, n)
-				}
-			}
+			each(line)
 		}
 	}
-	return targets, nil
+	return nil
 }
 
 // FDKinds counts a process's descriptors by kind (pipe, socket, anon_inode,
@@ -204,4 +214,53 @@ func ListeningSockets(pid int) ([]string, error) {
 		paths = append(paths, fields[7])
 	}
 	return paths, nil
+}
+
+// InotifyWatch is one file an inotify descriptor watches: its inode and the
+// device of its filesystem.
+type InotifyWatch struct {
+	Inode        uint64
+	Major, Minor uint32
+}
+
+func (w InotifyWatch) String() string {
+	return fmt.Sprintf("inode %d on %d:%d", w.Inode, w.Major, w.Minor)
+}
+
+// InotifyWatches lists what pid's inotify descriptors watch, from their
+// fdinfo: one "inotify wd:1 ino:1f sdev:1c ..." line per watch, the inode
+// and the kernel's device number in hex.
+func InotifyWatches(pid int) ([]InotifyWatch, error) {
+	var watches []InotifyWatch
+	err := fdinfoLines(pid, "anon_inode:inotify", func(line string) {
+		if w, ok := parseInotifyLine(line); ok {
+			watches = append(watches, w)
+		}
+	})
+	return watches, err
+}
+
+// parseInotifyLine reads one watch of an inotify fdinfo. sdev is the
+// kernel's own dev_t: the major number above the low 20 bits, the minor in
+// them.
+func parseInotifyLine(line string) (InotifyWatch, bool) {
+	if !strings.HasPrefix(line, "inotify ") {
+		return InotifyWatch{}, false
+	}
+	fields := map[string]uint64{}
+	for _, field := range strings.Fields(line)[1:] {
+		name, value, ok := strings.Cut(field, ":")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(value, 16, 64); err == nil {
+			fields[name] = n
+		}
+	}
+	ino, hasIno := fields["ino"]
+	sdev, hasDev := fields["sdev"]
+	if !hasIno || !hasDev {
+		return InotifyWatch{}, false
+	}
+	return InotifyWatch{Inode: ino, Major: uint32(sdev >> 20), Minor: uint32(sdev & 0xfffff)}, true
 }

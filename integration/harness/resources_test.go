@@ -43,3 +43,18 @@ func TestWithoutPidfdsAndKinds(t *testing.T) {
 		t.Fatalf("kinds %v", kinds)
 	}
 }
+
+func TestParseInotifyLine(t *testing.T) {
+	w, ok := parseInotifyLine("inotify wd:2 ino:3e sdev:1c mask:2 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:3e00000000000000")
+	if !ok || w != (InotifyWatch{Inode: 0x3e, Major: 0, Minor: 0x1c}) {
+		t.Errorf("parseInotifyLine = %+v, %v", w, ok)
+	}
+	if w, ok := parseInotifyLine("inotify wd:1 ino:4a sdev:800001 mask:2"); !ok || w.Major != 8 || w.Minor != 1 {
+		t.Errorf("a device with a major number: %+v, %v", w, ok)
+	}
+	for _, line := range []string{"pos:\t0", "flags:\t02000000", "inotify wd:1 mask:2"} {
+		if _, ok := parseInotifyLine(line); ok {
+			t.Errorf("parseInotifyLine(%q) found a watch", line)
+		}
+	}
+}

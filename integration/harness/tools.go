@@ -97,14 +97,50 @@ func parseEnvFile(path string) (map[string]string, error) {
 	return values, scanner.Err()
 }
 
-// ContainerdReleases lists the pinned daemons, newest first.
+// ContainerdVersionsEnv names the pinned releases a run is limited to,
+// separated by commas ("v2.4.2"): the cgroup v2 lane (`make test-cgroup2`)
+// packs only the newest containerd into its guest. Unset, every pinned
+// release runs.
+const ContainerdVersionsEnv = "TEACH_CONTAINERD_VERSIONS"
+
+// ContainerdReleases lists the pinned daemons the run tests, newest first:
+// every pinned one, or those $TEACH_CONTAINERD_VERSIONS names.
 func ContainerdReleases(t testing.TB) []ContainerdRelease {
 	t.Helper()
 	versions := PinnedVersions(t)
-	return []ContainerdRelease{
+	pinned := []ContainerdRelease{
 		{Version: mustHave(t, versions, "CONTAINERD_VERSION"), Tool: "containerd", ConfigVersion: 3},
 		{Version: mustHave(t, versions, "CONTAINERD17_VERSION"), Tool: "containerd17", ConfigVersion: 2},
 	}
+	chosen, err := chooseReleases(pinned, os.Getenv(ContainerdVersionsEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chosen
+}
+
+// chooseReleases keeps the pinned releases a comma-separated list names, in
+// pinned order; an empty list keeps them all. A name that is not pinned is an
+// error, not an empty run: a typo must not pass as a run of nothing.
+func chooseReleases(pinned []ContainerdRelease, list string) ([]ContainerdRelease, error) {
+	if strings.TrimSpace(list) == "" {
+		return pinned, nil
+	}
+	wanted := map[string]bool{}
+	for _, version := range strings.Split(list, ",") {
+		wanted[strings.TrimSpace(version)] = true
+	}
+	var chosen []ContainerdRelease
+	for _, release := range pinned {
+		if wanted[release.Version] {
+			chosen = append(chosen, release)
+			delete(wanted, release.Version)
+		}
+	}
+	for version := range wanted {
+		return nil, fmt.Errorf("%s names containerd %s, which %s does not pin", ContainerdVersionsEnv, version, versionsFile)
+	}
+	return chosen, nil
 }
 
 // IntermediateReleases lists the pinned 2.0 and 2.2 releases, newest first.

@@ -7,6 +7,9 @@
 // /bin/busybox (Debian's busybox-static); for the pod sandbox image, from a
 // static pause binary. Every byte is a function of that binary and the image
 // name, so the archive and the digests in it are the same on every build.
+//
+// BuildIndex makes the other shape a registry serves: an image of several
+// layers, for several platforms, as blobs to push.
 package image
 
 import (
@@ -100,52 +103,118 @@ func newJSONBlob(mediaType string, v any) (blob, error) {
 }
 
 // buildImage makes the three blobs of a single-platform image (layer, config,
-// manifest) and the index that names the manifest. The order of the chain
-// matters: the config records the digest of the *uncompressed* layer (its
-// diff ID), the manifest the digest of the compressed one.
+// manifest) and the index that names the manifest.
 func buildImage(layerTar []byte, runConfig ocispec.ImageConfig, name string) ([]blob, ocispec.Index, error) {
-	layerGzip, err := Gzip(layerTar)
+	blobs, named, err := buildManifest(Manifest{
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Layers:   [][]byte{layerTar},
+		Config:   runConfig,
+	})
 	if err != nil {
 		return nil, ocispec.Index{}, err
 	}
-	layer := newBlob(ocispec.MediaTypeImageLayerGzip, layerGzip)
+	named.Annotations = map[string]string{
+		containerdImageNameAnnotation: name,
+		ocispec.AnnotationRefName:     tagOf(name),
+	}
+	return blobs, newIndex(named), nil
+}
 
-	config, err := newJSONBlob(ocispec.MediaTypeImageConfig, imageConfig(digest.FromBytes(layerTar), runConfig))
+// Manifest is one platform's image: its layers, bottom first, each an
+// uncompressed tar, and what a container inherits from it.
+type Manifest struct {
+	Platform ocispec.Platform
+	Layers   [][]byte
+	Config   ocispec.ImageConfig
+}
+
+// Index is a multi-platform image as a registry stores it: the index's own
+// descriptor, and every blob it reaches (the index included) by digest.
+type Index struct {
+	Descriptor ocispec.Descriptor
+	Blobs      map[digest.Digest][]byte
+}
+
+// BuildIndex makes the blobs of an image with one manifest per platform,
+// and the index that lists them.
+func BuildIndex(manifests ...Manifest) (Index, error) {
+	built := Index{Blobs: map[digest.Digest][]byte{}}
+	var named []ocispec.Descriptor
+	for _, m := range manifests {
+		blobs, descriptor, err := buildManifest(m)
+		if err != nil {
+			return Index{}, err
+		}
+		for _, b := range blobs {
+			built.Blobs[b.descriptor.Digest] = b.data
+		}
+		named = append(named, descriptor)
+	}
+	index, err := newJSONBlob(ocispec.MediaTypeImageIndex, newIndex(named...))
 	if err != nil {
-		return nil, ocispec.Index{}, err
+		return Index{}, err
+	}
+	built.Blobs[index.descriptor.Digest] = index.data
+	built.Descriptor = index.descriptor
+	return built, nil
+}
+
+func newIndex(manifests ...ocispec.Descriptor) ocispec.Index {
+	return ocispec.Index{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: manifests,
+	}
+}
+
+// buildManifest makes the blobs of one platform's image (its gzip layers,
+// config and manifest) and the manifest's descriptor, platform included.
+// The order of the chain matters: the config records the digests of the
+// *uncompressed* layers (their diff IDs), the manifest those of the
+// compressed ones.
+func buildManifest(m Manifest) ([]blob, ocispec.Descriptor, error) {
+	var (
+		blobs   []blob
+		layers  []ocispec.Descriptor
+		diffIDs []digest.Digest
+	)
+	for _, layerTar := range m.Layers {
+		layerGzip, err := Gzip(layerTar)
+		if err != nil {
+			return nil, ocispec.Descriptor{}, err
+		}
+		layer := newBlob(ocispec.MediaTypeImageLayerGzip, layerGzip)
+		blobs = append(blobs, layer)
+		layers = append(layers, layer.descriptor)
+		diffIDs = append(diffIDs, digest.FromBytes(layerTar))
+	}
+	config, err := newJSONBlob(ocispec.MediaTypeImageConfig, imageConfig(m.Platform, diffIDs, m.Config))
+	if err != nil {
+		return nil, ocispec.Descriptor{}, err
 	}
 	manifest, err := newJSONBlob(ocispec.MediaTypeImageManifest, ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageManifest,
 		Config:    config.descriptor,
-		Layers:    []ocispec.Descriptor{layer.descriptor},
+		Layers:    layers,
 	})
 	if err != nil {
-		return nil, ocispec.Index{}, err
+		return nil, ocispec.Descriptor{}, err
 	}
-
-	named := manifest.descriptor
-	named.Platform = &ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	named.Annotations = map[string]string{
-		containerdImageNameAnnotation: name,
-		ocispec.AnnotationRefName:     tagOf(name),
-	}
-	index := ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{named},
-	}
-	return []blob{layer, config, manifest}, index, nil
+	descriptor := manifest.descriptor
+	platform := m.Platform
+	descriptor.Platform = &platform
+	return append(blobs, config, manifest), descriptor, nil
 }
 
 // imageConfig is what a container inherits from the image (runConfig: for
 // busybox, `sh` as the default command and a PATH that finds the applets in
 // /bin). Created is left out on purpose: a build time would change the digest.
-func imageConfig(layerDiffID digest.Digest, runConfig ocispec.ImageConfig) ocispec.Image {
+func imageConfig(platform ocispec.Platform, layerDiffIDs []digest.Digest, runConfig ocispec.ImageConfig) ocispec.Image {
 	return ocispec.Image{
-		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Platform: platform,
 		Config:   runConfig,
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layerDiffID}},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: layerDiffIDs},
 	}
 }
 

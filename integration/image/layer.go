@@ -91,6 +91,22 @@ func SingleFileLayerTar(path, name string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// FolderLayerTar returns a layer holding one empty folder with the given
+// mode and owner, what `RUN mkdir /name && chown uid:gid /name` adds.
+func FolderLayerTar(name string, mode int64, uid, gid int) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	folder := directory(name+"/", mode)
+	folder.Uid, folder.Gid = uid, gid
+	if err := writeHeader(tw, folder); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("close layer tar: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
 // Gzip compresses data with an empty gzip header: no file name and a zero
 // modification time, so the compressed bytes depend on the input alone.
 func Gzip(data []byte) ([]byte, error) {

@@ -1,0 +1,3 @@
+module skipsuite
+
+go 1.22

@@ -1,0 +1,179 @@
+package stdio
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// pump is one copy loop of a relay: container output from a pipe to a FIFO
+// or file, or a client's input from the stdin FIFO to the container's stdin
+// pipe. It copies until its input ends, and it can be frozen between two
+// steps, for an in-place upgrade of the shim (docs/upgrade.md):
+//
+//   - a read that returned bytes has them written before anything else; a
+//     write that a freeze interrupts keeps what it has not written, and the
+//     rest is handed over (pending), so no byte is lost or repeated;
+//   - a splice moves bytes from pipe to pipe inside the kernel, all of a
+//     chunk or none of it, so a frozen splice holds nothing;
+//   - a read or a wait blocked in the kernel is woken by a deadline in the
+//     past on the pollable descriptor, which consumes nothing.
+//
+// Nothing is closed by a freeze: the descriptors stay open for the shim that
+// takes over, or for this one if the upgrade is called off (thaw).
+type pump struct {
+	name       string
+	from, to   *os.File
+	splice     bool   // both ends are pipes: move bytes in the kernel
+	pending    []byte // read from `from`, not yet written to `to`
+	moved      int64
+	afterInput func(moved int64) // runs in the pump's goroutine once the input ended
+
+	mu       sync.Mutex
+	frozen   bool          // guarded by mu
+	parked   chan struct{} // guarded by mu: closed once the loop stopped for a freeze
+	thawed   chan struct{} // guarded by mu: closed by thaw
+	finished chan struct{} // closed once the input ended and afterInput ran
+}
+
+func newPump(name string, from, to *os.File, pending []byte, afterInput func(int64)) *pump {
+	return &pump{name: name, from: from, to: to, splice: isPipe(from) && isPipe(to), pending: pending,
+		afterInput: afterInput, finished: make(chan struct{})}
+}
+
+func (p *pump) start() { go p.run() }
+
+func (p *pump) run() {
+	defer close(p.finished)
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	for {
+		if p.park() {
+			continue
+		}
+		ended, err := p.step(*buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) && p.isFrozen() {
+			continue // woken by the freeze: park at the top of the loop
+		}
+		if ended || err != nil {
+			break
+		}
+	}
+	if p.afterInput != nil {
+		p.afterInput(p.moved)
+	}
+}
+
+// step moves one piece: what is pending first, then one splice or one read.
+func (p *pump) step(buf []byte) (ended bool, err error) {
+	if len(p.pending) > 0 {
+		n, err := p.to.Write(p.pending)
+		p.moved += int64(n)
+		p.pending = p.pending[n:]
+		return false, err
+	}
+	if p.splice {
+		n, err := splicePipes(p.to, p.from)
+		p.moved += n
+		if err == nil {
+			return true, nil // splicePipes returns nil only at the input's end
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return false, err
+		}
+		p.splice = false // the kernel refused to splice these two: copy instead
+		return false, nil
+	}
+	n, err := p.from.Read(buf)
+	if n > 0 {
+		// The bytes are the pump's now; they are written before
+		// anything else, by this step's caller or by the next shim.
+		p.pending = append(p.pending[:0], buf[:n]...)
+	}
+	if errors.Is(err, io.EOF) {
+		err := p.flushAtEnd()
+		return len(p.pending) == 0, err
+	}
+	return false, err
+}
+
+// flushAtEnd writes what the last read returned, once the input ended.
+func (p *pump) flushAtEnd() error {
+	for len(p.pending) > 0 {
+		n, err := p.to.Write(p.pending)
+		p.moved += int64(n)
+		p.pending = p.pending[n:]
+		if err != nil && !(errors.Is(err, os.ErrDeadlineExceeded) && p.isFrozen()) {
+			return err
+		}
+		if err != nil {
+			return nil // frozen: the pending rest is handed over; the next shim reads EOF again
+		}
+	}
+	return io.EOF
+}
+
+func (p *pump) isFrozen() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen
+}
+
+// park waits while the pump is frozen; it tells whether it waited.
+func (p *pump) park() bool {
+	p.mu.Lock()
+	if !p.frozen {
+		p.mu.Unlock()
+		return false
+	}
+	close(p.parked)
+	thawed := p.thawed
+	p.mu.Unlock()
+	<-thawed
+	return true
+}
+
+// freeze stops the pump at its next step and waits until it has stopped, or
+// has finished: an input that ended is copied to its end (an output FIFO's
+// close waits at most unreadOutputLimit for its reader).
+func (p *pump) freeze() {
+	p.mu.Lock()
+	p.frozen = true
+	p.parked = make(chan struct{})
+	p.thawed = make(chan struct{})
+	parked := p.parked
+	p.mu.Unlock()
+	// A deadline in the past wakes a read, a write or a splice's wait for
+	// the poller without taking or giving a byte. Regular files have no
+	// deadlines, and need none: a write to a file does not wait for a
+	// reader.
+	past := time.Unix(1, 0)
+	_ = p.from.SetReadDeadline(past)
+	_ = p.to.SetWriteDeadline(past)
+	select {
+	case <-parked:
+	case <-p.finished:
+	}
+}
+
+// thaw lets a frozen pump go on: the upgrade was called off.
+func (p *pump) thaw() {
+	_ = p.from.SetReadDeadline(time.Time{})
+	_ = p.to.SetWriteDeadline(time.Time{})
+	p.mu.Lock()
+	p.frozen = false
+	close(p.thawed)
+	p.mu.Unlock()
+}
+
+// done: the pump's input ended and everything was written.
+func (p *pump) done() bool {
+	select {
+	case <-p.finished:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,362 @@
+package shim
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
+
+	stdio "github.com/teach/containerd-shim-teach-v2/io"
+	"github.com/teach/containerd-shim-teach-v2/observe"
+	"github.com/teach/containerd-shim-teach-v2/process"
+)
+
+// What a shim hands to the binary that takes its place (upgrade.go,
+// docs/upgrade.md). It is all the state a shim holds that is not in the
+// kernel or on disk: the kernel keeps the processes, their pipes and FIFOs,
+// the sockets and the buffered bytes; the bundle keeps config.json and the
+// runc state. What only the shim's memory knows goes here, as JSON, with
+// each descriptor by its number: descriptors survive execve when their
+// close-on-exec flag is cleared.
+
+// handoverStateVersion is the version of shimHandover this binary writes;
+// takesStateVersions are those it can take over. A binary that changes the
+// meaning of a field writes a new version, and keeps taking the old ones for
+// as long as shims that write them may run.
+const handoverStateVersion = 1
+
+var takesStateVersions = []int{1}
+
+type shimHandover struct {
+	StateVersion int
+	// Attempt numbers the upgrades of this shim process; the client asks
+	// Status for its outcome.
+	Attempt       int
+	OldVersion    string
+	OldExecutable string
+	// Fallback is an O_PATH descriptor of the old executable: the new
+	// binary executes it again if it cannot take over.
+	Fallback int
+	// FrozenAt is when the freeze began, on CLOCK_MONOTONIC, which the
+	// process keeps across execve: the new binary measures the switch.
+	FrozenAt int64
+
+	Namespace  string
+	Listener   int
+	Conns      []ConnHandover
+	Address    string
+	Grouped    bool
+	Joining    []string
+	Containers []containerHandover
+	Events     []eventHandover
+}
+
+type containerHandover struct {
+	ID, Bundle, Rootfs string
+	SharesHostPids     bool
+	IOUid, IOGid       int
+	JournalLevel       string
+	OOMsReported       uint64
+	Init               *process.Handover
+	Execs              []*process.Handover
+}
+
+type eventHandover struct {
+	Topic   string
+	TypeURL string
+	Value   []byte
+}
+
+// fds are the descriptors the state names, which must survive execve.
+func (h *shimHandover) fds() []int {
+	fds := []int{h.Listener, h.Fallback}
+	for _, c := range h.Conns {
+		fds = append(fds, c.Fd)
+	}
+	for _, c := range h.Containers {
+		fds = append(fds, c.Init.Fds()...)
+		for _, e := range c.Execs {
+			fds = append(fds, e.Fds()...)
+		}
+	}
+	return fds
+}
+
+// handoverable refuses, before anything is frozen, a shim holding what an
+// upgrade does not hand over yet.
+func (s *TaskService) handoverable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leaving {
+		return fmt.Errorf("the shim is exiting: %w", errdefs.ErrFailedPrecondition)
+	}
+	for _, c := range s.containers {
+		for _, p := range append([]*tracked{c.initTracked}, c.execList()...) {
+			paths := p.Stdio()
+			switch {
+			case paths.Terminal:
+				return fmt.Errorf("container %s: process %s has a terminal, which an upgrade does not hand over yet: %w", c.ID, p.ID(), errdefs.ErrNotImplemented)
+			case p.State() == process.CreatedFromCheckpoint:
+				return fmt.Errorf("container %s waits to be restored from a checkpoint; upgrade once it started: %w", c.ID, errdefs.ErrFailedPrecondition)
+			}
+			if uri, isURI := loggerURI(paths.Stdout); isURI {
+				return fmt.Errorf("container %s: output to the logging program %s is not handed over yet: %w", c.ID, uri, errdefs.ErrNotImplemented)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Container) execList() []*tracked {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	list := make([]*tracked, 0, len(c.execs))
+	for _, e := range c.execs {
+		list = append(list, e)
+	}
+	return list
+}
+
+// freezeContainers freezes every process's relay and describes the
+// containers; on an error, what was frozen is thawed.
+func (s *TaskService) freezeContainers() ([]containerHandover, error) {
+	s.mu.Lock()
+	containers := make([]*Container, 0, len(s.containers))
+	for _, c := range s.containers {
+		containers = append(containers, c)
+	}
+	s.mu.Unlock()
+	var out []containerHandover
+	for _, c := range containers {
+		h, err := c.freeze()
+		if err != nil {
+			s.thawContainers()
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+func (c *Container) freeze() (containerHandover, error) {
+	h := containerHandover{ID: c.ID, Bundle: c.Bundle, Rootfs: c.rootfs, SharesHostPids: c.sharesHostPids,
+		IOUid: c.ioUID, IOGid: c.ioGID, JournalLevel: c.journalLevel}
+	var err error
+	if h.Init, err = c.init.Freeze(); err != nil {
+		return h, err
+	}
+	for _, e := range c.execList() {
+		eh, err := e.Process.(*process.ExecProcess).Freeze()
+		if err != nil {
+			return h, err
+		}
+		h.Execs = append(h.Execs, eh)
+	}
+	return h, nil
+}
+
+func (s *TaskService) thawContainers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.containers {
+		c.init.Thaw()
+		for _, e := range c.execList() {
+			e.Process.(*process.ExecProcess).Thaw()
+		}
+	}
+}
+
+// lockEvents holds every container's eventOrder, so that nothing is queued
+// for containerd (an OOM kill's TaskOOM) between the state and the execve,
+// and reads each one's OOM count under it.
+func (s *TaskService) lockEvents(containers []containerHandover) (unlock func()) {
+	var locked []*Container
+	for i := range containers {
+		c, err := s.container(containers[i].ID)
+		if err != nil {
+			continue
+		}
+		c.eventOrder.Lock()
+		containers[i].OOMsReported = c.oomsReported
+		locked = append(locked, c)
+	}
+	return func() {
+		for _, c := range locked {
+			c.eventOrder.Unlock()
+		}
+	}
+}
+
+func handoverEvents(queued []queuedEvent) ([]eventHandover, error) {
+	var out []eventHandover
+	for _, q := range queued {
+		any, err := typeurl.MarshalAny(q.event)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", q.topic, err)
+		}
+		out = append(out, eventHandover{Topic: q.topic, TypeURL: any.GetTypeUrl(), Value: any.GetValue()})
+	}
+	return out, nil
+}
+
+// writeHandover writes the state to a memfd, which the new binary reads;
+// the file is what the kernel names "upgrade-state" in /proc/PID/fd.
+func writeHandover(h *shimHandover) (*os.File, error) {
+	data, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("encode the upgrade state: %w", err)
+	}
+	fd, err := unix.MemfdCreate("upgrade-state", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("create the upgrade state's memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "upgrade-state")
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write the upgrade state: %w", err)
+	}
+	return f, nil
+}
+
+// readHandover reads the state an earlier shim wrote, and checks that this
+// binary can take it over.
+func readHandover(fd int) (*shimHandover, error) {
+	data, err := readFromStart(fd)
+	if err != nil {
+		return nil, fmt.Errorf("read the upgrade state (fd %d): %w", fd, err)
+	}
+	var h shimHandover
+	if err := json.Unmarshal(data, &h); err != nil {
+		return nil, fmt.Errorf("decode the upgrade state: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if !takesVersion(h.StateVersion) {
+		return nil, fmt.Errorf("upgrade state version %d; this binary (%s) takes %v: %w", h.StateVersion, versionString(), takesStateVersions, errdefs.ErrNotImplemented)
+	}
+	return &h, nil
+}
+
+func readFromStart(fd int) ([]byte, error) {
+	var data []byte
+	buf := make([]byte, 64<<10)
+	for off := int64(0); ; {
+		n, err := unix.Pread(fd, buf, off)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return data, nil
+		}
+		data = append(data, buf[:n]...)
+		off += int64(n)
+	}
+}
+
+func takesVersion(v int) bool {
+	for _, t := range takesStateVersions {
+		if t == v {
+			return true
+		}
+	}
+	return false
+}
+
+// restore takes over the containers an earlier shim handed over: their
+// processes, relays and pidfds, their exits still to come, and the events
+// not yet delivered. Called before the Reaper's exits are routed.
+func (s *TaskService) restore(h *shimHandover) {
+	for _, ch := range h.Containers {
+		s.restoreContainer(ch)
+	}
+	s.mu.Lock()
+	for _, id := range h.Joining {
+		s.joining[id] = struct{}{}
+	}
+	s.mu.Unlock()
+	for _, e := range h.Events {
+		event, err := typeurl.UnmarshalAny(&typeurlAny{typeURL: e.TypeURL, value: e.Value})
+		if err != nil {
+			log.L.WithError(err).WithField("topic", e.Topic).Error("an event handed over is lost: this binary cannot decode it")
+			continue
+		}
+		if event, ok := event.(events.Event); ok {
+			s.events.requeue(e.Topic, event)
+		}
+	}
+}
+
+func (s *TaskService) restoreContainer(ch containerHandover) {
+	observer, err := s.observer.Container(observe.Container{ID: ch.ID, Bundle: ch.Bundle, Level: ch.JournalLevel, HandedOver: true})
+	if err != nil {
+		observer = observe.Nop{}
+	}
+	c := &Container{ID: ch.ID, Bundle: ch.Bundle, rootfs: ch.Rootfs, sharesHostPids: ch.SharesHostPids,
+		ioUID: ch.IOUid, ioGID: ch.IOGid, events: s.events, observer: observer, journalLevel: ch.JournalLevel,
+		oomsReported: ch.OOMsReported, execs: make(map[string]*tracked)}
+	initObserver := observer.Process("")
+	c.init = process.RestoreInit(ch.Init, ch.Bundle, initObserver)
+	c.initTracked = restoredTracked(c.init, initObserver)
+	s.expectExit(c, c.initTracked)
+	for _, eh := range ch.Execs {
+		execObserver := observer.Process(eh.ID)
+		e := process.RestoreExec(eh, process.ExecConfig{ID: eh.ID, ContainerID: ch.ID, Bundle: ch.Bundle,
+			Runc: c.init.Runc(), Observer: execObserver,
+			Stdio: stdio.Paths{Owner: stdio.Owner{ContainerID: ch.ID, Namespace: s.namespace}, IOUid: ch.IOUid, IOGid: ch.IOGid}})
+		c.execs[eh.ID] = restoredTracked(e, execObserver)
+		s.expectExit(c, c.execs[eh.ID])
+	}
+	s.events.order.seed(c)
+	if live(c.init.State()) {
+		c.watchResources()
+		c.reportOOMs() // kills counted during the switch
+	}
+	s.mu.Lock()
+	s.containers[ch.ID] = c
+	s.mu.Unlock()
+}
+
+// restoredTracked: a process whose exit was reported before the switch has
+// it reported still.
+func restoredTracked(p process.Process, observer observe.Observer) *tracked {
+	t := track(p, observer)
+	if _, exited := p.Exit(); exited {
+		close(t.exitReported)
+	}
+	return t
+}
+
+// expectExit routes the exit of a live process to it.
+func (s *TaskService) expectExit(c *Container, p *tracked) {
+	if !live(p.State()) || p.Pid() == 0 {
+		return
+	}
+	s.exits.mu.Lock()
+	s.exits.byPid[p.Pid()] = exitTarget{container: c, process: p}
+	s.exits.mu.Unlock()
+}
+
+func live(state process.State) bool {
+	return state == process.Created || state == process.Running || state == process.Paused
+}
+
+// typeurlAny is an event as typeurl reads it back.
+type typeurlAny struct {
+	typeURL string
+	value   []byte
+}
+
+func (a *typeurlAny) GetTypeUrl() string { return a.typeURL }
+func (a *typeurlAny) GetValue() []byte   { return a.value }
+
+// loggerURI: the output goes to a logging program (binary://, binary-v2://).
+func loggerURI(stdout string) (string, bool) {
+	if strings.HasPrefix(stdout, "binary://") || strings.HasPrefix(stdout, "binary-v2://") {
+		return stdout, true
+	}
+	return "", false
+}
