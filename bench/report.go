@@ -84,9 +84,9 @@ func (r *results) rows() []row {
 		o, t := r.memory[ours], r.memory[theirs]
 		idle := fmt.Sprintf("%d idle containers, per shim (median)", r.params.idle)
 		rows = append(rows,
-			atMost(idle+": private", "MiB", float64(o.idle.private), float64(t.idle.private), 0.6),
-			atMost(idle+": PSS", "MiB", float64(o.idle.pss), float64(t.idle.pss), 0.75),
-			atMost(idle+": RSS", "MiB", float64(o.idle.rss), float64(t.idle.rss), 0.75),
+			atMost(idle+": private", "MiB", float64(o.idle.private), float64(t.idle.private), 0.42),
+			atMost(idle+": PSS", "MiB", float64(o.idle.pss), float64(t.idle.pss), 0.48),
+			atMost(idle+": RSS", "MiB", float64(o.idle.rss), float64(t.idle.rss), 0.45),
 		)
 		rows = append(rows, r.fleetRows()...)
 	}
