@@ -1,11 +1,16 @@
 package cgroupfs
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // V1Folders are a process's cgroup v1 folders, one per hierarchy it is in,
@@ -25,12 +30,26 @@ func V1FoldersOf(pid int) (V1Folders, error) {
 	if err != nil {
 		return nil, err
 	}
-	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
+	roots, err := v1MountRootsOfThisHost()
 	if err != nil {
-		return nil, fmt.Errorf("find the cgroup mounts: %w", err)
+		return nil, fmt.Errorf("find the cgroup mounts in /proc/self/mountinfo: %w", err)
 	}
-	return v1Folders(paths, v1MountRoots(string(mountinfo))), nil
+	return v1Folders(paths, roots), nil
 }
+
+// v1MountRootsOfThisHost reads the roots of the v1 hierarchies once: the
+// cgroup filesystems stay where they are while the shim runs, and
+// mountinfo grows with every container's rootfs on the host (an overlay
+// line can be kilobytes), so reading it for each container would make a
+// grouped shim's garbage grow with the square of its containers.
+var v1MountRootsOfThisHost = sync.OnceValues(func() (map[string]string, error) {
+	mountinfo, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer mountinfo.Close()
+	return v1MountRoots(mountinfo)
+})
 
 // v1Folders joins each controller's path to its hierarchy's folder, less
 // the root of the hierarchy's mount.
@@ -92,20 +111,34 @@ func procCgroup(pid int) (v1 map[string]string, v2 string, err error) {
 // v1MountRoots reads, from mountinfo, the root of each mounted v1 hierarchy
 // by controller: the fourth field of a line whose filesystem type is
 // "cgroup", for each controller among its super options ("rw,memory",
-// "rw,name=systemd"). Usually "/".
-func v1MountRoots(mountinfo string) map[string]string {
+// "rw,name=systemd"). Usually "/". It reads a line at a time and looks
+// only at cgroup lines; a line longer than its buffer (a rootfs with many
+// layers) is no cgroup mount, and is skipped.
+func v1MountRoots(mountinfo io.Reader) (map[string]string, error) {
 	roots := map[string]string{}
-	for _, line := range strings.Split(mountinfo, "\n") {
-		fields := strings.Fields(line)
-		// 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-		if len(fields) < 10 || fields[len(fields)-3] != "cgroup" {
-			continue
+	reader := bufio.NewReaderSize(mountinfo, 4096)
+	for {
+		line, err := reader.ReadSlice('\n')
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line = nil
+			_, err = reader.ReadSlice('\n')
 		}
-		for _, option := range strings.Split(fields[len(fields)-1], ",") {
-			roots[option] = fields[3]
+		// 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+		if bytes.Contains(line, []byte(" - cgroup ")) {
+			fields := strings.Fields(string(line))
+			if len(fields) >= 10 && fields[len(fields)-3] == "cgroup" {
+				for _, option := range strings.Split(fields[len(fields)-1], ",") {
+					roots[option] = fields[3]
+				}
+			}
+		}
+		if err == io.EOF {
+			return roots, nil
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	return roots
 }
 
 // v1Hierarchies are the folders under Root a v1 host may mount hierarchies

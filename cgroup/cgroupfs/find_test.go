@@ -2,6 +2,7 @@ package cgroupfs
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -23,7 +24,11 @@ func TestV1FoldersLeaveOutTheMountsRoot(t *testing.T) {
 		"name=systemd": "/docker/abc",
 		"pids":         "/docker/abc/child", // not mounted here
 	}
-	got := v1Folders(paths, v1MountRoots(mountinfoOfAContainer))
+	roots, err := v1MountRoots(strings.NewReader(mountinfoOfAContainer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := v1Folders(paths, roots)
 	want := V1Folders{
 		"cpu":     "/sys/fs/cgroup/cpu/child",
 		"cpuacct": "/sys/fs/cgroup/cpuacct/child",
@@ -39,5 +44,20 @@ func TestV1FoldersLeaveOutTheMountsRoot(t *testing.T) {
 func TestUnderKeepsAPathInsideTheHierarchy(t *testing.T) {
 	if got := under("/sys/fs/cgroup/memory", "../../../etc"); got != "/sys/fs/cgroup/memory/etc" {
 		t.Errorf("under = %q", got)
+	}
+}
+
+// A line longer than the reader's buffer, as an overlay rootfs of many
+// layers makes, is skipped whole; the cgroup lines around it are read.
+func TestV1MountRootsSkipALongLine(t *testing.T) {
+	long := "1300 1264 0:90 / /run/rootfs rw - overlay overlay rw,lowerdir=" + strings.Repeat("/var/lib/layer:", 1000) + "/x\n"
+	mountinfo := "1274 1264 0:32 /a /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n" + long +
+		"1276 1264 0:37 /b /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids"
+	roots, err := v1MountRoots(strings.NewReader(mountinfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if roots["memory"] != "/a" || roots["pids"] != "/b" || len(roots) != 3 { // and "rw", an option too
+		t.Errorf("v1MountRoots = %v, want memory at /a, pids at /b", roots)
 	}
 }
