@@ -77,10 +77,14 @@ func failedPodIsCleanedUp(t *testing.T, d *harness.Containerd, handler, shim, ru
 		}
 		return nil
 	})
-	// containerd's calls to the shim all got their answer.
+	// containerd's cleanup got every answer it waited for. (Its exit
+	// monitor may still lose a call to a shim the cleanup has just shut
+	// down, "failed to handle sandbox exit event ... ttrpc: closed", with
+	// either shim: two paths of containerd's own race there, and the pod
+	// is cleaned up all the same.)
 	for _, id := range sandboxIDs(d, name) {
 		for _, line := range strings.Split(d.LogLinesWith(id, 200), "\n") {
-			if strings.Contains(line, "ttrpc: closed") || strings.Contains(line, "SANDBOX_UNKNOWN") {
+			if strings.Contains(line, "SANDBOX_UNKNOWN") || strings.Contains(line, "error cleaning up failed sandbox") {
 				harness.ShimFellShort(t, runtime, "containerd lost the shim while it cleaned up sandbox %s:\n%s", id, line)
 			}
 		}

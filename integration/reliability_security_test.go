@@ -193,7 +193,12 @@ func TestReliabilityNoDescriptorLeaks(t *testing.T) {
 		}
 		inside := strings.Fields(result.stdout)
 		sc.figure("/proc/1/fd inside", strings.Join(inside, " "))
-		if strings.Join(inside, " ") != "0 1 2" {
+		switch {
+		case len(inside) == 0:
+			// Nothing came back: the exec's output was lost, not a
+			// descriptor leaked (the host view above checked those).
+			sc.shimFellShort("exec-output-lost", fmt.Errorf("ls /proc/1/fd printed nothing"))
+		case strings.Join(inside, " ") != "0 1 2":
 			t.Errorf("inside the container /proc/1/fd lists %q; want 0 1 2", inside)
 		}
 	})

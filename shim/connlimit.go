@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -176,11 +177,32 @@ func (c *frameReader) track(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	c.frame = append(c.frame, b...)
+	c.keep(b)
 	if c.follow(b) {
 		c.release() // a whole frame: the connection has proven itself
 		c.freezer.requestRead(c, c.frame)
 		c.frame = nil
+	}
+}
+
+// maxReplayableFrame is the largest request frame kept whole until it is
+// answered. The requests an upgrade hands over unanswered (Wait, Status)
+// are a few hundred bytes; a larger one is always answered before the
+// switch, so its header, which names its stream, is enough.
+const maxReplayableFrame = 64 << 10
+
+// keep adds b, bytes of the current frame (a read never crosses a frame's
+// end), to the copy of it kept until it is answered: its header, and its
+// body if the frame is small enough to be replayed. A client that begins a
+// 4 MiB frame and stalls costs the ttrpc server's buffer, not a second copy.
+func (c *frameReader) keep(b []byte) {
+	if need := ttrpcHeaderSize - len(c.frame); need > 0 {
+		n := min(need, len(b))
+		c.frame = append(c.frame, b[:n]...)
+		b = b[n:]
+	}
+	if len(b) > 0 && len(c.frame) >= ttrpcHeaderSize && binary.BigEndian.Uint32(c.frame[:4]) <= maxReplayableFrame {
+		c.frame = append(c.frame, b...)
 	}
 }
 
