@@ -13,7 +13,6 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/core/mount"
-	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
@@ -189,7 +188,7 @@ func (c *Container) publishInOrder(about observe.Observer, topic string, event e
 
 // publishCreate tells containerd the task exists (TaskCreate).
 func (c *Container) publishCreate(req *taskAPI.CreateTaskRequest) {
-	c.publishInOrder(c.observer, runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
+	c.publishInOrder(c.observer, topicTaskCreate, &eventstypes.TaskCreate{
 		ContainerID: c.ID,
 		Bundle:      c.Bundle,
 		Rootfs:      req.Rootfs,
@@ -214,7 +213,7 @@ func (c *Container) AddExec(cfg process.ExecConfig) error {
 	c.execs[cfg.ID] = exec
 	c.mu.Unlock()
 
-	c.publishInOrder(exec.observer, runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
+	c.publishInOrder(exec.observer, topicTaskExecAdded, &eventstypes.TaskExecAdded{ContainerID: c.ID, ExecID: cfg.ID})
 	return nil
 }
 
@@ -238,7 +237,7 @@ func (c *Container) Start(ctx context.Context, execID string, exits *ExitRouter)
 	if err := p.Start(ctx); err != nil {
 		return 0, err
 	}
-	c.publishInOrder(p.observer, runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
+	c.publishInOrder(p.observer, topicTaskStart, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(p.Pid())})
 	return p.Pid(), nil
 }
 
@@ -264,7 +263,7 @@ func (c *Container) startExec(ctx context.Context, p *tracked, exits *ExitRouter
 		return 0, err
 	}
 	window.Claim(p.Pid(), exitTarget{container: c, process: p})
-	c.publishInOrder(p.observer, runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: p.ID(), Pid: uint32(p.Pid())})
+	c.publishInOrder(p.observer, topicTaskExecStarted, &eventstypes.TaskExecStarted{ContainerID: c.ID, ExecID: p.ID(), Pid: uint32(p.Pid())})
 	return p.Pid(), nil
 }
 
@@ -279,7 +278,7 @@ func (c *Container) restore(ctx context.Context, exits *ExitRouter) (int, error)
 	}
 	window.Claim(c.init.Pid(), exitTarget{container: c, process: c.initTracked})
 	c.watchResources()
-	c.publishInOrder(c.initTracked.observer, runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
+	c.publishInOrder(c.initTracked.observer, topicTaskStart, &eventstypes.TaskStart{ContainerID: c.ID, Pid: uint32(c.init.Pid())})
 	return c.init.Pid(), nil
 }
 
@@ -307,7 +306,7 @@ func (c *Container) handleExit(p *tracked, exit runc.Exit) {
 	// An OOM kill and the exit it causes race to the shim (eventfd and
 	// SIGCHLD); containerd wants TaskOOM first, so the counter is read here.
 	c.reportOOMsLocked()
-	c.publish(p.observer, runtime.TaskExitEventTopic, &eventstypes.TaskExit{
+	c.publish(p.observer, topicTaskExit, &eventstypes.TaskExit{
 		ContainerID: c.ID,
 		ID:          p.ID(),
 		Pid:         uint32(status.Pid),
@@ -425,7 +424,7 @@ func (c *Container) Delete(ctx context.Context, execID string) (process.ExitStat
 	if err := unmountRootfs(c.rootfs, c.observer); err != nil {
 		return process.ExitStatus{}, err
 	}
-	c.publishInOrder(c.observer, runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+	c.publishInOrder(c.observer, topicTaskDelete, &eventstypes.TaskDelete{
 		ContainerID: c.ID,
 		Pid:         uint32(exit.Pid),
 		ExitStatus:  uint32(exit.Code),
@@ -443,7 +442,7 @@ func (c *Container) Pause(ctx context.Context) error {
 		return err
 	}
 	c.observeFreezer("pause")
-	c.publishInOrder(c.observer, runtime.TaskPausedEventTopic, &eventstypes.TaskPaused{ContainerID: c.ID})
+	c.publishInOrder(c.observer, topicTaskPaused, &eventstypes.TaskPaused{ContainerID: c.ID})
 	return nil
 }
 
@@ -455,7 +454,7 @@ func (c *Container) Resume(ctx context.Context) error {
 		return err
 	}
 	c.observeFreezer("resume")
-	c.publishInOrder(c.observer, runtime.TaskResumedEventTopic, &eventstypes.TaskResumed{ContainerID: c.ID})
+	c.publishInOrder(c.observer, topicTaskResumed, &eventstypes.TaskResumed{ContainerID: c.ID})
 	return nil
 }
 
@@ -506,7 +505,7 @@ func (c *Container) reportOOMsLocked() {
 	}
 	for ; c.oomsReported < kills; c.oomsReported++ {
 		c.observer.CgroupRead(observe.Cgroup{Step: "oom", File: cg.OOMKillsFile(), Says: fmt.Sprintf("%d OOM kills", kills)})
-		c.publish(c.observer, runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.ID})
+		c.publish(c.observer, topicTaskOOM, &eventstypes.TaskOOM{ContainerID: c.ID})
 	}
 }
 
@@ -534,6 +533,6 @@ func (c *Container) Checkpoint(ctx context.Context, cfg process.CheckpointConfig
 	if err := c.init.Checkpoint(ctx, cfg); err != nil {
 		return err
 	}
-	c.publishInOrder(c.observer, runtime.TaskCheckpointedEventTopic, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
+	c.publishInOrder(c.observer, topicTaskCheckpointed, &eventstypes.TaskCheckpointed{ContainerID: c.ID, Checkpoint: cfg.ImagePath})
 	return nil
 }

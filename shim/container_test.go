@@ -7,7 +7,6 @@ import (
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	"github.com/containerd/containerd/v2/core/runtime"
 	runc "github.com/containerd/go-runc"
 
 	"github.com/teach/containerd-shim-teach-v2/observe"
@@ -48,10 +47,10 @@ func TestAnExitedExecsTaskExitGoesBeforeTheInits(t *testing.T) {
 		router.OpenWindow().Claim(100, exitTarget{container: c, process: c.initTracked})
 		router.OpenWindow().Claim(200, exitTarget{container: c, process: e1})
 		// What containerd saw before: the container and the exec started.
-		c.publishInOrder(c.observer, runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{ContainerID: "c1", Pid: 100})
-		c.publishInOrder(c.observer, runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: "c1", Pid: 100})
-		c.publishInOrder(e1.observer, runtime.TaskExecAddedEventTopic, &eventstypes.TaskExecAdded{ContainerID: "c1", ExecID: "e1"})
-		c.publishInOrder(e1.observer, runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: "c1", ExecID: "e1", Pid: 200})
+		c.publishInOrder(c.observer, topicTaskCreate, &eventstypes.TaskCreate{ContainerID: "c1", Pid: 100})
+		c.publishInOrder(c.observer, topicTaskStart, &eventstypes.TaskStart{ContainerID: "c1", Pid: 100})
+		c.publishInOrder(e1.observer, topicTaskExecAdded, &eventstypes.TaskExecAdded{ContainerID: "c1", ExecID: "e1"})
+		c.publishInOrder(e1.observer, topicTaskExecStarted, &eventstypes.TaskExecStarted{ContainerID: "c1", ExecID: "e1", Pid: 200})
 
 		router.route(runc.Exit{Pid: 200, Status: 0, Timestamp: time.Now()})
 		synctest.Wait()

@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	"github.com/containerd/containerd/v2/core/runtime"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
 	"github.com/teach/containerd-shim-teach-v2/observe"
@@ -175,18 +174,18 @@ func (p *processJournal) Reaped(exit observe.Reap) {
 // known.
 func (p *processJournal) EventPublished(topic string, event any) {
 	switch topic {
-	case runtime.TaskStartEventTopic, runtime.TaskExecStartedEventTopic:
+	case topicTaskStart, topicTaskExecStarted:
 		if p.life != nil {
 			p.life.noteStarted()
 		}
-	case runtime.TaskOOMEventTopic:
+	case topicTaskOOM:
 		at := journal.Now()
 		p.container.mu.Lock()
 		p.container.lastOOM = at
 		file := p.container.oomFile
 		p.container.mu.Unlock()
 		p.record(journal.Entry{Kind: journal.KindOOM, Mono: at, Path: file, Msg: "the kernel's OOM killer killed a process in the container's cgroup"})
-	case runtime.TaskExitEventTopic:
+	case topicTaskExit:
 		if exit, ok := event.(*eventstypes.TaskExit); ok && p.life != nil {
 			p.recordEnding(exit)
 		}

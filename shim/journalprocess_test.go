@@ -9,7 +9,6 @@ import (
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
-	"github.com/containerd/containerd/v2/core/runtime"
 	runc "github.com/containerd/go-runc"
 
 	"github.com/teach/containerd-shim-teach-v2/journal"
@@ -71,9 +70,9 @@ func endings(entries []journal.Entry) map[string]journal.Ending {
 func TestTheJournalExplainsExitsFromWhatTheCoreTold(t *testing.T) {
 	container, bundle := journaledContainer(t, testJournals(t))
 	init := container.Process("")
-	init.EventPublished(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: "c1", Pid: 100})
+	init.EventPublished(topicTaskStart, &eventstypes.TaskStart{ContainerID: "c1", Pid: 100})
 	exec := container.Process("e1")
-	exec.EventPublished(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: "c1", ExecID: "e1", Pid: 200})
+	exec.EventPublished(topicTaskExecStarted, &eventstypes.TaskExecStarted{ContainerID: "c1", ExecID: "e1", Pid: 200})
 	exec.StreamClosed(observe.Stream{Name: "stdout", Path: "/fifo/e1-stdout", Bytes: 6})
 
 	init.SignalSent(observe.Signal{Number: 15, Pid: 100, By: "Kill request"})
@@ -82,8 +81,8 @@ func TestTheJournalExplainsExitsFromWhatTheCoreTold(t *testing.T) {
 	init.SignalSent(observe.Signal{Number: 15, Pid: 100, How: "sent with pidfd_send_signal", At: time.Now()})
 	init.Reaped(observe.Reap{Pid: 100, Status: 143, At: time.Now()})
 	exec.Reaped(observe.Reap{Pid: 200, Status: 137, At: time.Now()})
-	exec.EventPublished(runtime.TaskExitEventTopic, &eventstypes.TaskExit{ContainerID: "c1", ID: "e1", Pid: 200, ExitStatus: 137})
-	init.EventPublished(runtime.TaskExitEventTopic, &eventstypes.TaskExit{ContainerID: "c1", ID: "c1", Pid: 100, ExitStatus: 143})
+	exec.EventPublished(topicTaskExit, &eventstypes.TaskExit{ContainerID: "c1", ID: "e1", Pid: 200, ExitStatus: 137})
+	init.EventPublished(topicTaskExit, &eventstypes.TaskExit{ContainerID: "c1", ID: "c1", Pid: 100, ExitStatus: 143})
 
 	ends := endings(story(t, bundle, "c1"))
 	if end := ends[""]; end.Cause != journal.CauseKillRequest || end.KillSignal != 15 || end.By != "Kill request" || end.Started == 0 || end.Exited < end.Started {
@@ -99,9 +98,9 @@ func TestTheJournalExplainsExitsFromWhatTheCoreTold(t *testing.T) {
 func TestTheJournalNamesTheOOMKillerFromTaskOOM(t *testing.T) {
 	container, bundle := journaledContainer(t, testJournals(t))
 	init := container.Process("")
-	container.EventPublished(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: "c1"})
+	container.EventPublished(topicTaskOOM, &eventstypes.TaskOOM{ContainerID: "c1"})
 	init.Reaped(observe.Reap{Pid: 100, Status: 137, At: time.Now()})
-	init.EventPublished(runtime.TaskExitEventTopic, &eventstypes.TaskExit{ContainerID: "c1", ID: "c1", Pid: 100, ExitStatus: 137})
+	init.EventPublished(topicTaskExit, &eventstypes.TaskExit{ContainerID: "c1", ID: "c1", Pid: 100, ExitStatus: 137})
 
 	entries := story(t, bundle, "c1")
 	var kinds []journal.Kind
