@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pump is one copy loop of a relay: container output from a pipe to a FIFO
@@ -26,8 +28,9 @@ import (
 type pump struct {
 	name       string
 	from, to   *os.File
-	splice     bool   // both ends are pipes: move bytes in the kernel
-	pending    []byte // read from `from`, not yet written to `to`
+	splice     bool    // both ends are pipes: move bytes in the kernel
+	pending    []byte  // read from `from`, not yet written to `to`
+	buffer     *[]byte // from copyBuffers while pending is in it (holdBuffer)
 	moved      int64
 	afterInput func(moved int64) // runs in the pump's goroutine once the input ended
 
@@ -47,13 +50,12 @@ func (p *pump) start() { go p.run() }
 
 func (p *pump) run() {
 	defer close(p.finished)
-	buf := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(buf)
+	defer p.releaseBuffer()
 	for {
 		if p.park() {
 			continue
 		}
-		ended, err := p.step(*buf)
+		ended, err := p.step()
 		if errors.Is(err, os.ErrDeadlineExceeded) && p.isFrozen() {
 			continue // woken by the freeze: park at the top of the loop
 		}
@@ -67,11 +69,14 @@ func (p *pump) run() {
 }
 
 // step moves one piece: what is pending first, then one splice or one read.
-func (p *pump) step(buf []byte) (ended bool, err error) {
+func (p *pump) step() (ended bool, err error) {
 	if len(p.pending) > 0 {
 		n, err := p.to.Write(p.pending)
 		p.moved += int64(n)
 		p.pending = p.pending[n:]
+		if len(p.pending) == 0 {
+			p.releaseBuffer()
+		}
 		return false, err
 	}
 	if p.splice {
@@ -86,17 +91,67 @@ func (p *pump) step(buf []byte) (ended bool, err error) {
 		p.splice = false // the kernel refused to splice these two: copy instead
 		return false, nil
 	}
+	if err := waitReadable(p.from); err != nil {
+		return false, err
+	}
+	buf := p.holdBuffer()
 	n, err := p.from.Read(buf)
-	if n > 0 {
-		// The bytes are the pump's now; they are written before
-		// anything else, by this step's caller or by the next shim.
-		p.pending = append(p.pending[:0], buf[:n]...)
+	// The bytes are the pump's now; they are written before anything
+	// else, by this step's caller or by the next shim.
+	p.pending = buf[:n]
+	if n == 0 {
+		p.releaseBuffer()
 	}
 	if errors.Is(err, io.EOF) {
 		err := p.flushAtEnd()
 		return len(p.pending) == 0, err
 	}
 	return false, err
+}
+
+// A pump that copies through the shim's memory holds a buffer only while
+// bytes are in it: a stream waits for its input without one. Held for the
+// pump's life, as it was, a buffer of 64 KiB per stream stayed in every
+// idle container's shim, resident once the heap had reused the memory, and
+// the buffer of a stream that splices was never used at all
+// (docs/benchmarks.md, History).
+func (p *pump) holdBuffer() []byte {
+	if p.buffer == nil {
+		p.buffer = copyBuffers.Get().(*[]byte)
+	}
+	return *p.buffer
+}
+
+// releaseBuffer gives the buffer back once nothing is pending in it.
+func (p *pump) releaseBuffer() {
+	if p.buffer != nil && len(p.pending) == 0 {
+		p.pending = nil
+		copyBuffers.Put(p.buffer)
+		p.buffer = nil
+	}
+}
+
+// waitReadable waits until f has bytes to read, its end, or an error, so
+// that the read that follows does not wait while holding a buffer. A file
+// that Go's poller does not manage is read at once.
+//
+// The poller is asked to wait only after poll(2) found nothing to read: it
+// wakes on a change of state, and bytes that were already there when the
+// pump looked make none.
+func waitReadable(f *os.File) error {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	err = conn.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err != nil || n > 0
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return nil
 }
 
 // flushAtEnd writes what the last read returned, once the input ended.

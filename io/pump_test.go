@@ -100,3 +100,33 @@ func firstDifference(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// A pump that copies through the shim's memory holds a buffer only while
+// bytes are in it: once it has written what it read and waits for more, the
+// buffer is back in the pool.
+func TestWaitingPumpHoldsNoBuffer(t *testing.T) {
+	from, input := osPipe(t)
+	output, to := socketPair(t)
+	p := newPump("stdout", from, to, nil, nil)
+	if p.splice {
+		t.Fatal("a pipe to a socket is copied, not spliced")
+	}
+	p.start()
+	input.Write([]byte("hello"))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(output, got); err != nil || string(got) != "hello" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	p.freeze() // parks the pump: what it holds can be looked at
+	if p.buffer != nil || len(p.pending) != 0 {
+		t.Fatalf("a waiting pump holds a buffer (%v) or pending bytes (%d)", p.buffer != nil, len(p.pending))
+	}
+	p.thaw()
+	input.Write([]byte(" again"))
+	input.Close()
+	rest, _ := io.ReadAll(io.LimitReader(output, 6))
+	if string(rest) != " again" {
+		t.Fatalf("after the wait: %q", rest)
+	}
+	<-p.finished
+}
