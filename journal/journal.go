@@ -2,7 +2,6 @@ package journal
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -208,11 +207,14 @@ func (j *Journal) Record(e Entry) {
 // write writes one line, rotating the file first when it is full. mu is
 // held.
 func (j *Journal) write(e Entry) {
-	line, err := json.Marshal(e)
+	buf := lineBuffers.Get().(*[]byte)
+	defer lineBuffers.Put(buf)
+	line, err := appendLine((*buf)[:0], &e)
 	if err != nil {
 		return
 	}
 	line = append(line, '\n')
+	*buf = line
 	if j.size+int64(len(line)) > j.limit && j.size > 0 {
 		j.rotate()
 		if j.file == nil {
@@ -222,6 +224,11 @@ func (j *Journal) write(e Entry) {
 	n, _ := j.file.Write(line)
 	j.size += int64(n)
 }
+
+// lineBuffers hold the lines being written, shared by every journal of the
+// shim: a line left as garbage stays resident in a shim that never collects
+// (encode.go).
+var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // rotate moves the full file aside and starts a new one; mu is held. The
 // file moved aside replaces the one before it: the first time that happens,
