@@ -1,12 +1,12 @@
 package shim
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -19,8 +19,8 @@ import (
 
 // FuzzProcessSpec: an exec's spec is read or refused as InvalidArgument.
 func FuzzProcessSpec(f *testing.F) {
-	good, _ := typeurl.MarshalAnyToProto(&specs.Process{Args: []string{"sh"}, Cwd: "/"})
-	f.Add(good.TypeUrl, good.Value)
+	good, _ := json.Marshal(&specs.Process{Args: []string{"sh"}, Cwd: "/"})
+	f.Add(processTypeURL, good)
 	f.Fuzz(func(t *testing.T, typeURL string, value []byte) {
 		spec, err := processSpec(&anypb.Any{TypeUrl: typeURL, Value: value})
 		if err != nil && !errdefs.IsInvalidArgument(err) {
@@ -35,8 +35,8 @@ func FuzzProcessSpec(f *testing.F) {
 // FuzzLinuxResources: Update's resources are read or refused as InvalidArgument.
 func FuzzLinuxResources(f *testing.F) {
 	limit := int64(64 << 20)
-	good, _ := typeurl.MarshalAnyToProto(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}})
-	f.Add(good.TypeUrl, good.Value)
+	good, _ := json.Marshal(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}})
+	f.Add(linuxResourcesTypeURL, good)
 	f.Fuzz(func(t *testing.T, typeURL string, value []byte) {
 		if _, err := linuxResources(&anypb.Any{TypeUrl: typeURL, Value: value}); err != nil && !errdefs.IsInvalidArgument(err) {
 			t.Fatalf("error of the wrong kind: %v", err)

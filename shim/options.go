@@ -168,19 +168,28 @@ func loadRuncOptions(bundle string) (*options.Options, error) {
 	return opts, nil
 }
 
+// The OCI types containerd sends inside an Any are not protobuf messages:
+// the Any carries their JSON under a name containerd gives them
+// (typeurl.Register in its core/runtime and client packages). The shim
+// reads the two it receives by those names; TestSpecTypeURLsAreContainerds
+// checks them against containerd's.
+const (
+	processTypeURL        = "types.containerd.io/opencontainers/runtime-spec/1/Process"
+	linuxResourcesTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+)
+
 // processSpec reads the OCI process of an exec request: what to run, as
 // whom, with which environment.
 func processSpec(any *anypb.Any) (*specs.Process, error) {
 	if any == nil {
 		return nil, fmt.Errorf("exec request has no process spec: %w", errdefs.ErrInvalidArgument)
 	}
-	value, err := typeurl.UnmarshalAny(any)
-	if err != nil {
-		return nil, fmt.Errorf("exec process spec of type %q cannot be read: %v: %w", any.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	if any.GetTypeUrl() != processTypeURL {
+		return nil, fmt.Errorf("exec process spec is a %q, not an OCI process (%s): %w", any.GetTypeUrl(), processTypeURL, errdefs.ErrInvalidArgument)
 	}
-	spec, ok := value.(*specs.Process)
-	if !ok {
-		return nil, fmt.Errorf("exec process spec is a %q, not an OCI process: %w", any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	spec := &specs.Process{}
+	if err := json.Unmarshal(any.GetValue(), spec); err != nil {
+		return nil, fmt.Errorf("exec process spec cannot be read: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	if len(spec.Args) == 0 {
 		return nil, fmt.Errorf("exec process spec has no args: %w", errdefs.ErrInvalidArgument)
@@ -193,13 +202,12 @@ func linuxResources(any *anypb.Any) (*specs.LinuxResources, error) {
 	if any == nil {
 		return nil, fmt.Errorf("update request has no resources: %w", errdefs.ErrInvalidArgument)
 	}
-	value, err := typeurl.UnmarshalAny(any)
-	if err != nil {
-		return nil, fmt.Errorf("resources of type %q cannot be read: %v: %w", any.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	if any.GetTypeUrl() != linuxResourcesTypeURL {
+		return nil, fmt.Errorf("resources are a %q, not OCI Linux resources (%s): %w", any.GetTypeUrl(), linuxResourcesTypeURL, errdefs.ErrInvalidArgument)
 	}
-	resources, ok := value.(*specs.LinuxResources)
-	if !ok {
-		return nil, fmt.Errorf("resources are a %q, not OCI Linux resources: %w", any.GetTypeUrl(), errdefs.ErrInvalidArgument)
+	resources := &specs.LinuxResources{}
+	if err := json.Unmarshal(any.GetValue(), resources); err != nil {
+		return nil, fmt.Errorf("resources cannot be read: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	return resources, nil
 }
