@@ -93,9 +93,11 @@ func runServer(flags launchFlags) error {
 	if inherited.state != nil {
 		// Nothing of the restore can fail: what could (the state, the
 		// sockets) was checked above, while the old binary could still
-		// take everything back.
+		// take everything back. It runs before the Reaper: a logging
+		// program's exit must reach its relay (Reaper.Adopt).
 		service.restore(inherited.state)
 	}
+	reaper.Run() // with, after an upgrade, the exits that came during the switch
 	go service.exits.Run(reaper.Exits())
 
 	server, err := serveTaskAPI(ctx, sd, service, listener)
@@ -103,7 +105,6 @@ func runServer(flags launchFlags) error {
 		return err
 	}
 	if inherited.state != nil {
-		reaper.ReapNow() // the exits that came during the switch
 		service.settleInherited(inherited)
 	}
 	log.G(ctx).WithField("pid", os.Getpid()).Debug(serverStartedMessage)
