@@ -78,7 +78,7 @@ func (r *Relay) Freeze() (*RelayHandover, error) {
 		}
 	}
 	for _, job := range r.outputs {
-		o := OutputHandover{Name: job.name, Path: job.path, From: fdOf(job.from), To: -1, Held: -1, Ended: true}
+		o := OutputHandover{Name: job.name, Path: job.path, From: descriptorOf(job.from), To: -1, Held: -1, Ended: true}
 		if p := r.pump(job.name); p != nil && !p.done() {
 			o.To, o.Pending, o.Ended = fdOf(job.to.File()), p.pending, false
 		}
@@ -120,7 +120,8 @@ func RestoreRelay(h *RelayHandover, observer observe.Observer) *Relay {
 	pending := map[string][]byte{}
 	var running []copyJob
 	for _, o := range h.Outputs {
-		job := copyJob{name: o.Name, path: o.Path, from: fileOf(o.From, o.Name+" pipe")}
+		from := fileOf(o.From, o.Name+" pipe")
+		job := copyJob{name: o.Name, path: o.Path, from: from}
 		if o.Held >= 0 {
 			job.to = &outputFifo{write: fileOf(o.To, o.Path), heldReader: fileOf(o.Held, o.Path)}
 		} else {
@@ -128,9 +129,9 @@ func RestoreRelay(h *RelayHandover, observer observe.Observer) *Relay {
 		}
 		switch o.Name {
 		case "stdout":
-			r.pipes.stdout.read = job.from
+			r.pipes.stdout.read = from
 		case "stderr":
-			r.pipes.stderr.read = job.from
+			r.pipes.stderr.read = from
 		}
 		r.closers = append(r.closers, job.to)
 		r.outputs = append(r.outputs, job)
@@ -145,6 +146,17 @@ func RestoreRelay(h *RelayHandover, observer observe.Observer) *Relay {
 		r.copyStdin(h.StdinPending)
 	}
 	return r
+}
+
+// descriptorOf is the number of a copy's end: a pipe, a FIFO, or the master.
+func descriptorOf(end any) int {
+	switch end := end.(type) {
+	case *os.File:
+		return fdOf(end)
+	case *ptyMaster:
+		return fdOf(end.file)
+	}
+	return -1
 }
 
 // fdOf is the number of f's descriptor. os.File.Fd would do, but it puts a

@@ -16,11 +16,14 @@ import (
 )
 
 // Relay copies between a process's pipes and containerd's FIFOs:
-// stdin FIFO → stdin pipe, stdout pipe → stdout FIFO, stderr pipe → stderr FIFO.
+// stdin FIFO → stdin pipe, stdout pipe → stdout FIFO, stderr pipe → stderr
+// FIFO; or, for a process on a terminal, stdin FIFO → pty master → stdout
+// FIFO (terminal.go).
 //
 // Each copy runs in a goroutine owned by the Relay; Close stops them all.
 type Relay struct {
 	pipes     *Pipes
+	master    *ptyMaster // the process's terminal; nil for pipes
 	paths     Paths
 	stdinFifo *inputFifo // nil without stdin
 	outputs   []copyJob  // FIFOs and files to copy to, from Start on
@@ -136,11 +139,12 @@ func openOutput(path string) (output, error) {
 	return nil, fmt.Errorf("%s cannot be combined with another output: %w", path, errdefs.ErrInvalidArgument)
 }
 
-// copyJob is one output stream's copy: from the pipe to the FIFO or file.
+// copyJob is one output stream's copy: from the pipe (or the pty master) to
+// the FIFO or file.
 type copyJob struct {
 	name, path string
 	to         output
-	from       *os.File // the shim's end of the process's stdout or stderr pipe
+	from       source // the shim's end of the process's stdout or stderr pipe, or the master
 }
 
 // outputKind says what an output path names, for the observer.
@@ -151,12 +155,20 @@ func outputKind(path string) string {
 	return "fifo"
 }
 
-// copyStdin closes the container's stdin when containerd's side reaches
-// end-of-file (CloseIO, or the client went away).
+// copyStdin copies the stdin FIFO into the process. Into its stdin pipe,
+// which is closed when containerd's side reaches end-of-file (CloseIO, or
+// the client went away), so that the process reads end-of-file; or into its
+// terminal, which stays open: a terminal's input has no end, and its output
+// goes on.
 func (r *Relay) copyStdin(pending []byte) {
-	to := r.pipes.stdin.write
+	var to sink = r.master
+	if r.master == nil {
+		to = r.pipes.stdin.write
+	}
 	p := newPump("stdin", r.stdinFifo.read, to, pending, func(n int64) {
-		to.Close()
+		if r.master == nil {
+			r.pipes.stdin.write.Close()
+		}
 		r.observer.StreamClosed(observe.Stream{Name: "stdin", Path: r.paths.Stdin, Bytes: n})
 	})
 	r.pumps = append(r.pumps, p)
@@ -218,12 +230,18 @@ func (r *Relay) CloseStdin() {
 // the FIFOs.
 func (r *Relay) OutputDone() <-chan struct{} { return r.outputDone }
 
-// Close stops every copy: it closes the FIFOs and the shim's pipe ends.
-// Output that nobody read stays in the FIFO buffer for a reader to collect.
+// Close stops every copy: it closes the FIFOs and the shim's pipe ends, or
+// its terminal's master. Output that nobody read stays in the FIFO buffer for
+// a reader to collect.
 func (r *Relay) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		err = errors.Join(r.closeFifos(), r.pipes.Close())
+		if r.master != nil {
+			err = errors.Join(err, r.master.Close())
+			r.observer.StreamClosed(observe.Stream{Name: "pty", What: "master and FIFOs closed"})
+			return
+		}
 		r.observer.StreamClosed(observe.Stream{Name: "stdio", What: "FIFOs and pipes closed"})
 	})
 	return err
