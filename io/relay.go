@@ -27,7 +27,8 @@ type Relay struct {
 	paths     Paths
 	stdinFifo *inputFifo // nil without stdin
 	outputs   []copyJob  // FIFOs and files to copy to, from Start on
-	logger    *url.URL   // a binary:// or binary-v2:// output, started by Start
+	loggerURI *url.URL   // a binary:// or binary-v2:// output, started by Start
+	logger    *binaryLogger
 	closers   []io.Closer
 	// outputDone is closed when both output copies have reached end-of-file:
 	// every process holding the container's stdout/stderr has closed it, and
@@ -71,7 +72,7 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 		return nil, err
 	}
 	if isURI && isLoggerScheme(uri.Scheme) {
-		r.logger = uri // the logging program reads the pipes itself
+		r.loggerURI = uri // the logging program reads the pipes itself
 		r.observer.StreamOpened(observe.Stream{Name: "stdout+stderr", What: "logging program", Path: paths.Stdout})
 		return r, nil
 	}
@@ -96,15 +97,12 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 // binary-v2:// output; waiting for that program to be ready ends with ctx,
 // the request's.
 func (r *Relay) Start(ctx context.Context) error {
-	if r.logger != nil {
-		logger, err := startBinaryLogger(ctx, r.logger, r.paths.Owner, r.pipes)
+	if r.loggerURI != nil {
+		logger, err := startBinaryLogger(ctx, r.loggerURI, r.paths.Owner, r.pipes)
 		if err != nil {
 			return err
 		}
-		go func() {
-			<-logger.exited
-			close(r.outputDone)
-		}()
+		r.followLogger(logger)
 	} else {
 		r.copyOutputs(r.outputs, nil)
 	}
@@ -112,6 +110,18 @@ func (r *Relay) Start(ctx context.Context) error {
 		r.copyStdin(nil)
 	}
 	return nil
+}
+
+// followLogger makes the logging program's exit the end of the output.
+func (r *Relay) followLogger(logger *binaryLogger) {
+	r.logger = logger
+	if logger.pidfd != nil {
+		r.closers = append(r.closers, logger.pidfd)
+	}
+	go func() {
+		<-logger.exited
+		close(r.outputDone)
+	}()
 }
 
 // output is where a stream's bytes go: a FIFO or a file.

@@ -2,8 +2,11 @@ package stdio
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/containerd/console"
@@ -57,6 +60,113 @@ func openSlave(t *testing.T, path string) *os.File {
 	}
 	t.Cleanup(func() { slave.Close() })
 	return slave
+}
+
+// handOver freezes r and takes it over as the next shim would after
+// execve: the state through JSON, the descriptors under other numbers
+// (duplicates stand for the numbers execve keeps, and the old numbers are
+// closed, as execve leaves no file of the old shim).
+func handOver(t *testing.T, r *Relay) *Relay {
+	t.Helper()
+	h := r.Freeze()
+	moved := map[int]int{-1: -1}
+	for _, fd := range h.Fds() {
+		if _, done := moved[fd]; done {
+			continue
+		}
+		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved[fd] = dup
+	}
+	data, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next RelayHandover
+	if err := json.Unmarshal(data, &next); err != nil {
+		t.Fatal(err)
+	}
+	next.StdinRead, next.StdinHeldWriter, next.StdinPipe = moved[next.StdinRead], moved[next.StdinHeldWriter], moved[next.StdinPipe]
+	for i := range next.Outputs {
+		o := &next.Outputs[i]
+		o.From, o.To, o.Held = moved[o.From], moved[o.To], moved[o.Held]
+	}
+	if next.Terminal != nil {
+		next.Terminal.Master = moved[next.Terminal.Master]
+	}
+	restored := RestoreRelay(&next, r.observer, nil)
+	t.Cleanup(func() { restored.Close() })
+	r.Close() // the old numbers; its copies stay parked
+	return restored
+}
+
+// A terminal's output handed over five times while the process writes
+// arrives whole, every line once and in order; what the client types
+// reaches the process before and after; and the window size set after the
+// handovers is the one the process sees.
+func TestTerminalHandedOverKeepsEveryByte(t *testing.T) {
+	paths := fifos(t)
+	paths.Stderr = ""
+	master, slave := newTestPty(t)
+	relay, err := relayTerminal(paths, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	output := readAll(openReader(t, paths.Stdout))
+	stdin, err := os.OpenFile(paths.Stdin, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	typed := bufio.NewReader(slave)
+
+	const lines = 20000
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for i := range lines {
+			fmt.Fprintf(slave, "line %d\n", i)
+		}
+	}()
+	expectTyped(t, stdin, typed, "before\n")
+	for range 5 {
+		relay = handOver(t, relay)
+	}
+	expectTyped(t, stdin, typed, "after\n")
+	if err := relay.Resize(100, 30); err != nil {
+		t.Fatal(err)
+	}
+	size, err := unix.IoctlGetWinsize(int(slave.Fd()), unix.TIOCGWINSZ)
+	if err != nil || size.Col != 100 || size.Row != 30 {
+		t.Fatalf("window size %+v, %v; want 100 columns, 30 rows", size, err)
+	}
+	<-written
+	// The process exits while another still holds the terminal: its
+	// output ends once what it wrote is out.
+	relay.ProcessExited()
+	<-relay.OutputDone()
+	got := strings.Split(strings.TrimSuffix(<-output, "\n"), "\n")
+	if len(got) != lines {
+		t.Fatalf("%d lines out, want %d", len(got), lines)
+	}
+	for i, line := range got {
+		if line != fmt.Sprintf("line %d", i) {
+			t.Fatalf("line %d is %q", i, line)
+		}
+	}
+}
+
+func expectTyped(t *testing.T, stdin *os.File, typed *bufio.Reader, line string) {
+	t.Helper()
+	if _, err := io.WriteString(stdin, line); err != nil {
+		t.Fatal(err)
+	}
+	got, err := typed.ReadString('\n')
+	if err != nil || got != line {
+		t.Fatalf("the process read %q, %v; want %q", got, err, line)
+	}
 }
 
 // A terminal nobody holds for a moment (an init that closes its terminal
