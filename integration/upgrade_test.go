@@ -413,8 +413,17 @@ func TestUpgradeAllGroupAndLogFile(t *testing.T) {
 }
 
 // 50 upgrades leave the shim with as many descriptors and goroutines as
-// it had after the first.
+// it had after the first, and its memory grown by no more than noise. Each
+// execve starts the binary's memory afresh; what could grow is what the
+// process keeps across it, or what a new binary takes on for each upgrade
+// it came through (a state it reads again, the journal it continues). The
+// bound is on anonymous memory (heap, stacks): private and PSS are logged,
+// but they move with the other processes that run the same binary file,
+// whose pages are private to a shim while it alone runs it. The bound is
+// about leaks, not speed: it holds on any machine.
 func TestUpgradeLeavesNoGrowth(t *testing.T) {
+	const upgrades = 50
+	const memoryGrowthLimit = 2 << 20
 	forEachDaemonWithOurShim(t, func(t *testing.T, s *session) {
 		const id = "steady"
 		container, task, _ := s.runningTask(t, id)
@@ -424,8 +433,8 @@ func TestUpgradeLeavesNoGrowth(t *testing.T) {
 		s.mustUpgrade(t, binaries[0], id)
 		s.mustUpgrade(t, binaries[1], id)
 		fds, goroutines := shimFootprint(t, s, shim)
+		before := shimMemory(t, shim)
 		var times []time.Duration
-		const upgrades = 50
 		for i := range upgrades {
 			times = append(times, s.mustUpgrade(t, binaries[i%2], id))
 		}
@@ -439,8 +448,25 @@ func TestUpgradeLeavesNoGrowth(t *testing.T) {
 			}
 			return nil
 		})
+		after := shimMemory(t, shim)
+		t.Logf("shim memory before %d upgrades: private %s, PSS %s, anonymous %s; after: private %s, PSS %s, anonymous %s",
+			upgrades, mib(before.Private), mib(before.Pss), mib(before.Anonymous), mib(after.Private), mib(after.Pss), mib(after.Anonymous))
+		if grown := after.Anonymous - before.Anonymous; grown > memoryGrowthLimit {
+			t.Errorf("the shim's anonymous memory grew by %s over %d upgrades, more than %s", mib(grown), upgrades, mib(memoryGrowthLimit))
+		}
 	})
 }
+
+func shimMemory(t *testing.T, pid int) harness.Memory {
+	t.Helper()
+	m, err := harness.ReadMemory(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func mib(bytes int64) string { return fmt.Sprintf("%.2f MiB", float64(bytes)/(1<<20)) }
 
 // shimFootprint counts the shim's open descriptors and goroutines.
 func shimFootprint(t *testing.T, s *session, pid int) (fds, goroutines int) {
