@@ -29,6 +29,7 @@ type RelayHandover struct {
 	// the input ended.
 	StdinRead, StdinHeldWriter, StdinPipe int
 	StdinPending                          []byte
+	StdinMoved                            int64 // what the copy moved so far
 	Outputs                               []OutputHandover
 
 	// Terminal is the process's pty, nil for pipes; Logger the logging
@@ -41,11 +42,12 @@ type RelayHandover struct {
 // OutputHandover is one output stream: where the copy reads (From: the
 // shim's end of the container's pipe, or the pty master), where it goes
 // (To, -1 once the stream ended), the FIFO's held reader (-1 for a file://),
-// and the bytes read but not yet written.
+// the bytes read but not yet written, and how many the copy moved so far.
 type OutputHandover struct {
 	Name, Path     string
 	From, To, Held int
 	Pending        []byte
+	Moved          int64
 	Ended          bool
 }
 
@@ -108,13 +110,13 @@ func (r *Relay) Freeze() *RelayHandover {
 		h.StdinHeldWriter = fdOf(r.stdinFifo.heldWriter)
 		if p := r.pump("stdin"); p != nil && !p.done() {
 			h.StdinPipe = descriptorOf(p.to)
-			h.StdinPending = p.pending
+			h.StdinPending, h.StdinMoved = p.pending, p.moved
 		}
 	}
 	for _, job := range r.outputs {
 		o := OutputHandover{Name: job.name, Path: job.path, From: descriptorOf(job.from), To: -1, Held: -1, Ended: true}
 		if p := r.pump(job.name); p != nil && !p.done() {
-			o.To, o.Pending, o.Ended = fdOf(job.to.File()), p.pending, false
+			o.To, o.Pending, o.Moved, o.Ended = fdOf(job.to.File()), p.pending, p.moved, false
 		}
 		if fifo, ok := job.to.(*outputFifo); ok {
 			o.Held = fdOf(fifo.heldReader)
@@ -176,7 +178,7 @@ func RestoreRelay(h *RelayHandover, observer observe.Observer, children Adopter)
 		r.stdinFifo = &inputFifo{read: fileOf(h.StdinRead, h.Stdin), heldWriter: fileOf(h.StdinHeldWriter, h.Stdin)}
 		r.closers = append(r.closers, r.stdinFifo)
 	}
-	pending := map[string][]byte{}
+	at := map[string]progress{}
 	var running []copyJob
 	for _, o := range h.Outputs {
 		job := copyJob{name: o.Name, path: o.Path, to: restoredOutput(o)}
@@ -191,19 +193,19 @@ func RestoreRelay(h *RelayHandover, observer observe.Observer, children Adopter)
 		r.outputs = append(r.outputs, job)
 		if !o.Ended {
 			running = append(running, job)
-			pending[o.Name] = o.Pending
+			at[o.Name] = progress{pending: o.Pending, moved: o.Moved}
 		}
 	}
 	if h.Logger != nil {
 		r.followLogger(adoptLogger(h.Logger, children))
 	} else {
-		r.copyOutputs(running, pending)
+		r.copyOutputs(running, at)
 	}
 	if h.StdinPipe >= 0 {
 		if r.master == nil {
 			r.pipes.stdin.write = fileOf(h.StdinPipe, "stdin pipe")
 		}
-		r.copyStdin(h.StdinPending)
+		r.copyStdin(progress{pending: h.StdinPending, moved: h.StdinMoved})
 	}
 	return r
 }

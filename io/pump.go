@@ -56,8 +56,16 @@ type sink interface {
 	SetWriteDeadline(time.Time) error
 }
 
-func newPump(name string, from source, to sink, pending []byte, afterInput func(int64)) *pump {
-	p := &pump{name: name, from: from, to: to, pending: pending, afterInput: afterInput, finished: make(chan struct{})}
+// progress is where a copy stands: the bytes it read and has not written
+// yet, and how many it moved. A copy taken over after an upgrade starts
+// from the progress the frozen one handed over.
+type progress struct {
+	pending []byte
+	moved   int64
+}
+
+func newPump(name string, from source, to sink, at progress, afterInput func(int64)) *pump {
+	p := &pump{name: name, from: from, to: to, pending: at.pending, moved: at.moved, afterInput: afterInput, finished: make(chan struct{})}
 	fromFile, fromIsFile := from.(*os.File)
 	toFile, toIsFile := to.(*os.File)
 	if fromIsFile && toIsFile && isPipe(fromFile) && isPipe(toFile) {

@@ -107,7 +107,7 @@ func (r *Relay) Start(ctx context.Context) error {
 		r.copyOutputs(r.outputs, nil)
 	}
 	if r.stdinFifo != nil {
-		r.copyStdin(nil)
+		r.copyStdin(progress{})
 	}
 	return nil
 }
@@ -170,12 +170,12 @@ func outputKind(path string) string {
 // the client went away), so that the process reads end-of-file; or into its
 // terminal, which stays open: a terminal's input has no end, and its output
 // goes on.
-func (r *Relay) copyStdin(pending []byte) {
+func (r *Relay) copyStdin(at progress) {
 	var to sink = r.master
 	if r.master == nil {
 		to = r.pipes.stdin.write
 	}
-	p := newPump("stdin", r.stdinFifo.read, to, pending, func(n int64) {
+	p := newPump("stdin", r.stdinFifo.read, to, at, func(n int64) {
 		if r.master == nil {
 			r.pipes.stdin.write.Close()
 		}
@@ -186,13 +186,13 @@ func (r *Relay) copyStdin(pending []byte) {
 }
 
 // copyOutputs starts one copy per output stream; outputDone is closed when
-// every stream has ended. pending holds, by stream name, bytes an earlier
-// shim read and did not write (handover.go).
+// every stream has ended. at holds, by stream name, where an earlier shim's
+// copy stood (handover.go).
 //
 // To a FIFO (the usual destination, containerd's) the kernel moves the bytes
 // from pipe to pipe (splice.go); to a file:// destination, or whatever
 // splice could not move, they are copied.
-func (r *Relay) copyOutputs(jobs []copyJob, pending map[string][]byte) {
+func (r *Relay) copyOutputs(jobs []copyJob, at map[string]progress) {
 	if len(jobs) == 0 {
 		close(r.outputDone)
 		return
@@ -202,7 +202,7 @@ func (r *Relay) copyOutputs(jobs []copyJob, pending map[string][]byte) {
 	var running atomic.Int32
 	running.Store(int32(len(jobs)))
 	for _, job := range jobs {
-		p := newPump(job.name, job.from, job.to.File(), pending[job.name], func(n int64) {
+		p := newPump(job.name, job.from, job.to.File(), at[job.name], func(n int64) {
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()

@@ -72,7 +72,7 @@ func relayTerminal(paths Paths, master *ptyMaster) (_ *Relay, err error) {
 	r.observer.StreamOpened(observe.Stream{Name: "stdout", What: outputKind(paths.Stdout), Path: paths.Stdout, File: output.to.File()})
 	r.copyOutputs(r.outputs, nil)
 	if r.stdinFifo != nil {
-		r.copyStdin(nil)
+		r.copyStdin(progress{})
 	}
 	return r, nil
 }
