@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/integration/harness"
+	"github.com/teach/containerd-shim-teach-v2/journal"
 )
 
 // The in-place upgrade (docs/upgrade.md): `containerd-shim-teach-v2 upgrade`
@@ -275,6 +276,19 @@ func TestUpgradeExecReportsExit(t *testing.T) {
 		trace := s.trace(t, id)
 		if !strings.Contains(trace.stdout, "shim upgraded in place") || !strings.Contains(trace.stdout, upgradeVersion) {
 			t.Errorf("trace does not show the upgrade to %s:\n%s%s", upgradeVersion, trace.stdout, trace.stderr)
+		}
+		// The exec started before the upgrade and ended after it: its
+		// ending says when it started, told by the binary before.
+		var upgradedAt int64
+		for _, e := range s.journalEntries(t, id) {
+			switch {
+			case e.Kind == journal.KindUpgrade && upgradedAt == 0:
+				upgradedAt = e.Mono
+			case e.Kind == journal.KindExit && e.Exec == "waiting":
+				if e.End.Started == 0 || e.End.Started > upgradedAt || e.End.Created > e.End.Started {
+					t.Errorf("the exec's ending: created %d, started %d, upgrade at %d; want it created and started before the upgrade", e.End.Created, e.End.Started, upgradedAt)
+				}
+			}
 		}
 	})
 }

@@ -97,6 +97,9 @@ type containerHandover struct {
 	OOMsReported       uint64
 	Init               *process.Handover
 	Execs              []*process.Handover
+	// Remembered is what the observers of the processes remembered, by
+	// exec id, "" for the init (observe.Observer.Remembered).
+	Remembered map[string]json.RawMessage `json:",omitempty"`
 }
 
 type eventHandover struct {
@@ -165,10 +168,22 @@ func (s *TaskService) freezeContainers() []containerHandover {
 func (c *Container) freeze() containerHandover {
 	h := containerHandover{ID: c.ID, Bundle: c.Bundle, Rootfs: c.rootfs, SharesHostPids: c.sharesHostPids,
 		IOUid: c.ioUID, IOGid: c.ioGID, JournalLevel: c.journalLevel, Init: c.init.Freeze()}
+	h.remember("", c.initTracked)
 	for _, e := range c.execList() {
 		h.Execs = append(h.Execs, e.Process.(*process.ExecProcess).Freeze())
+		h.remember(e.ID(), e)
 	}
 	return h
+}
+
+// remember keeps what p's observer asks to carry to the next binary.
+func (h *containerHandover) remember(exec string, p *tracked) {
+	if data := p.observer.Remembered(); data != nil {
+		if h.Remembered == nil {
+			h.Remembered = map[string]json.RawMessage{}
+		}
+		h.Remembered[exec] = data
+	}
 }
 
 func (s *TaskService) thawContainers() {
@@ -301,7 +316,8 @@ func (s *TaskService) restore(h *shimHandover) {
 }
 
 func (s *TaskService) restoreContainer(ch containerHandover) {
-	observer, err := s.observer.Container(observe.Container{ID: ch.ID, Bundle: ch.Bundle, Level: ch.JournalLevel, HandedOver: true})
+	observer, err := s.observer.Container(observe.Container{ID: ch.ID, Bundle: ch.Bundle, Level: ch.JournalLevel,
+		HandedOver: true, Remembered: ch.Remembered})
 	if err != nil {
 		observer = observe.Nop{}
 	}
