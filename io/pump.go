@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// pump is one copy loop of a relay: container output from a pipe to a FIFO
-// or file, or a client's input from the stdin FIFO to the container's stdin
-// pipe. It copies until its input ends, and it can be frozen between two
-// steps, for an in-place upgrade of the shim (docs/upgrade.md):
+// pump is one copy loop of a relay: container output from a pipe (or a
+// terminal's master) to a FIFO or file, or a client's input from the stdin
+// FIFO to the container's stdin pipe (or its terminal). It copies until its
+// input ends, and it can be frozen between two steps, for an in-place
+// upgrade of the shim (docs/upgrade.md):
 //
 //   - a read that returned bytes has them written before anything else; a
 //     write that a freeze interrupts keeps what it has not written, and the
@@ -24,12 +25,16 @@ import (
 // Nothing is closed by a freeze: the descriptors stay open for the shim that
 // takes over, or for this one if the upgrade is called off (thaw).
 type pump struct {
-	name       string
-	from, to   *os.File
-	splice     bool   // both ends are pipes: move bytes in the kernel
-	pending    []byte // read from `from`, not yet written to `to`
-	moved      int64
-	afterInput func(moved int64) // runs in the pump's goroutine once the input ended
+	name string
+	from source
+	to   sink
+	// spliceFrom and spliceTo are from and to when both are pipes: the
+	// kernel moves the bytes (splice.go). nil otherwise, or once the kernel
+	// refused.
+	spliceFrom, spliceTo *os.File
+	pending              []byte // read from `from`, not yet written to `to`
+	moved                int64
+	afterInput           func(moved int64) // runs in the pump's goroutine once the input ended
 
 	mu       sync.Mutex
 	frozen   bool          // guarded by mu
@@ -38,9 +43,35 @@ type pump struct {
 	finished chan struct{} // closed once the input ended and afterInput ran
 }
 
-func newPump(name string, from, to *os.File, pending []byte, afterInput func(int64)) *pump {
-	return &pump{name: name, from: from, to: to, splice: isPipe(from) && isPipe(to), pending: pending,
-		afterInput: afterInput, finished: make(chan struct{})}
+// source is what a pump reads: a pipe or FIFO, or a pty master
+// (terminal.go). A deadline wakes a read blocked on it.
+type source interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+// sink is what a pump writes to: a pipe or FIFO, a file, or a pty master.
+type sink interface {
+	io.Writer
+	SetWriteDeadline(time.Time) error
+}
+
+// progress is where a copy stands: the bytes it read and has not written
+// yet, and how many it moved. A copy taken over after an upgrade starts
+// from the progress the frozen one handed over.
+type progress struct {
+	pending []byte
+	moved   int64
+}
+
+func newPump(name string, from source, to sink, at progress, afterInput func(int64)) *pump {
+	p := &pump{name: name, from: from, to: to, pending: at.pending, moved: at.moved, afterInput: afterInput, finished: make(chan struct{})}
+	fromFile, fromIsFile := from.(*os.File)
+	toFile, toIsFile := to.(*os.File)
+	if fromIsFile && toIsFile && isPipe(fromFile) && isPipe(toFile) {
+		p.spliceFrom, p.spliceTo = fromFile, toFile
+	}
+	return p
 }
 
 func (p *pump) start() { go p.run() }
@@ -74,8 +105,8 @@ func (p *pump) step(buf []byte) (ended bool, err error) {
 		p.pending = p.pending[n:]
 		return false, err
 	}
-	if p.splice {
-		n, err := splicePipes(p.to, p.from)
+	if p.spliceFrom != nil {
+		n, err := splicePipes(p.spliceTo, p.spliceFrom)
 		p.moved += n
 		if err == nil {
 			return true, nil // splicePipes returns nil only at the input's end
@@ -83,7 +114,7 @@ func (p *pump) step(buf []byte) (ended bool, err error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return false, err
 		}
-		p.splice = false // the kernel refused to splice these two: copy instead
+		p.spliceFrom, p.spliceTo = nil, nil // the kernel refused to splice these two: copy instead
 		return false, nil
 	}
 	n, err := p.from.Read(buf)

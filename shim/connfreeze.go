@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -421,9 +420,9 @@ func (f *connFreezer) inherit(conns []ConnHandover) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, h := range conns {
-		conn, err := connOfFd(h.Fd)
+		conn, err := netCopy(h.Fd, "ttrpc connection", net.FileConn)
 		if err != nil {
-			return err
+			return errors.Join(errors.New("an inherited ttrpc connection"), err)
 		}
 		f.inherited = append(f.inherited, &frameReader{Conn: conn, release: func() {}, freezer: f, replay: h.Replay})
 	}
@@ -444,15 +443,4 @@ func connFd(conn any) int {
 	fd := -1
 	_ = raw.Control(func(n uintptr) { fd = int(n) })
 	return fd
-}
-
-// connOfFd makes a connection of an inherited descriptor.
-func connOfFd(fd int) (net.Conn, error) {
-	file := os.NewFile(uintptr(fd), "ttrpc connection")
-	defer file.Close() // FileConn holds a copy
-	conn, err := net.FileConn(file)
-	if err != nil {
-		return nil, errors.Join(errors.New("an inherited ttrpc connection"), err)
-	}
-	return conn, nil
 }
