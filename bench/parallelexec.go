@@ -69,6 +69,26 @@ const runcAlone = "runc alone"
 func (s *session) runcAloneRound(id string, n int) (time.Duration, error) {
 	runc := harness.ToolBinary(s.tb, "runc", "runc")
 	root := filepath.Join(process.DefaultRuncRoot, s.ns)
+	return allAtOnce(n, func(int) error {
+		if out, err := exec.Command(runc, "--root", root, "exec", id, "/bin/true").CombinedOutput(); err != nil {
+			return fmt.Errorf("runc exec: %w: %s", err, out)
+		}
+		return nil
+	})
+}
+
+// parallelExecRound runs n execs into task at once (allAtOnce).
+func (s *session) parallelExecRound(task client.Task, n int, prefix string, process *specs.Process) (time.Duration, error) {
+	return allAtOnce(n, func(i int) error {
+		_, err := s.execRound(task, fmt.Sprintf("%s-%d", prefix, i), process)
+		return err
+	})
+}
+
+// allAtOnce starts n goroutines, each ready to run job, lets them go at
+// once and returns the time until the last has finished. The clock starts
+// when they are let go, not while they are being made.
+func allAtOnce(n int, job func(i int) error) (time.Duration, error) {
 	var (
 		ready, done sync.WaitGroup
 		start       = make(chan struct{})
@@ -81,9 +101,7 @@ func (s *session) runcAloneRound(id string, n int) (time.Duration, error) {
 			defer done.Done()
 			ready.Done()
 			<-start
-			if out, err := exec.Command(runc, "--root", root, "exec", id, "/bin/true").CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("runc exec: %w: %s", err, out)
-			}
+			errs[i] = job(i)
 		}()
 	}
 	ready.Wait()
@@ -91,33 +109,6 @@ func (s *session) runcAloneRound(id string, n int) (time.Duration, error) {
 	close(start)
 	done.Wait()
 	return time.Since(began), errors.Join(errs...)
-}
-
-// parallelExecRound starts n goroutines, each ready to run one exec, lets
-// them go at once and returns the time until the last has finished. The
-// clock starts when they are let go, not while they are being made.
-func (s *session) parallelExecRound(task client.Task, n int, prefix string, process *specs.Process) (time.Duration, error) {
-	var (
-		ready, done sync.WaitGroup
-		start       = make(chan struct{})
-		errs        = make([]error, n)
-	)
-	for i := range n {
-		ready.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			ready.Done()
-			<-start
-			_, errs[i] = s.execRound(task, fmt.Sprintf("%s-%d", prefix, i), process)
-		}()
-	}
-	ready.Wait()
-	began := time.Now()
-	close(start)
-	done.Wait()
-	took := time.Since(began)
-	return took, errors.Join(errs...)
 }
 
 // parallelExecRows are the table's rows: one per n, the medians of the
