@@ -119,6 +119,11 @@ func runServer(flags launchFlags) error {
 	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	server.Shutdown(closeCtx)
+	// The TaskExit and TaskDelete of the last container may still be
+	// queued: the shim exits once they reached containerd.
+	flushCtx, cancelFlush := context.WithTimeout(ctx, eventFlushLimit)
+	defer cancelFlush()
+	service.events.Flush(flushCtx)
 	return nil
 }
 
