@@ -320,6 +320,38 @@ func (f *connFreezer) freeze() error {
 	return nil
 }
 
+// awaitAnswered waits until every request read has its answer written, or
+// limit passes (it starts now, with the wait it bounds). The shim calls it
+// as it exits, before the server shuts down: ttrpc's Shutdown closes a
+// connection that looked idle when its loop last looked, and a request that
+// came since would lose its answer; containerd then sees "ttrpc: closed" on,
+// say, the Delete of another container of the group.
+func (f *connFreezer) awaitAnswered(limit time.Duration) {
+	expired := false
+	timer := time.AfterFunc(limit, func() {
+		f.mu.Lock()
+		expired = true
+		f.changed.Broadcast()
+		f.mu.Unlock()
+	})
+	defer timer.Stop()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for !expired && f.unansweredLocked() {
+		f.changed.Wait()
+	}
+}
+
+// unansweredLocked: some request read has no answer written yet.
+func (f *connFreezer) unansweredLocked() bool {
+	for c := range f.conns {
+		if len(c.inflight) > 0 || c.written.midFrame() || c.writing {
+			return true
+		}
+	}
+	return false
+}
+
 // pendingLocked names the requests a freeze waits for.
 func (f *connFreezer) pendingLocked() []string {
 	var names []string

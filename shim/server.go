@@ -115,7 +115,9 @@ func runServer(flags launchFlags) error {
 	process.RemovePidfdSockets()
 	// Shutdown removed the socket already; a signal did not.
 	service.socket.remove(ctx)
-	// The last answer (Shutdown's) may still be on its way to containerd.
+	// The last answers (Shutdown's, and those to other containers of a
+	// group) may still be on their way to containerd.
+	listener.freezer.awaitAnswered(answerLimit)
 	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	server.Shutdown(closeCtx)
@@ -126,6 +128,11 @@ func runServer(flags launchFlags) error {
 	service.events.Flush(flushCtx)
 	return nil
 }
+
+// answerLimit bounds how long the exiting shim waits for the answers to the
+// requests it read: a request stuck behind a runc that does not return
+// must not keep a shim with no container alive.
+const answerLimit = 30 * time.Second
 
 // openTaskListener is the socket the shim serves: the one `start` handed
 // over as fd 3, or the one, and the connections, an upgrade handed over.
