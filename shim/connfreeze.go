@@ -295,23 +295,11 @@ func (f *connFreezer) freeze() error {
 	for _, c := range conns {
 		_ = c.Conn.SetReadDeadline(pastDeadline)
 	}
-	// The limit starts now, with the wait it bounds.
-	expired := false
-	timer := time.AfterFunc(drainLimit, func() {
-		f.mu.Lock()
-		expired = true
-		f.changed.Broadcast()
-		f.mu.Unlock()
-	})
-	defer timer.Stop()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for !f.drainedLocked() {
-		if expired {
-			return fmt.Errorf("requests still under way after %s (%s); try again once they are answered: %w",
-				drainLimit, strings.Join(f.pendingLocked(), ", "), errdefs.ErrUnavailable)
-		}
-		f.changed.Wait()
+	if !f.waitLocked(drainLimit, f.drainedLocked) {
+		return fmt.Errorf("requests still under way after %s (%s); try again once they are answered: %w",
+			drainLimit, strings.Join(f.pendingLocked(), ", "), errdefs.ErrUnavailable)
 	}
 	f.sealed = true
 	for f.writingLocked() {
@@ -327,6 +315,14 @@ func (f *connFreezer) freeze() error {
 // came since would lose its answer; containerd then sees "ttrpc: closed" on,
 // say, the Delete of another container of the group.
 func (f *connFreezer) awaitAnswered(limit time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waitLocked(limit, func() bool { return !f.unansweredLocked() })
+}
+
+// waitLocked waits until done, or until limit has passed: the limit starts
+// now, with the wait it bounds. It tells whether done came. Held: mu.
+func (f *connFreezer) waitLocked(limit time.Duration, done func() bool) bool {
 	expired := false
 	timer := time.AfterFunc(limit, func() {
 		f.mu.Lock()
@@ -335,11 +331,13 @@ func (f *connFreezer) awaitAnswered(limit time.Duration) {
 		f.mu.Unlock()
 	})
 	defer timer.Stop()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for !expired && f.unansweredLocked() {
+	for !done() {
+		if expired {
+			return false
+		}
 		f.changed.Wait()
 	}
+	return true
 }
 
 // unansweredLocked: some request read has no answer written yet.
