@@ -18,18 +18,8 @@ import (
 // answer it after all. A request sent while frozen stays in the socket and
 // is served after the thaw.
 func TestFreezeKeepsWaitForTheNextShim(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "s")
-	inner, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listener := limitConnections(inner)
-	server, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
 	exited := make(chan struct{})
-	server.RegisterService("containerd.task.v3.Task", &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+	_, listener, client := serveTestTask(t, map[string]ttrpc.Method{
 		"Wait": method(func(ctx context.Context, req *wrapperspb.StringValue) (*emptypb.Empty, error) {
 			<-exited
 			return &emptypb.Empty{}, nil
@@ -37,16 +27,7 @@ func TestFreezeKeepsWaitForTheNextShim(t *testing.T) {
 		"State": method(func(ctx context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 			return wrapperspb.String("running " + req.GetValue()), nil
 		}),
-	}})
-	go server.Serve(context.Background(), listener)
-	t.Cleanup(func() { server.Close() })
-
-	conn, err := net.Dial("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := ttrpc.NewClient(conn)
-	t.Cleanup(func() { client.Close() })
+	})
 	call := func(method, arg string) (string, error) {
 		var resp wrapperspb.StringValue
 		err := client.Call(context.Background(), "containerd.task.v3.Task", method, wrapperspb.String(arg), &resp)
@@ -112,32 +93,14 @@ func waitInFlight(f *connFreezer) bool {
 // the Delete's handler returns only gives a shim that does not wait the
 // time to close the connection; one that waits passes however long it is.)
 func TestAnExitingShimAnswersWhatItRead(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "s")
-	inner, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listener := limitConnections(inner)
-	server, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
 	entered, release := make(chan struct{}), make(chan struct{})
-	server.RegisterService("containerd.task.v3.Task", &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+	server, listener, client := serveTestTask(t, map[string]ttrpc.Method{
 		"Delete": method(func(ctx context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 			close(entered)
 			<-release
 			return wrapperspb.String("deleted " + req.GetValue()), nil
 		}),
-	}})
-	go server.Serve(context.Background(), listener)
-	t.Cleanup(func() { server.Close() })
-	conn, err := net.Dial("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := ttrpc.NewClient(conn)
-	t.Cleanup(func() { client.Close() })
+	})
 
 	answered := make(chan error, 1)
 	go func() {
@@ -161,4 +124,30 @@ func TestAnExitingShimAnswersWhatItRead(t *testing.T) {
 		t.Fatalf("the Delete served while the shim left: %v", err)
 	}
 	<-exited
+}
+
+// serveTestTask serves methods as the task service on a socket of the
+// test's, through the shim's connection limiter, and dials it.
+func serveTestTask(t *testing.T, methods map[string]ttrpc.Method) (*ttrpc.Server, *connectionLimiter, *ttrpc.Client) {
+	t.Helper()
+	socket := filepath.Join(t.TempDir(), "s")
+	inner, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener := limitConnections(inner)
+	server, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.RegisterService("containerd.task.v3.Task", &ttrpc.ServiceDesc{Methods: methods})
+	go server.Serve(context.Background(), listener)
+	t.Cleanup(func() { server.Close() })
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ttrpc.NewClient(conn)
+	t.Cleanup(func() { client.Close() })
+	return server, listener, client
 }
