@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -32,49 +28,15 @@ func (m memory) add(o memory) memory {
 	return memory{m.rss + o.rss, m.pss + o.pss, m.private + o.private}
 }
 
-// readMemory reads smaps_rollup, the kernel's sum over every mapping:
-// Rss counts every resident page, Pss divides each shared page among the
-// processes that map it, Private_Clean + Private_Dirty are the pages no
-// other process maps, what the system gets back when the shim exits.
+// readMemory reads smaps_rollup (harness.ReadMemory).
 func readMemory(pid int) (memory, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return memory{}, err
-	}
-	return parseSmapsRollup(data)
+	m, err := harness.ReadMemory(pid)
+	return memory{m.Rss, m.Pss, m.Private}, err
 }
 
 func parseSmapsRollup(data []byte) (memory, error) {
-	var m memory
-	found := 0
-	scanner := bufio.NewScanner(bytes.NewReader(data))
-	for scanner.Scan() {
-		field, rest, ok := strings.Cut(scanner.Text(), ":")
-		if !ok {
-			continue
-		}
-		var into *int64
-		switch field {
-		case "Rss":
-			into = &m.rss
-		case "Pss":
-			into = &m.pss
-		case "Private_Clean", "Private_Dirty":
-			into = &m.private
-		default:
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		if err != nil {
-			return memory{}, fmt.Errorf("smaps_rollup line %q: %w", scanner.Text(), err)
-		}
-		*into += kb << 10
-		found++
-	}
-	if found != 4 {
-		return memory{}, fmt.Errorf("smaps_rollup: found %d of Rss, Pss, Private_Clean, Private_Dirty", found)
-	}
-	return m, scanner.Err()
+	m, err := harness.ParseSmapsRollup(data)
+	return memory{m.Rss, m.Pss, m.Private}, err
 }
 
 // fleet is a set of running containers of one shim, and the shim processes

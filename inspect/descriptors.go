@@ -240,7 +240,7 @@ func anonMeaning(what string) string {
 	case "[pidfd]":
 		return "a pidfd: a handle on a child process (runc, or a container process), which no recycled pid can be mistaken for"
 	case "[eventpoll]":
-		return "an epoll instance: the Go runtime's network poller, or the relay of terminals"
+		return "an epoll instance: the Go runtime's network poller, which waits for the pipes, FIFOs, sockets and terminals"
 	case "[eventfd]":
 		return "an eventfd: how a thread wakes the poller, or the cgroup v1 OOM notification"
 	case "inotify":

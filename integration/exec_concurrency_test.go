@@ -72,7 +72,7 @@ func TestExecStartsDoNotWaitForEachOther(t *testing.T) {
 		select {
 		case err := <-fast:
 			if err != nil {
-				t.Errorf("an exec started while another's runc exec hangs: %v", err)
+				s.shimFellShort(t, "an exec started while another's runc exec hangs: %v", err)
 			}
 		case <-time.After(blockedLimit(s)):
 			blocked("an exec started while another's runc exec hangs", fmt.Errorf("no exit within %v", blockedLimit(s)))

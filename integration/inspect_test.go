@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -63,6 +64,15 @@ func inspectWithExec(t *testing.T, s *session) {
 		t.Fatal(err)
 	}
 	initPID, execPID := int(task.Pid()), int(execProcess.Pid())
+	// A started exec may still be runc's init, with its threads, which the
+	// pids controller counts, until it executes sleep.
+	harness.Eventually(t, time.Minute, "the exec to become sleep", func() error {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", execPID))
+		if err != nil || strings.TrimSpace(string(comm)) != "sleep" {
+			return fmt.Errorf("exec pid %d is %q (%v)", execPID, strings.TrimSpace(string(comm)), err)
+		}
+		return nil
+	})
 	report := inspectReport(t, s, "anatomy")
 	if s.runtime == harness.TeachRuntime {
 		// Our shim's journal notes which containerd the container

@@ -79,8 +79,11 @@ func TestTerminalExecSeesItsWindowSize(t *testing.T) {
 		}
 		stdinWriter.Close()
 		process.Delete(s.ctx)
+		// A shim that reports the exit before the output reached the
+		// FIFO loses it at the Delete: the stock shim was seen to, under
+		// load.
 		if got := out.String(); !strings.Contains(got, "30 100\r\n") {
-			t.Fatalf("exec terminal output %q; want 30 100", got)
+			s.shimFellShort(t, "exec terminal output %q; want 30 100", got)
 		}
 	})
 }

@@ -1,8 +1,10 @@
 package stdio
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -19,18 +21,77 @@ import (
 // the output waits in the FIFO (and then in the pipe, and then the container
 // blocks on write) until containerd opens the FIFO again and reads it all.
 type outputFifo struct {
+	path string
+
+	// readerLate: containerd's reader had not opened the FIFO when the
+	// shim did (see CloseWriter).
+	readerLate bool
+
+	mu         sync.Mutex // guards write and heldReader against Close
 	write      *os.File
 	heldReader *os.File
+	closed     chan struct{} // closed by Close
 }
 
 // openOutputFifo opens a stdout or stderr FIFO: the shim writes, and holds
 // the read end.
 func openOutputFifo(path string) (*outputFifo, error) {
-	reader, writer, err := openBothEnds(path)
+	writer, err := openWriterIfRead(path)
 	if err != nil {
 		return nil, err
 	}
-	return &outputFifo{write: writer, heldReader: reader}, nil
+	if writer == nil {
+		reader, writer, err := openBothEnds(path)
+		if err != nil {
+			return nil, err
+		}
+		return &outputFifo{path: path, readerLate: true, write: writer, heldReader: reader, closed: make(chan struct{})}, nil
+	}
+	reader, err := os.OpenFile(path, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open stdio fifo %s: %w", path, kindOf(err))
+	}
+	return &outputFifo{path: path, write: writer, heldReader: reader, closed: make(chan struct{})}, nil
+}
+
+// openWriterIfRead opens the FIFO for writing if a reader has it open
+// already, and returns nil if none has: a non-blocking open for writing
+// fails with ENXIO then (fifo(7)). The usual case is containerd's reader
+// waiting in its own open for a writer, which this open wakes.
+func openWriterIfRead(path string) (*os.File, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open stdio fifo %s: %w", path, kindOf(err))
+	}
+	if info.Mode()&os.ModeNamedPipe == 0 {
+		return nil, fmt.Errorf("stdio path %s is not a fifo: %w", path, errdefs.ErrInvalidArgument)
+	}
+	writer, err := os.OpenFile(path, unix.O_WRONLY|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ENXIO) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open stdio fifo %s for writing: %w", path, kindOf(err))
+	}
+	return writer, nil
+}
+
+// hasReader tells whether a FIFO has a reader. The probe's write end is
+// closed at once, so it must be asked only while the shim's own writer
+// is open: a reader woken by the probe then still has a writer, and does
+// not read end-of-file.
+func hasReader(path string) (bool, error) {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	switch {
+	case err == nil:
+		unix.Close(fd)
+		return true, nil
+	case errors.Is(err, unix.ENXIO):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // openBothEnds opens both ends of a FIFO without waiting for containerd: the
@@ -69,9 +130,58 @@ func (f *outputFifo) File() *os.File { return f.write }
 // for a writer that never comes, and the client, told of the exit, would
 // give up on the output. Under a load of many short execs that was seen to
 // lose an exec's whole output.
+//
+// A reader that opens after the writer is gone is the same loss, without a
+// byte in the FIFO to wait for: an exec that prints nothing ends within a
+// millisecond, and on a busy machine containerd's goroutine may not have
+// opened its end yet. Its open would then wait forever, and the client with
+// it (`crictl exec --sync` was seen to hang so). So when containerd's
+// reader was not there at the start, the writer stays open until it is, or
+// until the shim closes the FIFO for good.
 func (f *outputFifo) CloseWriter() error {
+	if f.readerLate {
+		f.waitForReader()
+	}
 	waitUntilRead(f.write, unreadOutputLimit)
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.write.Close()
+}
+
+// waitForReader waits until a reader other than the shim's held one has
+// the FIFO open, or the FIFO is closed.
+func (f *outputFifo) waitForReader() {
+	pause := time.Millisecond
+	for !f.otherReaderThere() {
+		select {
+		case <-f.closed:
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+	f.readerLate = false
+}
+
+// otherReaderThere asks the kernel whether a reader besides the shim's has
+// the FIFO open. The held reader would answer for itself, so it is closed
+// for the question and opened again after it. The FIFO keeps its contents
+// meanwhile: the shim's write end keeps the pipe alive. A failure to open
+// the held reader again only loses the guard against containerd being away.
+func (f *outputFifo) otherReaderThere() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.closed:
+		return true
+	default:
+	}
+	f.heldReader.Close()
+	there, err := hasReader(f.path)
+	if reader, openErr := os.OpenFile(f.path, unix.O_RDONLY|unix.O_NONBLOCK, 0); openErr == nil {
+		f.heldReader = reader
+	}
+	return there || err != nil
 }
 
 // unreadOutputLimit bounds how long CloseWriter waits for a reader: with
@@ -102,6 +212,15 @@ func waitUntilRead(f *os.File, limit time.Duration) {
 }
 
 func (f *outputFifo) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed != nil {
+		select {
+		case <-f.closed:
+		default:
+			close(f.closed)
+		}
+	}
 	f.write.Close()
 	return f.heldReader.Close()
 }

@@ -1,8 +1,10 @@
 package stdio
 
 import (
+	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -51,14 +53,99 @@ func TestOutputReachesAReaderThatOpensLate(t *testing.T) {
 	<-closed
 }
 
-// With nobody reading (containerd away), CloseWriter still returns, and the
-// output stays in the FIFO for the held reader.
-func TestCloseWriterGivesUpOnAnAbsentReader(t *testing.T) {
-	fifo, err := openOutputFifo(fifos(t).Stdout)
+// An exec that prints nothing ends at once, and its FIFO holds no byte to
+// wait for. If the client's open comes after that, it must still find a
+// writer, and then read end-of-file; a blocking open for reading with no
+// writer left would never return.
+func TestAnEmptyOutputReachesAReaderThatOpensLate(t *testing.T) {
+	path := fifos(t).Stdout
+	fifo, err := openOutputFifo(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fifo.Close()
+	if !fifo.readerLate {
+		t.Fatal("no reader had the FIFO open, yet the shim saw one")
+	}
+	closed := make(chan struct{})
+	go func() {
+		fifo.CloseWriter() // the process ended without a byte of output
+		close(closed)
+	}()
+	time.Sleep(50 * time.Millisecond) // let the output's end come first
+	got := make(chan error, 1)
+	go func() {
+		reader, err := os.OpenFile(path, os.O_RDONLY, 0)
+		if err != nil {
+			got <- err
+			return
+		}
+		defer reader.Close()
+		data, err := io.ReadAll(reader)
+		if err == nil && len(data) > 0 {
+			err = fmt.Errorf("read %q, want nothing", data)
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the late reader: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the late reader's open never returned: the writer was closed before any reader came")
+	}
+	<-closed
+}
+
+// A reader that has the FIFO open before the shim opens it (the usual
+// order: containerd opens its ends before it asks for the process) is seen,
+// and the writer is closed as soon as the output is read. (The test's reader
+// opens without waiting, where containerd's waits in its open: the kernel
+// counts either as a reader.)
+func TestAReaderThereFirstIsSeen(t *testing.T) {
+	path := fifos(t).Stdout
+	reader := openReaderFirst(t, path)
+	defer reader.Close()
+	fifo, err := openOutputFifo(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fifo.Close()
+	if fifo.readerLate {
+		t.Fatal("a reader had the FIFO open, and the shim did not see it")
+	}
+	fifo.File().Write([]byte("hello\n"))
+	if err := fifo.CloseWriter(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(reader); err != nil || string(got) != "hello\n" {
+		t.Fatalf("the reader got %q (%v)", got, err)
+	}
+}
+
+// openReaderFirst opens a FIFO's read end the way a client that came first
+// has it open.
+func openReaderFirst(t *testing.T, path string) *os.File {
+	t.Helper()
+	reader, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reader
+}
+
+// With containerd gone after the FIFO was opened, CloseWriter still
+// returns, and the output stays in the FIFO for the held reader.
+func TestCloseWriterGivesUpOnAnAbsentReader(t *testing.T) {
+	path := fifos(t).Stdout
+	reader := openReaderFirst(t, path)
+	fifo, err := openOutputFifo(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fifo.Close()
+	reader.Close() // containerd goes away
 	fifo.File().Write([]byte("nobody reads this\n"))
 	if err := fifo.CloseWriter(); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/observe"
@@ -25,21 +24,49 @@ type RelayHandover struct {
 	IOUid, IOGid          int
 
 	// StdinRead and StdinHeldWriter are the two ends of the stdin FIFO the
-	// shim holds (fifo.go); StdinPipe is the shim's end of the container's
-	// stdin pipe, -1 once the input ended and it was closed.
+	// shim holds (fifo.go); StdinPipe is where the stdin copy writes, the
+	// shim's end of the container's stdin pipe or the pty master, -1 once
+	// the input ended.
 	StdinRead, StdinHeldWriter, StdinPipe int
 	StdinPending                          []byte
+	StdinMoved                            int64 // what the copy moved so far
 	Outputs                               []OutputHandover
+
+	// Terminal is the process's pty, nil for pipes; Logger the logging
+	// program its output goes to, nil for FIFOs and files. Both came with
+	// state version 2.
+	Terminal *TerminalHandover `json:",omitempty"`
+	Logger   *LoggerHandover   `json:",omitempty"`
 }
 
-// OutputHandover is one output stream: the shim's end of the container's
-// pipe (From), where it goes (To, -1 once the stream ended), the FIFO's held
-// reader (-1 for a file://), and the bytes read but not yet written.
+// OutputHandover is one output stream: where the copy reads (From: the
+// shim's end of the container's pipe, or the pty master), where it goes
+// (To, -1 once the stream ended), the FIFO's held reader (-1 for a file://),
+// the bytes read but not yet written, and how many the copy moved so far.
 type OutputHandover struct {
 	Name, Path     string
 	From, To, Held int
 	Pending        []byte
+	Moved          int64
 	Ended          bool
+}
+
+// TerminalHandover is a process's pty: the master, the one end of it the
+// shim holds. The copies that use it name the same descriptor (StdinPipe,
+// the output's From); the master is kept after they end, for Resize.
+type TerminalHandover struct {
+	Master int
+}
+
+// LoggerHandover is a logging program (binary://, binary-v2://). It reads
+// the container's pipes itself, so the shim holds none of their ends: it
+// holds the program, its child, whose exit is the end of the output. A
+// program reaped already (Exited) is done; otherwise the next shim, the
+// same process, is still its parent, and reaps it.
+type LoggerHandover struct {
+	Pid    int
+	Pidfd  int // -1 without one
+	Exited bool
 }
 
 // Fds are the descriptors the handover names: they must survive execve.
@@ -47,6 +74,12 @@ func (h *RelayHandover) Fds() []int {
 	fds := []int{h.StdinRead, h.StdinHeldWriter, h.StdinPipe}
 	for _, o := range h.Outputs {
 		fds = append(fds, o.From, o.To, o.Held)
+	}
+	if h.Terminal != nil {
+		fds = append(fds, h.Terminal.Master)
+	}
+	if h.Logger != nil {
+		fds = append(fds, h.Logger.Pidfd)
 	}
 	var open []int
 	for _, fd := range fds {
@@ -58,36 +91,57 @@ func (h *RelayHandover) Fds() []int {
 }
 
 // Freeze stops every copy of the relay between two steps, and describes it.
-// A relay whose output goes to a logging program is refused: the program
-// reads the pipes itself and is a child the new shim would have to adopt.
-func (r *Relay) Freeze() (*RelayHandover, error) {
-	if r.logger != nil {
-		return nil, fmt.Errorf("output to the logging program %s is not handed over yet: %w", r.logger, errdefs.ErrNotImplemented)
-	}
+// It is called with the Reaper paused (shim/upgrade.go), so whether a
+// logging program has been reaped cannot change until the next shim runs.
+func (r *Relay) Freeze() *RelayHandover {
 	for _, p := range r.pumps {
 		p.freeze()
 	}
 	h := &RelayHandover{Stdin: r.paths.Stdin, Stdout: r.paths.Stdout, Stderr: r.paths.Stderr, Owner: r.paths.Owner,
 		IOUid: r.paths.IOUid, IOGid: r.paths.IOGid, StdinRead: -1, StdinHeldWriter: -1, StdinPipe: -1}
+	if r.master != nil {
+		h.Terminal = &TerminalHandover{Master: fdOf(r.master.file)}
+	}
+	if r.logger != nil {
+		h.Logger = r.logger.handover()
+	}
 	if r.stdinFifo != nil {
 		h.StdinRead = fdOf(r.stdinFifo.read)
 		h.StdinHeldWriter = fdOf(r.stdinFifo.heldWriter)
 		if p := r.pump("stdin"); p != nil && !p.done() {
-			h.StdinPipe = fdOf(r.pipes.stdin.write)
-			h.StdinPending = p.pending
+			h.StdinPipe = descriptorOf(p.to)
+			h.StdinPending, h.StdinMoved = p.pending, p.moved
 		}
 	}
 	for _, job := range r.outputs {
-		o := OutputHandover{Name: job.name, Path: job.path, From: fdOf(job.from), To: -1, Held: -1, Ended: true}
+		o := OutputHandover{Name: job.name, Path: job.path, From: descriptorOf(job.from), To: -1, Held: -1, Ended: true}
 		if p := r.pump(job.name); p != nil && !p.done() {
-			o.To, o.Pending, o.Ended = fdOf(job.to.File()), p.pending, false
+			o.To, o.Pending, o.Moved, o.Ended = fdOf(job.to.File()), p.pending, p.moved, false
 		}
 		if fifo, ok := job.to.(*outputFifo); ok {
 			o.Held = fdOf(fifo.heldReader)
 		}
 		h.Outputs = append(h.Outputs, o)
 	}
-	return h, nil
+	return h
+}
+
+func (l *binaryLogger) handover() *LoggerHandover {
+	if l.reaped() {
+		return &LoggerHandover{Pid: l.pid, Pidfd: -1, Exited: true}
+	}
+	return &LoggerHandover{Pid: l.pid, Pidfd: fdOf(l.pidfd)}
+}
+
+// descriptorOf is the number of a copy's end: a pipe, a FIFO, or the master.
+func descriptorOf(end any) int {
+	switch end := end.(type) {
+	case *os.File:
+		return fdOf(end)
+	case *ptyMaster:
+		return fdOf(end.file)
+	}
+	return -1
 }
 
 // Thaw lets the copies go on: the upgrade was called off.
@@ -109,42 +163,75 @@ func (r *Relay) pump(name string) *pump {
 }
 
 // RestoreRelay takes over a relay an earlier shim froze, and resumes its
-// copies where they stopped.
-func RestoreRelay(h *RelayHandover, observer observe.Observer) *Relay {
-	paths := Paths{Stdin: h.Stdin, Stdout: h.Stdout, Stderr: h.Stderr, Owner: h.Owner, IOUid: h.IOUid, IOGid: h.IOGid, Observer: observer}
+// copies where they stopped. A logging program still running is adopted
+// through children, the Reaper.
+func RestoreRelay(h *RelayHandover, observer observe.Observer, children Adopter) *Relay {
+	paths := Paths{Stdin: h.Stdin, Stdout: h.Stdout, Stderr: h.Stderr, Terminal: h.Terminal != nil, Owner: h.Owner,
+		IOUid: h.IOUid, IOGid: h.IOGid, Observer: observer}
 	r := &Relay{pipes: &Pipes{}, paths: paths, outputDone: make(chan struct{}), observer: observer}
+	if h.Terminal != nil {
+		// The master was made non-blocking by the shim that received it;
+		// O_NONBLOCK belongs to the open file, and survives execve.
+		r.master = newPtyMaster(fileOf(h.Terminal.Master, "pty master"))
+	}
 	if h.StdinRead >= 0 {
 		r.stdinFifo = &inputFifo{read: fileOf(h.StdinRead, h.Stdin), heldWriter: fileOf(h.StdinHeldWriter, h.Stdin)}
 		r.closers = append(r.closers, r.stdinFifo)
 	}
-	pending := map[string][]byte{}
+	at := map[string]progress{}
 	var running []copyJob
 	for _, o := range h.Outputs {
-		job := copyJob{name: o.Name, path: o.Path, from: fileOf(o.From, o.Name+" pipe")}
-		if o.Held >= 0 {
-			job.to = &outputFifo{write: fileOf(o.To, o.Path), heldReader: fileOf(o.Held, o.Path)}
+		job := copyJob{name: o.Name, path: o.Path, to: restoredOutput(o)}
+		if r.master != nil {
+			job.from = r.master // a terminal's one output comes from its master
 		} else {
-			job.to = &outputFile{file: fileOf(o.To, o.Path)}
-		}
-		switch o.Name {
-		case "stdout":
-			r.pipes.stdout.read = job.from
-		case "stderr":
-			r.pipes.stderr.read = job.from
+			from := fileOf(o.From, o.Name+" pipe")
+			job.from = from
+			r.pipes.setRead(o.Name, from)
 		}
 		r.closers = append(r.closers, job.to)
 		r.outputs = append(r.outputs, job)
 		if !o.Ended {
 			running = append(running, job)
-			pending[o.Name] = o.Pending
+			at[o.Name] = progress{pending: o.Pending, moved: o.Moved}
 		}
 	}
-	r.copyOutputs(running, pending)
+	if h.Logger != nil {
+		r.followLogger(adoptLogger(h.Logger, children))
+	} else {
+		r.copyOutputs(running, at)
+	}
 	if h.StdinPipe >= 0 {
-		r.pipes.stdin.write = fileOf(h.StdinPipe, "stdin pipe")
-		r.copyStdin(h.StdinPending)
+		if r.master == nil {
+			r.pipes.stdin.write = fileOf(h.StdinPipe, "stdin pipe")
+		}
+		r.copyStdin(progress{pending: h.StdinPending, moved: h.StdinMoved})
 	}
 	return r
+}
+
+// restoredOutput is where an output stream goes: a FIFO, with its held
+// reader, or a file (a file://, or /dev/null for a terminal without stdout).
+func restoredOutput(o OutputHandover) output {
+	if o.Held >= 0 {
+		return &outputFifo{write: fileOf(o.To, o.Path), heldReader: fileOf(o.Held, o.Path)}
+	}
+	return &outputFile{file: fileOf(o.To, o.Path)}
+}
+
+// adoptLogger takes over a logging program an earlier shim started. One
+// still running (or exited, and not yet reaped) is this process's child: the
+// Reaper hands its exit here, as it would have to the shim that started it.
+func adoptLogger(h *LoggerHandover, children Adopter) *binaryLogger {
+	logger := &binaryLogger{pid: h.Pid, exited: make(chan struct{})}
+	if h.Exited {
+		close(logger.exited)
+		return logger
+	}
+	logger.pidfd = fileOf(h.Pidfd, fmt.Sprintf("pidfd:%d", h.Pid))
+	waiter := children.Adopt(h.Pid)
+	logger.await(func() { <-waiter })
+	return logger
 }
 
 // fdOf is the number of f's descriptor. os.File.Fd would do, but it puts a
@@ -152,11 +239,8 @@ func RestoreRelay(h *RelayHandover, observer observe.Observer) *Relay {
 // neither woken by a deadline nor frozen by the next upgrade.
 func fdOf(f *os.File) int {
 	fd := -1
-	if f == nil {
-		return fd
-	}
-	if conn, err := f.SyscallConn(); err == nil {
-		_ = conn.Control(func(n uintptr) { fd = int(n) })
+	if f != nil {
+		_ = controlFile(f, func(n int) { fd = n })
 	}
 	return fd
 }
@@ -177,3 +261,12 @@ func fileOf(fd int, name string) *os.File {
 
 // FileOf is fileOf for the other packages of the shim.
 func FileOf(fd int, name string) *os.File { return fileOf(fd, name) }
+
+// controlFile lends f's descriptor to use, without os.File.Fd (see fdOf).
+func controlFile(f *os.File, use func(fd int)) error {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return conn.Control(func(fd uintptr) { use(int(fd)) })
+}

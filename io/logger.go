@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 )
 
 // Besides FIFO paths, containerd may name a process's output as a URI
@@ -67,11 +69,58 @@ func (f *outputFile) File() *os.File     { return f.file }
 func (f *outputFile) CloseWriter() error { return f.Close() }
 func (f *outputFile) Close() error       { return closeFile(f.file) }
 
-// binaryLogger is a running logging program. Its exit marks the end of the
-// output: it exits once every writer of the container's pipes is gone and it
-// has read them to the end.
+// binaryLogger is a running logging program, a child of the shim. Its exit
+// marks the end of the output: it exits once every writer of the container's
+// pipes is gone and it has read them to the end.
 type binaryLogger struct {
+	pid int
+	// pidfd names the program for an upgrade, which asks whether it was
+	// reaped (reaped); nil on a kernel without pidfds.
+	pidfd  *os.File
 	exited chan struct{}
+}
+
+// Adopter is what a relay needs of the shim's Reaper to take over, after an
+// in-place upgrade, a logging program an earlier shim started: its exit,
+// handed back as it would have been to that shim (process.Reaper).
+type Adopter interface {
+	Adopt(pid int) chan runc.Exit
+}
+
+// await closes exited once the Reaper has handed the program's exit to
+// waiter.
+func (l *binaryLogger) await(wait func()) {
+	go func() {
+		wait()
+		close(l.exited)
+	}()
+}
+
+// reaped tells whether the Reaper has collected the program's exit. An
+// upgrade asks while the Reaper is paused, so that the answer holds until
+// the next shim takes over: a program reaped is done; one not reaped, even
+// one that has exited, is a child the next shim adopts, and reaps.
+//
+// waitid with WNOWAIT looks without reaping; ECHILD says the process is no
+// longer this one's child to wait for. Through the pidfd, the question is
+// about this very program; by pid alone (no pidfds), about whatever child
+// has its number.
+func (l *binaryLogger) reaped() bool {
+	select {
+	case <-l.exited:
+		return true
+	default:
+	}
+	var info unix.Siginfo
+	const options = unix.WEXITED | unix.WNOHANG | unix.WNOWAIT
+	if l.pidfd == nil {
+		return unix.Waitid(unix.P_PID, l.pid, &info, options, nil) == unix.ECHILD
+	}
+	var err error
+	if ctlErr := controlFile(l.pidfd, func(fd int) { err = unix.Waitid(unix.P_PIDFD, fd, &info, options, nil) }); ctlErr != nil {
+		return true
+	}
+	return err == unix.ECHILD
 }
 
 // startBinaryLogger runs the program of a binary:// or binary-v2:// URI the
@@ -105,6 +154,8 @@ func startBinaryLogger(ctx context.Context, uri *url.URL, owner Owner, pipes *Pi
 	cmd := exec.Command(uri.Path, args...)
 	cmd.Env = []string{"CONTAINER_ID=" + owner.ContainerID, "CONTAINER_NAMESPACE=" + owner.Namespace}
 	cmd.ExtraFiles = []*os.File{stdout, stderr, readyWrite}
+	pidfd := -1 // the kernel gives it as it starts the program (clone3)
+	cmd.SysProcAttr = &syscall.SysProcAttr{PidFD: &pidfd}
 	// The Reaper collects every child of the shim; starting the program
 	// through it hands the exit back here instead of losing it.
 	waiter, err := runc.Monitor.Start(cmd)
@@ -116,13 +167,14 @@ func startBinaryLogger(ctx context.Context, uri *url.URL, owner Owner, pipes *Pi
 	// the pipes open after it exits.
 	stdout.Close()
 	stderr.Close()
-	logger := &binaryLogger{exited: make(chan struct{})}
-	go func() {
-		runc.Monitor.Wait(cmd, waiter)
-		close(logger.exited)
-	}()
+	logger := &binaryLogger{pid: cmd.Process.Pid, exited: make(chan struct{})}
+	if pidfd >= 0 {
+		logger.pidfd = os.NewFile(uintptr(pidfd), fmt.Sprintf("pidfd:%d", logger.pid))
+	}
+	logger.await(func() { runc.Monitor.Wait(cmd, waiter) })
 	if err := awaitReady(ctx, readyRead, uri.Scheme); err != nil {
 		cmd.Process.Kill()
+		closeFile(logger.pidfd)
 		return nil, fmt.Errorf("logging program %s: %w", uri.Path, err)
 	}
 	return logger, nil

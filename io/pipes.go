@@ -90,6 +90,17 @@ func (p *Pipes) CloseAfterStart() error {
 	return errors.Join(closeFile(p.stdin.read), closeFile(p.stdout.write), closeFile(p.stderr.write), closeFile(p.devNull))
 }
 
+// setRead sets the shim's end of the stdout or stderr pipe: one an upgrade
+// handed over (handover.go).
+func (p *Pipes) setRead(stream string, f *os.File) {
+	switch stream {
+	case "stdout":
+		p.stdout.read = f
+	case "stderr":
+		p.stderr.read = f
+	}
+}
+
 // Stdin is the shim's end of the container's stdin.
 func (p *Pipes) Stdin() io.WriteCloser { return writeCloser(p.stdin.write) }
 

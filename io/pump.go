@@ -10,10 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pump is one copy loop of a relay: container output from a pipe to a FIFO
-// or file, or a client's input from the stdin FIFO to the container's stdin
-// pipe. It copies until its input ends, and it can be frozen between two
-// steps, for an in-place upgrade of the shim (docs/upgrade.md):
+// pump is one copy loop of a relay: container output from a pipe (or a
+// terminal's master) to a FIFO or file, or a client's input from the stdin
+// FIFO to the container's stdin pipe (or its terminal). It copies until its
+// input ends, and it can be frozen between two steps, for an in-place
+// upgrade of the shim (docs/upgrade.md):
 //
 //   - a read that returned bytes has them written before anything else; a
 //     write that a freeze interrupts keeps what it has not written, and the
@@ -26,13 +27,17 @@ import (
 // Nothing is closed by a freeze: the descriptors stay open for the shim that
 // takes over, or for this one if the upgrade is called off (thaw).
 type pump struct {
-	name       string
-	from, to   *os.File
-	splice     bool    // both ends are pipes: move bytes in the kernel
-	pending    []byte  // read from `from`, not yet written to `to`
-	buffer     *[]byte // from copyBuffers while pending is in it (holdBuffer)
-	moved      int64
-	afterInput func(moved int64) // runs in the pump's goroutine once the input ended
+	name string
+	from source
+	to   sink
+	// spliceFrom and spliceTo are from and to when both are pipes: the
+	// kernel moves the bytes (splice.go). nil otherwise, or once the kernel
+	// refused.
+	spliceFrom, spliceTo *os.File
+	pending              []byte  // read from `from`, not yet written to `to`
+	buffer               *[]byte // from copyBuffers while pending is in it (holdBuffer)
+	moved                int64
+	afterInput           func(moved int64) // runs in the pump's goroutine once the input ended
 
 	mu       sync.Mutex
 	frozen   bool          // guarded by mu
@@ -41,9 +46,35 @@ type pump struct {
 	finished chan struct{} // closed once the input ended and afterInput ran
 }
 
-func newPump(name string, from, to *os.File, pending []byte, afterInput func(int64)) *pump {
-	return &pump{name: name, from: from, to: to, splice: isPipe(from) && isPipe(to), pending: pending,
-		afterInput: afterInput, finished: make(chan struct{})}
+// source is what a pump reads: a pipe or FIFO, or a pty master
+// (terminal.go). A deadline wakes a read blocked on it.
+type source interface {
+	io.Reader
+	SetReadDeadline(time.Time) error
+}
+
+// sink is what a pump writes to: a pipe or FIFO, a file, or a pty master.
+type sink interface {
+	io.Writer
+	SetWriteDeadline(time.Time) error
+}
+
+// progress is where a copy stands: the bytes it read and has not written
+// yet, and how many it moved. A copy taken over after an upgrade starts
+// from the progress the frozen one handed over.
+type progress struct {
+	pending []byte
+	moved   int64
+}
+
+func newPump(name string, from source, to sink, at progress, afterInput func(int64)) *pump {
+	p := &pump{name: name, from: from, to: to, pending: at.pending, moved: at.moved, afterInput: afterInput, finished: make(chan struct{})}
+	fromFile, fromIsFile := from.(*os.File)
+	toFile, toIsFile := to.(*os.File)
+	if fromIsFile && toIsFile && isPipe(fromFile) && isPipe(toFile) {
+		p.spliceFrom, p.spliceTo = fromFile, toFile
+	}
+	return p
 }
 
 func (p *pump) start() { go p.run() }
@@ -79,8 +110,8 @@ func (p *pump) step() (ended bool, err error) {
 		}
 		return false, err
 	}
-	if p.splice {
-		n, err := splicePipes(p.to, p.from)
+	if p.spliceFrom != nil {
+		n, err := splicePipes(p.spliceTo, p.spliceFrom)
 		p.moved += n
 		if err == nil {
 			return true, nil // splicePipes returns nil only at the input's end
@@ -88,7 +119,7 @@ func (p *pump) step() (ended bool, err error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return false, err
 		}
-		p.splice = false // the kernel refused to splice these two: copy instead
+		p.spliceFrom, p.spliceTo = nil, nil // the kernel refused to splice these two: copy instead
 		return false, nil
 	}
 	if err := waitReadable(p.from); err != nil {
@@ -131,27 +162,33 @@ func (p *pump) releaseBuffer() {
 	}
 }
 
-// waitReadable waits until f has bytes to read, its end, or an error, so
-// that the read that follows does not wait while holding a buffer. A file
-// that Go's poller does not manage is read at once.
-//
-// The poller is asked to wait only after poll(2) found nothing to read: it
-// wakes on a change of state, and bytes that were already there when the
-// pump looked make none.
-func waitReadable(f *os.File) error {
-	conn, err := f.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	err = conn.Read(func(fd uintptr) bool {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 0)
-		return err != nil || n > 0
-	})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
+// waitReadable waits until the input has bytes to read, its end, or an
+// error, so that the read that follows does not wait while holding a
+// buffer. An input that Go's poller does not manage is read at once.
+func waitReadable(from source) error {
+	switch from := from.(type) {
+	case *ptyMaster:
+		return from.waitReadable()
+	case *os.File:
+		conn, err := from.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		if err := conn.Read(hasBytes); errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
 	}
 	return nil
+}
+
+// hasBytes is a poller callback: it tells whether fd has something to read
+// now. The poller is asked to wait only after poll(2) found nothing: it
+// wakes on a change of state, and bytes that were already there when the
+// pump looked make none.
+func hasBytes(fd uintptr) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n > 0
 }
 
 // flushAtEnd writes what the last read returned, once the input ended.

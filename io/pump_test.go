@@ -37,7 +37,7 @@ func TestFrozenPumpHandsOverEveryByte(t *testing.T) {
 				got <- data
 			}()
 
-			first := newPump("stdout", from, to, nil, nil)
+			first := newPump("stdout", from, to, progress{}, nil)
 			first.start()
 			// Freeze and take over a few times while the stream flows.
 			for range 5 {
@@ -45,7 +45,7 @@ func TestFrozenPumpHandsOverEveryByte(t *testing.T) {
 				if first.done() {
 					break
 				}
-				next := newPump("stdout", from, to, first.pending, func(int64) { to.Close() })
+				next := newPump("stdout", from, to, progress{pending: first.pending}, func(int64) { to.Close() })
 				// The next shim's files have no deadline.
 				from.SetReadDeadline(time.Time{})
 				to.SetWriteDeadline(time.Time{})
@@ -67,7 +67,7 @@ func TestFrozenPumpHandsOverEveryByte(t *testing.T) {
 func TestThawedPumpGoesOn(t *testing.T) {
 	from, input := osPipe(t)
 	output, to := socketPair(t)
-	p := newPump("stdin", from, to, nil, func(int64) { to.Close() })
+	p := newPump("stdin", from, to, progress{}, func(int64) { to.Close() })
 	p.start()
 	input.Write([]byte("before "))
 	p.freeze()
@@ -107,8 +107,8 @@ func firstDifference(a, b []byte) int {
 func TestWaitingPumpHoldsNoBuffer(t *testing.T) {
 	from, input := osPipe(t)
 	output, to := socketPair(t)
-	p := newPump("stdout", from, to, nil, nil)
-	if p.splice {
+	p := newPump("stdout", from, to, progress{}, nil)
+	if p.spliceFrom != nil {
 		t.Fatal("a pipe to a socket is copied, not spliced")
 	}
 	p.start()

@@ -16,15 +16,19 @@ import (
 )
 
 // Relay copies between a process's pipes and containerd's FIFOs:
-// stdin FIFO → stdin pipe, stdout pipe → stdout FIFO, stderr pipe → stderr FIFO.
+// stdin FIFO → stdin pipe, stdout pipe → stdout FIFO, stderr pipe → stderr
+// FIFO; or, for a process on a terminal, stdin FIFO → pty master → stdout
+// FIFO (terminal.go).
 //
 // Each copy runs in a goroutine owned by the Relay; Close stops them all.
 type Relay struct {
 	pipes     *Pipes
+	master    *ptyMaster // the process's terminal; nil for pipes
 	paths     Paths
 	stdinFifo *inputFifo // nil without stdin
 	outputs   []copyJob  // FIFOs and files to copy to, from Start on
-	logger    *url.URL   // a binary:// or binary-v2:// output, started by Start
+	loggerURI *url.URL   // a binary:// or binary-v2:// output, started by Start
+	logger    *binaryLogger
 	closers   []io.Closer
 	// outputDone is closed when both output copies have reached end-of-file:
 	// every process holding the container's stdout/stderr has closed it, and
@@ -68,7 +72,7 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 		return nil, err
 	}
 	if isURI && isLoggerScheme(uri.Scheme) {
-		r.logger = uri // the logging program reads the pipes itself
+		r.loggerURI = uri // the logging program reads the pipes itself
 		r.observer.StreamOpened(observe.Stream{Name: "stdout+stderr", What: "logging program", Path: paths.Stdout})
 		return r, nil
 	}
@@ -93,22 +97,31 @@ func OpenRelay(paths Paths, pipes *Pipes) (_ *Relay, err error) {
 // binary-v2:// output; waiting for that program to be ready ends with ctx,
 // the request's.
 func (r *Relay) Start(ctx context.Context) error {
-	if r.logger != nil {
-		logger, err := startBinaryLogger(ctx, r.logger, r.paths.Owner, r.pipes)
+	if r.loggerURI != nil {
+		logger, err := startBinaryLogger(ctx, r.loggerURI, r.paths.Owner, r.pipes)
 		if err != nil {
 			return err
 		}
-		go func() {
-			<-logger.exited
-			close(r.outputDone)
-		}()
+		r.followLogger(logger)
 	} else {
 		r.copyOutputs(r.outputs, nil)
 	}
 	if r.stdinFifo != nil {
-		r.copyStdin(nil)
+		r.copyStdin(progress{})
 	}
 	return nil
+}
+
+// followLogger makes the logging program's exit the end of the output.
+func (r *Relay) followLogger(logger *binaryLogger) {
+	r.logger = logger
+	if logger.pidfd != nil {
+		r.closers = append(r.closers, logger.pidfd)
+	}
+	go func() {
+		<-logger.exited
+		close(r.outputDone)
+	}()
 }
 
 // output is where a stream's bytes go: a FIFO or a file.
@@ -136,11 +149,12 @@ func openOutput(path string) (output, error) {
 	return nil, fmt.Errorf("%s cannot be combined with another output: %w", path, errdefs.ErrInvalidArgument)
 }
 
-// copyJob is one output stream's copy: from the pipe to the FIFO or file.
+// copyJob is one output stream's copy: from the pipe (or the pty master) to
+// the FIFO or file.
 type copyJob struct {
 	name, path string
 	to         output
-	from       *os.File // the shim's end of the process's stdout or stderr pipe
+	from       source // the shim's end of the process's stdout or stderr pipe, or the master
 }
 
 // outputKind says what an output path names, for the observer.
@@ -151,12 +165,20 @@ func outputKind(path string) string {
 	return "fifo"
 }
 
-// copyStdin closes the container's stdin when containerd's side reaches
-// end-of-file (CloseIO, or the client went away).
-func (r *Relay) copyStdin(pending []byte) {
-	to := r.pipes.stdin.write
-	p := newPump("stdin", r.stdinFifo.read, to, pending, func(n int64) {
-		to.Close()
+// copyStdin copies the stdin FIFO into the process. Into its stdin pipe,
+// which is closed when containerd's side reaches end-of-file (CloseIO, or
+// the client went away), so that the process reads end-of-file; or into its
+// terminal, which stays open: a terminal's input has no end, and its output
+// goes on.
+func (r *Relay) copyStdin(at progress) {
+	var to sink = r.master
+	if r.master == nil {
+		to = r.pipes.stdin.write
+	}
+	p := newPump("stdin", r.stdinFifo.read, to, at, func(n int64) {
+		if r.master == nil {
+			r.pipes.stdin.write.Close()
+		}
 		r.observer.StreamClosed(observe.Stream{Name: "stdin", Path: r.paths.Stdin, Bytes: n})
 	})
 	r.pumps = append(r.pumps, p)
@@ -164,13 +186,13 @@ func (r *Relay) copyStdin(pending []byte) {
 }
 
 // copyOutputs starts one copy per output stream; outputDone is closed when
-// every stream has ended. pending holds, by stream name, bytes an earlier
-// shim read and did not write (handover.go).
+// every stream has ended. at holds, by stream name, where an earlier shim's
+// copy stood (handover.go).
 //
 // To a FIFO (the usual destination, containerd's) the kernel moves the bytes
 // from pipe to pipe (splice.go); to a file:// destination, or whatever
 // splice could not move, they are copied.
-func (r *Relay) copyOutputs(jobs []copyJob, pending map[string][]byte) {
+func (r *Relay) copyOutputs(jobs []copyJob, at map[string]progress) {
 	if len(jobs) == 0 {
 		close(r.outputDone)
 		return
@@ -180,7 +202,7 @@ func (r *Relay) copyOutputs(jobs []copyJob, pending map[string][]byte) {
 	var running atomic.Int32
 	running.Store(int32(len(jobs)))
 	for _, job := range jobs {
-		p := newPump(job.name, job.from, job.to.File(), pending[job.name], func(n int64) {
+		p := newPump(job.name, job.from, job.to.File(), at[job.name], func(n int64) {
 			// End of the process's output: containerd's reader sees
 			// end-of-file once it has read everything.
 			job.to.CloseWriter()
@@ -218,12 +240,18 @@ func (r *Relay) CloseStdin() {
 // the FIFOs.
 func (r *Relay) OutputDone() <-chan struct{} { return r.outputDone }
 
-// Close stops every copy: it closes the FIFOs and the shim's pipe ends.
-// Output that nobody read stays in the FIFO buffer for a reader to collect.
+// Close stops every copy: it closes the FIFOs and the shim's pipe ends, or
+// its terminal's master. Output that nobody read stays in the FIFO buffer for
+// a reader to collect.
 func (r *Relay) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		err = errors.Join(r.closeFifos(), r.pipes.Close())
+		if r.master != nil {
+			err = errors.Join(err, r.master.Close())
+			r.observer.StreamClosed(observe.Stream{Name: "pty", What: "master and FIFOs closed"})
+			return
+		}
 		r.observer.StreamClosed(observe.Stream{Name: "stdio", What: "FIFOs and pipes closed"})
 	})
 	return err

@@ -1,7 +1,7 @@
 package stdio
 
 // Streams is a process's stdio as the shim relays it once the process
-// exists: through pipes (Relay) or through a pseudo-terminal (Terminal).
+// exists: through pipes or through a pseudo-terminal (Relay).
 type Streams interface {
 	// OutputDone is closed once all of the process's output is in the
 	// FIFOs.
@@ -17,9 +17,20 @@ type Streams interface {
 	Close() error
 }
 
-// Resize does nothing: pipes have no window size.
-func (r *Relay) Resize(width, height uint32) error { return nil }
+// Resize sets the window size of the process's terminal; pipes have none.
+func (r *Relay) Resize(width, height uint32) error {
+	if r.master == nil {
+		return nil
+	}
+	return r.master.resize(width, height)
+}
 
-// ProcessExited does nothing: the pipes end by themselves when the last
-// process holding them exits.
-func (r *Relay) ProcessExited() {}
+// ProcessExited lets a terminal's output end once the master is drained.
+// Pipes need nothing: they end by themselves when the last process holding
+// them exits, while a terminal's other end may be held by a process that
+// outlives the one the shim started.
+func (r *Relay) ProcessExited() {
+	if r.master != nil {
+		r.master.processExited()
+	}
+}

@@ -4,49 +4,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
 
-	"github.com/containerd/console"
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 
 	"github.com/teach/containerd-shim-teach-v2/observe"
 )
 
-// Terminal relays a process that runs on a pseudo-terminal (`ctr run -t`,
-// `docker exec -it`, `kubectl exec -it`). runc creates the pty inside the
-// container and sends its master end to the shim over a console socket; the
-// process's stdin, stdout and stderr are all the pty's slave end, so there is
-// only one output stream: containerd's stdout FIFO.
-type Terminal struct {
-	master     *console.EpollConsole
-	stdin      *inputFifo  // nil without stdin
-	stdout     *outputFifo // nil without stdout
-	outputDone chan struct{}
-	// shutdownOnce: the master is unregistered from epoll once; after
-	// Close its fd number may belong to another file.
-	shutdownOnce sync.Once
-	closeOnce    sync.Once
-	observer     observe.Observer
-	paths        Paths
-}
-
-// One epoll instance, with one goroutine waiting on it, serves every terminal
-// of the shim: the master is non-blocking, and a read or write that would
-// block parks until epoll says the master is ready.
-var (
-	epollerOnce sync.Once
-	epoller     *console.Epoller
-	epollerErr  error
-)
-
-func sharedEpoller() (*console.Epoller, error) {
-	epollerOnce.Do(func() {
-		if epoller, epollerErr = console.NewEpoller(); epollerErr == nil {
-			go epoller.Wait()
-		}
-	})
-	return epoller, epollerErr
-}
+// A process that runs on a pseudo-terminal (`ctr run -t`, `docker exec -it`,
+// `kubectl exec -it`). runc creates the pty inside the container and sends
+// its master end to the shim over a console socket; the process's stdin,
+// stdout and stderr are all the pty's other end, so there is one output
+// stream: containerd's stdout FIFO.
+//
+// The shim relays a terminal with the same Relay, and the same copy loops
+// (pump.go), as pipes: stdin FIFO → master, master → stdout FIFO. The master
+// is non-blocking and on Go's poller, like a pipe, so a deadline wakes a copy
+// blocked on it, and an upgrade can freeze the copies between two steps and
+// hand the master over (handover.go).
 
 // NewConsoleSocket makes the unix socket runc sends the pty master to
 // (runc --console-socket).
@@ -60,107 +39,215 @@ func NewConsoleSocket() (*runc.Socket, error) {
 
 // StartTerminal receives the master from runc, once runc has created the
 // process, and starts relaying it to and from containerd's FIFOs.
-func StartTerminal(paths Paths, socket *runc.Socket) (_ *Terminal, err error) {
-	master, err := socket.ReceiveMaster()
+func StartTerminal(paths Paths, socket *runc.Socket) (_ *Relay, err error) {
+	master, err := receiveMaster(socket)
 	if err != nil {
-		return nil, fmt.Errorf("receive the pty master from runc: %w", err)
+		return nil, err
 	}
-	poller, err := sharedEpoller()
-	if err != nil {
-		master.Close()
-		return nil, fmt.Errorf("epoll for the terminal: %w", err)
-	}
-	epollMaster, err := poller.Add(master)
-	if err != nil {
-		master.Close()
-		return nil, fmt.Errorf("watch the pty master: %w", err)
-	}
-	t := &Terminal{master: epollMaster, outputDone: make(chan struct{}), observer: paths.Observer, paths: paths}
-	// No File: reading its descriptor through Fd would put the master
-	// back into blocking mode under the epoll console.
-	t.observer.StreamOpened(observe.Stream{Name: "pty", What: "master received from runc", Path: master.Name()})
+	return relayTerminal(paths, master)
+}
+
+// relayTerminal starts the copies between the FIFOs and the master.
+func relayTerminal(paths Paths, master *ptyMaster) (_ *Relay, err error) {
+	r := &Relay{pipes: &Pipes{}, master: master, paths: paths, outputDone: make(chan struct{}), observer: paths.Observer}
+	r.observer.StreamOpened(observe.Stream{Name: "pty", What: "master received from runc", Path: master.file.Name(), File: master.file})
 	defer func() {
 		if err != nil {
-			t.Close()
+			r.Close()
 		}
 	}()
 	if paths.Stdin != "" {
-		if t.stdin, err = openInputFifo(paths.Stdin); err != nil {
+		if r.stdinFifo, err = openInputFifo(paths.Stdin); err != nil {
 			return nil, err
 		}
-		t.observer.StreamOpened(observe.Stream{Name: "stdin", What: "fifo", Path: paths.Stdin, File: t.stdin.read})
+		r.closers = append(r.closers, r.stdinFifo)
+		r.observer.StreamOpened(observe.Stream{Name: "stdin", What: "fifo", Path: paths.Stdin, File: r.stdinFifo.read})
 	}
-	if paths.Stdout != "" {
-		if t.stdout, err = openOutputFifo(paths.Stdout); err != nil {
-			return nil, err
-		}
-		t.observer.StreamOpened(observe.Stream{Name: "stdout", What: "fifo", Path: paths.Stdout, File: t.stdout.write})
+	output := copyJob{name: "stdout", path: paths.Stdout, from: master}
+	if output.to, err = openTerminalOutput(paths.Stdout); err != nil {
+		return nil, err
 	}
-	if t.stdin != nil {
-		go t.copyInput()
+	r.closers = append(r.closers, output.to)
+	r.outputs = append(r.outputs, output)
+	r.observer.StreamOpened(observe.Stream{Name: "stdout", What: outputKind(paths.Stdout), Path: paths.Stdout, File: output.to.File()})
+	r.copyOutputs(r.outputs, nil)
+	if r.stdinFifo != nil {
+		r.copyStdin(progress{})
 	}
-	go t.copyOutput()
-	return t, nil
+	return r, nil
 }
 
-// copyOutput copies everything the process writes to the terminal. Without
-// a stdout FIFO it is still read and dropped: a terminal nobody reads fills
-// up and blocks the process.
-func (t *Terminal) copyOutput() {
-	var to io.Writer = io.Discard
-	if t.stdout != nil {
-		to = t.stdout.write
+// openTerminalOutput opens the FIFO a terminal's output goes to. Without
+// one, the output is still read, and goes to /dev/null: a terminal nobody
+// reads fills up and blocks the process.
+func openTerminalOutput(path string) (output, error) {
+	if path != "" {
+		return openOutputFifo(path)
 	}
-	n := copyStream(to, t.master)
-	if t.stdout != nil {
-		t.stdout.CloseWriter()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
 	}
-	t.observer.StreamClosed(observe.Stream{Name: "stdout", Path: t.paths.Stdout, Bytes: n})
-	close(t.outputDone)
+	return &outputFile{file: null}, nil
 }
 
-// copyInput copies what containerd writes to stdin into the terminal.
-func (t *Terminal) copyInput() {
-	n := copyStream(t.master, t.stdin)
-	t.observer.StreamClosed(observe.Stream{Name: "stdin", Path: t.paths.Stdin, Bytes: n})
+// ptyMaster is the shim's end of a process's pseudo-terminal.
+//
+// A master reads EIO while no process holds the other end: before the
+// process opened it, or after a process closed it to open /dev/console
+// again (an init like systemd does). Neither is the end of the output, so a
+// read waits, as for EAGAIN, until the master is ready again; only once the
+// process has exited (processExited) does an empty master end the output.
+type ptyMaster struct {
+	file   *os.File
+	raw    syscall.RawConn
+	exited atomic.Bool
 }
 
-// OutputDone is closed once the terminal's output has been copied out.
-func (t *Terminal) OutputDone() <-chan struct{} { return t.outputDone }
-
-// CloseStdin gives up the held stdin writer (see inputFifo).
-func (t *Terminal) CloseStdin() {
-	if t.stdin != nil {
-		t.stdin.CloseWriter()
+// receiveMaster takes the master runc sent, and puts it on Go's poller.
+func receiveMaster(socket *runc.Socket) (*ptyMaster, error) {
+	console, err := socket.ReceiveMaster()
+	if err != nil {
+		return nil, fmt.Errorf("receive the pty master from runc: %w", err)
 	}
+	defer console.Close()
+	// A descriptor of the shim's own: the console's file would close it
+	// when collected. Made non-blocking before os.NewFile sees it, so
+	// that Go's poller takes it.
+	fd, err := unix.FcntlInt(console.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicate the pty master: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("make the pty master non-blocking: %w", err)
+	}
+	return newPtyMaster(os.NewFile(uintptr(fd), console.Name())), nil
 }
 
-// Resize sets the window size the process sees (TIOCSWINSZ; `stty size`).
-func (t *Terminal) Resize(width, height uint32) error {
-	return t.master.Resize(console.WinSize{Width: uint16(width), Height: uint16(height)})
+func newPtyMaster(file *os.File) *ptyMaster {
+	raw, _ := file.SyscallConn() // fails only for a nil file
+	return &ptyMaster{file: file, raw: raw}
 }
 
-// ProcessExited shuts the master down. A pty master whose slave is closed
-// reads EIO, which the epoll console takes for "wait for more"; after
-// Shutdown it instead drains what is buffered and then reports end-of-file,
-// so the output copy finishes.
-func (t *Terminal) ProcessExited() {
-	t.shutdownOnce.Do(func() { t.master.Shutdown(epoller.CloseConsole) })
-}
-
-// Close closes the master and the FIFOs.
-func (t *Terminal) Close() error {
-	var errs []error
-	t.closeOnce.Do(func() {
-		t.ProcessExited()
-		errs = append(errs, t.master.Close())
-		if t.stdin != nil {
-			errs = append(errs, t.stdin.Close())
-		}
-		if t.stdout != nil {
-			errs = append(errs, t.stdout.Close())
-		}
-		t.observer.StreamClosed(observe.Stream{Name: "pty", What: "master and FIFOs closed"})
+// Read reads what the process wrote to its terminal.
+func (m *ptyMaster) Read(p []byte) (int, error) {
+	if m.exited.Load() {
+		return m.readLeft(p)
+	}
+	var n int
+	var readErr error
+	err := m.raw.Read(func(fd uintptr) bool {
+		n, readErr = retryEINTR(func() (int, error) { return unix.Read(int(fd), p) })
+		return readErr != unix.EAGAIN && readErr != unix.EIO
 	})
-	return errors.Join(errs...)
+	if errors.Is(err, os.ErrDeadlineExceeded) && m.exited.Load() {
+		return m.readLeft(p) // woken by processExited
+	}
+	return bytesRead(n, err, readErr)
 }
+
+// waitReadable waits until the master has something to read (pump.go).
+// Once the process has exited there is nothing more to wait for: Read
+// takes what is left. A freeze's deadline ends the wait with its error.
+func (m *ptyMaster) waitReadable() error {
+	if m.exited.Load() {
+		return nil
+	}
+	err := m.raw.Read(hasBytes)
+	if errors.Is(err, os.ErrDeadlineExceeded) && !m.exited.Load() {
+		return err
+	}
+	return nil
+}
+
+// readLeft reads what the master still holds, without waiting: once the
+// process has exited, an empty master is the end of its output. Control
+// lends the descriptor without the poller's deadline.
+func (m *ptyMaster) readLeft(p []byte) (int, error) {
+	var n int
+	var readErr error
+	if err := m.raw.Control(func(fd uintptr) {
+		n, readErr = retryEINTR(func() (int, error) { return unix.Read(int(fd), p) })
+	}); err != nil {
+		return 0, err
+	}
+	if readErr == unix.EAGAIN || readErr == unix.EIO {
+		return 0, io.EOF
+	}
+	return bytesRead(n, nil, readErr)
+}
+
+func bytesRead(n int, pollErr, readErr error) (int, error) {
+	switch {
+	case pollErr != nil:
+		return 0, pollErr
+	case readErr != nil:
+		return 0, readErr
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Write writes what the client typed into the terminal. EIO (no process
+// holds the other end at the moment) waits, as the read does.
+func (m *ptyMaster) Write(p []byte) (int, error) {
+	written := 0
+	for written < len(p) {
+		var n int
+		var writeErr error
+		err := m.raw.Write(func(fd uintptr) bool {
+			n, writeErr = retryEINTR(func() (int, error) { return unix.Write(int(fd), p[written:]) })
+			return writeErr != unix.EAGAIN && writeErr != unix.EIO
+		})
+		if n > 0 {
+			written += n
+		}
+		if err != nil {
+			return written, err
+		}
+		if writeErr != nil {
+			return written, writeErr
+		}
+	}
+	return written, nil
+}
+
+func retryEINTR(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+func (m *ptyMaster) SetReadDeadline(t time.Time) error  { return m.file.SetReadDeadline(t) }
+func (m *ptyMaster) SetWriteDeadline(t time.Time) error { return m.file.SetWriteDeadline(t) }
+
+// processExited makes an empty master the end of the output, and wakes a
+// read waiting for more.
+func (m *ptyMaster) processExited() {
+	m.exited.Store(true)
+	_ = m.file.SetReadDeadline(time.Unix(1, 0))
+}
+
+// resize sets the window size the process sees (TIOCSWINSZ; `stty size`).
+// containerd/console's Resize would do the same through the file's Fd,
+// which would put the master back into blocking mode, off the poller.
+func (m *ptyMaster) resize(width, height uint32) error {
+	var ioctlErr error
+	err := m.raw.Control(func(fd uintptr) {
+		ioctlErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: uint16(width), Row: uint16(height)})
+	})
+	if err == nil {
+		err = ioctlErr
+	}
+	if err != nil {
+		return fmt.Errorf("resize the terminal to %dx%d: %w", width, height, err)
+	}
+	return nil
+}
+
+func (m *ptyMaster) Close() error { return m.file.Close() }

@@ -23,6 +23,7 @@ package observe
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"time"
 )
@@ -81,6 +82,13 @@ type Observer interface {
 	// Upgraded: the shim process was upgraded in place, at the same pid
 	// (shim/upgrade.go), or the upgrade did not take (Err).
 	Upgraded(Upgrade)
+	// Remembered is what the observer of a process has gathered of its
+	// life that the next binary's observer needs after an in-place
+	// upgrade (the journal: when the process was created and started,
+	// the kills sent to it). The core carries it in the upgrade's state
+	// without reading it, and gives it back in Container.Remembered. nil
+	// for nothing.
+	Remembered() json.RawMessage
 }
 
 // Decode decodes a request into its message.
@@ -100,6 +108,10 @@ type Container struct {
 	// HandedOver: a shim before this one, in the same process, watched the
 	// container until an in-place upgrade; what it wrote goes on.
 	HandedOver bool
+	// Remembered is, for a container handed over, what the observers of
+	// its processes remembered (Observer.Remembered), by exec id, "" for
+	// the init: the observer that Process gives takes up from there.
+	Remembered map[string]json.RawMessage
 }
 
 // Stream is one of a process's stdio streams, or all of them ("stdio",
@@ -189,5 +201,6 @@ func (Nop) Mounted(Mount)                      {}
 func (Nop) Unmounted(Mount)                    {}
 func (Nop) CgroupRead(Cgroup)                  {}
 func (Nop) Upgraded(Upgrade)                   {}
+func (Nop) Remembered() json.RawMessage        { return nil }
 
 func nothing() {}

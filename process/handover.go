@@ -3,7 +3,6 @@ package process
 import (
 	"fmt"
 
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	stdio "github.com/teach/containerd-shim-teach-v2/io"
@@ -26,10 +25,16 @@ type Handover struct {
 	Stdin       string
 	Stdout      string
 	Stderr      string
+	Terminal    bool                 // since state version 2
 	Relay       *stdio.RelayHandover // nil before the process started, or once deleted
 
 	Runc RuncConfig     // the init's
 	Spec *specs.Process // an exec's
+	// Checkpoint is where a container created from a checkpoint, and not
+	// yet started, is to be restored from (restore.go); NoPivot is runc
+	// restore's --no-pivot. Since state version 2.
+	Checkpoint *RestoreConfig `json:",omitempty"`
+	NoPivot    bool           `json:",omitempty"`
 }
 
 // Fds are the descriptors the handover names.
@@ -44,54 +49,33 @@ func (h *Handover) Fds() []int {
 	return fds
 }
 
-// Freeze stops the init's stdio copies and describes the process. A
-// process that cannot be handed over yet is refused before anything of it
-// was frozen: the caller then thaws what it froze of other processes.
-func (p *InitProcess) Freeze() (*Handover, error) {
-	if err := handoverable(p.id, p.paths, p.life.State()); err != nil {
-		return nil, err
-	}
-	h := &Handover{ID: p.id, Pid: p.Pid(), Runc: p.runcCfg}
-	return h, fillHandover(h, p.life, &p.pidfd, p.paths, p.io())
+// Freeze stops the init's stdio copies and describes the process.
+func (p *InitProcess) Freeze() *Handover {
+	h := &Handover{ID: p.id, Pid: p.Pid(), Runc: p.runcCfg, Checkpoint: p.checkpoint, NoPivot: p.noPivot}
+	fillHandover(h, p.life, &p.pidfd, p.paths, p.io())
+	return h
 }
 
 // Freeze is the same for an exec process.
-func (e *ExecProcess) Freeze() (*Handover, error) {
-	if err := handoverable(e.cfg.ID, e.cfg.Stdio, e.life.State()); err != nil {
-		return nil, err
-	}
+func (e *ExecProcess) Freeze() *Handover {
 	e.mu.Lock()
 	streams := e.streams
 	e.mu.Unlock()
 	h := &Handover{ID: e.cfg.ID, Pid: e.Pid(), Spec: e.cfg.Spec}
-	return h, fillHandover(h, e.life, &e.pidfd, e.cfg.Stdio, streams)
+	fillHandover(h, e.life, &e.pidfd, e.cfg.Stdio, streams)
+	return h
 }
 
-func handoverable(id string, paths stdio.Paths, state State) error {
-	switch {
-	case paths.Terminal:
-		return fmt.Errorf("process %s has a terminal, which an upgrade does not hand over yet: %w", id, errdefs.ErrNotImplemented)
-	case state == CreatedFromCheckpoint:
-		return fmt.Errorf("container %s waits to be restored from a checkpoint; upgrade once it started: %w", id, errdefs.ErrFailedPrecondition)
-	}
-	return nil
-}
-
-func fillHandover(h *Handover, life *Lifecycle, pidfd *Pidfd, paths stdio.Paths, streams stdio.Streams) error {
+func fillHandover(h *Handover, life *Lifecycle, pidfd *Pidfd, paths stdio.Paths, streams stdio.Streams) {
 	h.State = life.State()
 	h.Exit, _ = life.Exit()
-	h.Stdin, h.Stdout, h.Stderr = paths.Stdin, paths.Stdout, paths.Stderr
+	h.Stdin, h.Stdout, h.Stderr, h.Terminal = paths.Stdin, paths.Stdout, paths.Stderr, paths.Terminal
 	pidfd.mu.Lock()
 	h.Pidfd, h.Attribution = stdio.FdOf(pidfd.file), pidfd.attribution
 	pidfd.mu.Unlock()
 	if relay, ok := streams.(*stdio.Relay); ok && h.State != Deleted {
-		frozen, err := relay.Freeze()
-		if err != nil {
-			return fmt.Errorf("process %s: %w", h.ID, err)
-		}
-		h.Relay = frozen
+		h.Relay = relay.Freeze()
 	}
-	return nil
 }
 
 // Thaw lets a frozen process's copies go on: the upgrade was called off.
@@ -111,25 +95,29 @@ func thaw(streams stdio.Streams) {
 	}
 }
 
-// RestoreInit takes over an init process an earlier shim handed over.
-func RestoreInit(h *Handover, bundle string, observer observe.Observer) *InitProcess {
-	p := &InitProcess{id: h.ID, bundle: bundle, runc: NewRunc(h.Runc), runcCfg: h.Runc, observer: observer,
-		paths: stdio.Paths{Stdin: h.Stdin, Stdout: h.Stdout, Stderr: h.Stderr, Observer: observer},
-		life:  restoredLifecycle(h), pid: h.Pid}
+// RestoreInit takes over an init process an earlier shim handed over; cfg
+// holds what the container knows of it (its bundle, the owner of its pipes,
+// its observer). A logging program is adopted through children, the Reaper.
+func RestoreInit(h *Handover, cfg InitConfig, children stdio.Adopter) *InitProcess {
+	cfg.Stdio.Stdin, cfg.Stdio.Stdout, cfg.Stdio.Stderr, cfg.Stdio.Terminal = h.Stdin, h.Stdout, h.Stderr, h.Terminal
+	cfg.Stdio.Observer = cfg.Observer
+	p := &InitProcess{id: h.ID, bundle: cfg.Bundle, runc: NewRunc(h.Runc), runcCfg: h.Runc, observer: cfg.Observer,
+		paths: cfg.Stdio, life: restoredLifecycle(h), pid: h.Pid, checkpoint: h.Checkpoint, noPivot: h.NoPivot}
 	restorePidfd(&p.pidfd, h)
-	p.streams = restoredStreams(h, observer)
+	p.streams = restoredStreams(h, cfg.Observer, children)
 	return p
 }
 
 // RestoreExec takes over an exec process an earlier shim handed over; cfg
 // holds what the container knows of it (its runc, the owner of its pipes).
-func RestoreExec(h *Handover, cfg ExecConfig) *ExecProcess {
+func RestoreExec(h *Handover, cfg ExecConfig, children stdio.Adopter) *ExecProcess {
 	cfg.Spec = h.Spec
-	cfg.Stdio.Stdin, cfg.Stdio.Stdout, cfg.Stdio.Stderr, cfg.Stdio.Observer = h.Stdin, h.Stdout, h.Stderr, cfg.Observer
+	cfg.Stdio.Stdin, cfg.Stdio.Stdout, cfg.Stdio.Stderr, cfg.Stdio.Terminal = h.Stdin, h.Stdout, h.Stderr, h.Terminal
+	cfg.Stdio.Observer = cfg.Observer
 	e := &ExecProcess{cfg: cfg, life: restoredLifecycle(h), pid: h.Pid}
 	restorePidfd(&e.pidfd, h)
 	if h.Relay != nil {
-		e.streams = restoredStreams(h, cfg.Observer)
+		e.streams = restoredStreams(h, cfg.Observer, children)
 	}
 	return e
 }
@@ -150,11 +138,20 @@ func restorePidfd(p *Pidfd, h *Handover) {
 	}
 }
 
-// restoredStreams is the process's relay, copying again; a process without
-// one (deleted) gets one whose output is done.
-func restoredStreams(h *Handover, observer observe.Observer) stdio.Streams {
-	if h.Relay == nil {
-		return stdio.RestoreRelay(&stdio.RelayHandover{StdinRead: -1, StdinHeldWriter: -1, StdinPipe: -1}, observer)
+// restoredStreams is the process's relay, copying again. A process that has
+// exited has its terminal's output end once drained; a container not yet
+// restored from its checkpoint has no streams yet; one without a relay
+// (deleted) gets one whose output is done.
+func restoredStreams(h *Handover, observer observe.Observer, children stdio.Adopter) stdio.Streams {
+	switch {
+	case h.State == CreatedFromCheckpoint:
+		return noStreams{}
+	case h.Relay == nil:
+		return stdio.RestoreRelay(&stdio.RelayHandover{StdinRead: -1, StdinHeldWriter: -1, StdinPipe: -1}, observer, children)
 	}
-	return stdio.RestoreRelay(h.Relay, observer)
+	relay := stdio.RestoreRelay(h.Relay, observer, children)
+	if h.State == Stopped {
+		relay.ProcessExited()
+	}
+	return relay
 }

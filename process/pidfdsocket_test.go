@@ -51,6 +51,7 @@ func TestMain(m *testing.M) {
 		os.Exit(actAsSender(role, os.Args[len(os.Args)-1]))
 	}
 	testReaper = NewReaper()
+	testReaper.Run()
 	root, err := os.MkdirTemp("", "pidfd-sockets-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

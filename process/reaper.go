@@ -29,7 +29,8 @@ type Reaper struct {
 	mu       sync.Mutex
 	commands map[int]chan runc.Exit
 
-	exits chan runc.Exit
+	exits   chan runc.Exit
+	sigchld chan os.Signal
 }
 
 // exitQueueSize bounds how many container exits may wait for the shim's exit
@@ -41,22 +42,44 @@ const exitQueueSize = 1024
 // open (see Start).
 const commandOutputDelay = 2 * time.Second
 
-// NewReaper starts reaping on SIGCHLD. It installs itself as go-runc's
-// Monitor, so it must be created once, before any runc command runs.
+// NewReaper makes the shim's Reaper and installs it as go-runc's Monitor, so
+// it must be made once, before any runc command runs. It listens for SIGCHLD
+// from now on, and reaps from Run on.
 func NewReaper() *Reaper {
 	r := &Reaper{
 		commands: make(map[int]chan runc.Exit),
 		exits:    make(chan runc.Exit, exitQueueSize),
+		sigchld:  make(chan os.Signal, 32),
 	}
-	sigchld := make(chan os.Signal, 32)
-	signal.Notify(sigchld, unix.SIGCHLD)
+	signal.Notify(r.sigchld, unix.SIGCHLD)
+	runc.Monitor = r
+	return r
+}
+
+// Run starts reaping: at once, for the children that exited before (a shim
+// that took over from an earlier one, by an upgrade, collects the exits that
+// came during the switch, whose SIGCHLD the earlier shim received), and then
+// on every SIGCHLD.
+func (r *Reaper) Run() {
+	r.reap()
 	go func() {
-		for range sigchld {
+		for range r.sigchld {
 			r.reap()
 		}
 	}()
-	runc.Monitor = r
-	return r
+}
+
+// Adopt registers a child an earlier shim in this process started as a
+// command, a logging program (io/logger.go): after an upgrade, its exit is
+// handed back as it would have been to the shim that started it. Adopt is
+// called before Run, while nothing is reaped: a child collected first would
+// have its exit taken for a container's.
+func (r *Reaper) Adopt(pid int) chan runc.Exit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	waiter := make(chan runc.Exit, 1)
+	r.commands[pid] = waiter
+	return waiter
 }
 
 // Exits delivers the exit of every child that is not a runc command.
@@ -146,8 +169,3 @@ func (r *Reaper) Resume() {
 	r.mu.Unlock()
 	r.reap()
 }
-
-// ReapNow collects the children that exited before the Reaper was made: a
-// shim that took over from an earlier one (an upgrade) collects the exits
-// that came during the switch, whose SIGCHLD the earlier shim received.
-func (r *Reaper) ReapNow() { r.reap() }

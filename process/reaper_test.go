@@ -85,3 +85,22 @@ func TestReaperManyCommandsAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// A child an earlier shim started, adopted after an upgrade, has its exit
+// handed to the adopter, not taken for a container's.
+func TestReaperHandsAnAdoptedChildsExitToItsAdopter(t *testing.T) {
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waiter := testReaper.Adopt(cmd.Process.Pid)
+	cmd.Process.Kill()
+	select {
+	case exit := <-waiter:
+		if exit.Pid != cmd.Process.Pid || exit.Status != 128+9 {
+			t.Fatalf("adopted child's exit: %+v; want pid %d, status 137", exit, cmd.Process.Pid)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the adopted child's exit never reached its adopter")
+	}
+}

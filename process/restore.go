@@ -56,6 +56,7 @@ func createFromCheckpoint(cfg InitConfig) (*InitProcess, error) {
 		id:         cfg.ID,
 		bundle:     cfg.Bundle,
 		runc:       NewRunc(cfg.Runc),
+		runcCfg:    cfg.Runc,
 		paths:      cfg.Stdio,
 		life:       NewCheckpointLifecycle(),
 		checkpoint: cfg.Checkpoint,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -296,29 +295,59 @@ func (f *connFreezer) freeze() error {
 	for _, c := range conns {
 		_ = c.Conn.SetReadDeadline(pastDeadline)
 	}
-	// The limit starts now, with the wait it bounds.
-	expired := false
-	timer := time.AfterFunc(drainLimit, func() {
-		f.mu.Lock()
-		expired = true
-		f.changed.Broadcast()
-		f.mu.Unlock()
-	})
-	defer timer.Stop()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for !f.drainedLocked() {
-		if expired {
-			return fmt.Errorf("requests still under way after %s (%s); try again once they are answered: %w",
-				drainLimit, strings.Join(f.pendingLocked(), ", "), errdefs.ErrUnavailable)
-		}
-		f.changed.Wait()
+	if !f.waitLocked(drainLimit, f.drainedLocked) {
+		return fmt.Errorf("requests still under way after %s (%s); try again once they are answered: %w",
+			drainLimit, strings.Join(f.pendingLocked(), ", "), errdefs.ErrUnavailable)
 	}
 	f.sealed = true
 	for f.writingLocked() {
 		f.changed.Wait()
 	}
 	return nil
+}
+
+// awaitAnswered waits until every request read has its answer written, or
+// limit passes (it starts now, with the wait it bounds). The shim calls it
+// as it exits, before the server shuts down: ttrpc's Shutdown closes a
+// connection that looked idle when its loop last looked, and a request that
+// came since would lose its answer; containerd then sees "ttrpc: closed" on,
+// say, the Delete of another container of the group.
+func (f *connFreezer) awaitAnswered(limit time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waitLocked(limit, func() bool { return !f.unansweredLocked() })
+}
+
+// waitLocked waits until done, or until limit has passed: the limit starts
+// now, with the wait it bounds. It tells whether done came. Held: mu.
+func (f *connFreezer) waitLocked(limit time.Duration, done func() bool) bool {
+	expired := false
+	timer := time.AfterFunc(limit, func() {
+		f.mu.Lock()
+		expired = true
+		f.changed.Broadcast()
+		f.mu.Unlock()
+	})
+	defer timer.Stop()
+	for !done() {
+		if expired {
+			return false
+		}
+		f.changed.Wait()
+	}
+	return true
+}
+
+// unansweredLocked: some request read has no answer written yet.
+func (f *connFreezer) unansweredLocked() bool {
+	for c := range f.conns {
+		if len(c.inflight) > 0 || c.written.midFrame() || c.writing {
+			return true
+		}
+	}
+	return false
 }
 
 // pendingLocked names the requests a freeze waits for.
@@ -421,9 +450,9 @@ func (f *connFreezer) inherit(conns []ConnHandover) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, h := range conns {
-		conn, err := connOfFd(h.Fd)
+		conn, err := netCopy(h.Fd, "ttrpc connection", net.FileConn)
 		if err != nil {
-			return err
+			return errors.Join(errors.New("an inherited ttrpc connection"), err)
 		}
 		f.inherited = append(f.inherited, &frameReader{Conn: conn, release: func() {}, freezer: f, replay: h.Replay})
 	}
@@ -444,15 +473,4 @@ func connFd(conn any) int {
 	fd := -1
 	_ = raw.Control(func(n uintptr) { fd = int(n) })
 	return fd
-}
-
-// connOfFd makes a connection of an inherited descriptor.
-func connOfFd(fd int) (net.Conn, error) {
-	file := os.NewFile(uintptr(fd), "ttrpc connection")
-	defer file.Close() // FileConn holds a copy
-	conn, err := net.FileConn(file)
-	if err != nil {
-		return nil, errors.Join(errors.New("an inherited ttrpc connection"), err)
-	}
-	return conn, nil
 }

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -17,18 +18,8 @@ import (
 // answer it after all. A request sent while frozen stays in the socket and
 // is served after the thaw.
 func TestFreezeKeepsWaitForTheNextShim(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "s")
-	inner, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listener := limitConnections(inner)
-	server, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
 	exited := make(chan struct{})
-	server.RegisterService("containerd.task.v3.Task", &ttrpc.ServiceDesc{Methods: map[string]ttrpc.Method{
+	_, listener, client := serveTestTask(t, map[string]ttrpc.Method{
 		"Wait": method(func(ctx context.Context, req *wrapperspb.StringValue) (*emptypb.Empty, error) {
 			<-exited
 			return &emptypb.Empty{}, nil
@@ -36,16 +27,7 @@ func TestFreezeKeepsWaitForTheNextShim(t *testing.T) {
 		"State": method(func(ctx context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
 			return wrapperspb.String("running " + req.GetValue()), nil
 		}),
-	}})
-	go server.Serve(context.Background(), listener)
-	t.Cleanup(func() { server.Close() })
-
-	conn, err := net.Dial("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := ttrpc.NewClient(conn)
-	t.Cleanup(func() { client.Close() })
+	})
 	call := func(method, arg string) (string, error) {
 		var resp wrapperspb.StringValue
 		err := client.Call(context.Background(), "containerd.task.v3.Task", method, wrapperspb.String(arg), &resp)
@@ -102,4 +84,70 @@ func waitInFlight(f *connFreezer) bool {
 		}
 	}
 	return false
+}
+
+// ttrpc's Shutdown closes a connection that looked idle when its loop last
+// looked, even if a request came since and is being served. The exiting
+// shim first waits for every answer (awaitAnswered): a Delete served while
+// the shim leaves gets its answer, not "ttrpc: closed". (The pause before
+// the Delete's handler returns only gives a shim that does not wait the
+// time to close the connection; one that waits passes however long it is.)
+func TestAnExitingShimAnswersWhatItRead(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	server, listener, client := serveTestTask(t, map[string]ttrpc.Method{
+		"Delete": method(func(ctx context.Context, req *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
+			close(entered)
+			<-release
+			return wrapperspb.String("deleted " + req.GetValue()), nil
+		}),
+	})
+
+	answered := make(chan error, 1)
+	go func() {
+		var resp wrapperspb.StringValue
+		err := client.Call(context.Background(), "containerd.task.v3.Task", "Delete", wrapperspb.String("c2"), &resp)
+		if err == nil && resp.GetValue() != "deleted c2" {
+			err = fmt.Errorf("answer %q", resp.GetValue())
+		}
+		answered <- err
+	}()
+	<-entered
+	exited := make(chan struct{})
+	go func() { // the shim leaves, as runServer does
+		listener.freezer.awaitAnswered(time.Minute)
+		server.Shutdown(context.Background())
+		close(exited)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	if err := <-answered; err != nil {
+		t.Fatalf("the Delete served while the shim left: %v", err)
+	}
+	<-exited
+}
+
+// serveTestTask serves methods as the task service on a socket of the
+// test's, through the shim's connection limiter, and dials it.
+func serveTestTask(t *testing.T, methods map[string]ttrpc.Method) (*ttrpc.Server, *connectionLimiter, *ttrpc.Client) {
+	t.Helper()
+	socket := filepath.Join(t.TempDir(), "s")
+	inner, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener := limitConnections(inner)
+	server, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.RegisterService("containerd.task.v3.Task", &ttrpc.ServiceDesc{Methods: methods})
+	go server.Serve(context.Background(), listener)
+	t.Cleanup(func() { server.Close() })
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := ttrpc.NewClient(conn)
+	t.Cleanup(func() { client.Close() })
+	return server, listener, client
 }

@@ -202,7 +202,7 @@ func TestAHeldExitIsJournaledOnce(t *testing.T) {
 	}
 	router := NewExitRouter(&journals{grouped: true, shim: shimWide, byID: make(map[string]*journal.Journal)})
 	c, recorded := newTestContainer("c1")
-	p := track(newExitedProcess("c1", 600), newContainerJournal(own, nil).Process("e1"))
+	p := track(newExitedProcess("c1", 600), newContainerJournal(own, nil, nil).Process("e1"))
 
 	first, second := router.OpenWindow(), router.OpenWindow()
 	router.route(runc.Exit{Pid: 600, Status: 0, Timestamp: time.Now()})

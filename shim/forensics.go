@@ -110,6 +110,44 @@ func (l *lifeRecord) kills() []killRecord {
 	return kills
 }
 
+// rememberedLife is a lifeRecord as an in-place upgrade carries it to the
+// next binary's journal (processJournal.Remembered): a process that started
+// before the switch has started, and a kill sent before it may be what
+// ends the process after. The landmarks are on CLOCK_MONOTONIC, which the
+// process keeps across execve.
+type rememberedLife struct {
+	Created, Started, Exited int64
+	Kills                    []rememberedKill `json:",omitempty"`
+	Bytes                    [3]int64
+}
+
+type rememberedKill struct {
+	Signal int
+	At     int64
+	By     string
+	All    bool
+}
+
+func (l *lifeRecord) remember() rememberedLife {
+	r := rememberedLife{}
+	for _, k := range l.kills() {
+		r.Kills = append(r.Kills, rememberedKill{Signal: k.signal, At: k.at, By: k.by, All: k.all})
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.Created, r.Started, r.Exited, r.Bytes = l.created, l.started, l.exited, l.bytes
+	return r
+}
+
+// lifeRemembered is the record of a process an earlier binary watched.
+func lifeRemembered(r rememberedLife) *lifeRecord {
+	l := &lifeRecord{created: r.Created, started: r.Started, exited: r.Exited, bytes: r.Bytes}
+	for _, k := range r.Kills {
+		l.noteKill(killRecord{signal: k.Signal, at: k.At, by: k.By, all: k.All})
+	}
+	return l
+}
+
 // facts are what explainExit weighs of the process itself.
 func (l *lifeRecord) facts(code int) exitFacts {
 	kills := l.kills()

@@ -25,13 +25,45 @@ import (
 // each descriptor by its number: descriptors survive execve when their
 // close-on-exec flag is cleared.
 
-// handoverStateVersion is the version of shimHandover this binary writes;
-// takesStateVersions are those it can take over. A binary that changes the
-// meaning of a field writes a new version, and keeps taking the old ones for
-// as long as shims that write them may run.
-const handoverStateVersion = 1
+// handoverStateVersion is the newest version of shimHandover this binary
+// writes; takesStateVersions are those it can take over. A binary that
+// changes the meaning of a field writes a new version, and keeps taking the
+// old ones for as long as shims that write them may run.
+//
+// Version 2 describes terminals, logging programs and containers waiting to
+// be restored from a checkpoint, which version 1 could not. A shim holding
+// none of them writes version 1 (stateVersionFor), so that it can still be
+// taken back by a binary that knows only version 1.
+const handoverStateVersion = 2
 
-var takesStateVersions = []int{1}
+var takesStateVersions = []int{1, 2}
+
+// stateVersionFor is the lowest state version that describes a process, and
+// why it needs more than version 1.
+func stateVersionFor(paths stdio.Paths, state process.State) (int, string) {
+	switch {
+	case paths.Terminal:
+		return 2, "has a terminal"
+	case state == process.CreatedFromCheckpoint:
+		return 2, "waits to be restored from a checkpoint"
+	}
+	if uri, isURI := loggerURI(paths.Stdout); isURI {
+		return 2, "has its output go to the logging program " + uri
+	}
+	return 1, ""
+}
+
+// stateVersion is the lowest version that describes h.
+func (h *shimHandover) stateVersion() int {
+	version := 1
+	for _, c := range h.Containers {
+		for _, p := range append([]*process.Handover{c.Init}, c.Execs...) {
+			v, _ := stateVersionFor(stdio.Paths{Stdout: p.Stdout, Terminal: p.Terminal}, p.State)
+			version = max(version, v)
+		}
+	}
+	return version
+}
 
 type shimHandover struct {
 	StateVersion int
@@ -65,6 +97,9 @@ type containerHandover struct {
 	OOMsReported       uint64
 	Init               *process.Handover
 	Execs              []*process.Handover
+	// Remembered is what the observers of the processes remembered, by
+	// exec id, "" for the init (observe.Observer.Remembered).
+	Remembered map[string]json.RawMessage `json:",omitempty"`
 }
 
 type eventHandover struct {
@@ -88,29 +123,20 @@ func (h *shimHandover) fds() []int {
 	return fds
 }
 
-// handoverable refuses, before anything is frozen, a shim holding what an
-// upgrade does not hand over yet.
-func (s *TaskService) handoverable() error {
+// stateVersionNeeded is the lowest state version that describes what the
+// shim holds now, and why, when it needs more than version 1.
+func (s *TaskService) stateVersionNeeded() (int, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.leaving {
-		return fmt.Errorf("the shim is exiting: %w", errdefs.ErrFailedPrecondition)
-	}
+	version, why := 1, ""
 	for _, c := range s.containers {
 		for _, p := range append([]*tracked{c.initTracked}, c.execList()...) {
-			paths := p.Stdio()
-			switch {
-			case paths.Terminal:
-				return fmt.Errorf("container %s: process %s has a terminal, which an upgrade does not hand over yet: %w", c.ID, p.ID(), errdefs.ErrNotImplemented)
-			case p.State() == process.CreatedFromCheckpoint:
-				return fmt.Errorf("container %s waits to be restored from a checkpoint; upgrade once it started: %w", c.ID, errdefs.ErrFailedPrecondition)
-			}
-			if uri, isURI := loggerURI(paths.Stdout); isURI {
-				return fmt.Errorf("container %s: output to the logging program %s is not handed over yet: %w", c.ID, uri, errdefs.ErrNotImplemented)
+			if v, reason := stateVersionFor(p.Stdio(), p.State()); v > version {
+				version, why = v, fmt.Sprintf("container %s: process %s %s", c.ID, p.ID(), reason)
 			}
 		}
 	}
-	return nil
+	return version, why
 }
 
 func (c *Container) execList() []*tracked {
@@ -124,8 +150,8 @@ func (c *Container) execList() []*tracked {
 }
 
 // freezeContainers freezes every process's relay and describes the
-// containers; on an error, what was frozen is thawed.
-func (s *TaskService) freezeContainers() ([]containerHandover, error) {
+// containers.
+func (s *TaskService) freezeContainers() []containerHandover {
 	s.mu.Lock()
 	containers := make([]*Container, 0, len(s.containers))
 	for _, c := range s.containers {
@@ -134,31 +160,30 @@ func (s *TaskService) freezeContainers() ([]containerHandover, error) {
 	s.mu.Unlock()
 	var out []containerHandover
 	for _, c := range containers {
-		h, err := c.freeze()
-		if err != nil {
-			s.thawContainers()
-			return nil, err
-		}
-		out = append(out, h)
+		out = append(out, c.freeze())
 	}
-	return out, nil
+	return out
 }
 
-func (c *Container) freeze() (containerHandover, error) {
+func (c *Container) freeze() containerHandover {
 	h := containerHandover{ID: c.ID, Bundle: c.Bundle, Rootfs: c.rootfs, SharesHostPids: c.sharesHostPids,
-		IOUid: c.ioUID, IOGid: c.ioGID, JournalLevel: c.journalLevel}
-	var err error
-	if h.Init, err = c.init.Freeze(); err != nil {
-		return h, err
-	}
+		IOUid: c.ioUID, IOGid: c.ioGID, JournalLevel: c.journalLevel, Init: c.init.Freeze()}
+	h.remember("", c.initTracked)
 	for _, e := range c.execList() {
-		eh, err := e.Process.(*process.ExecProcess).Freeze()
-		if err != nil {
-			return h, err
-		}
-		h.Execs = append(h.Execs, eh)
+		h.Execs = append(h.Execs, e.Process.(*process.ExecProcess).Freeze())
+		h.remember(e.ID(), e)
 	}
-	return h, nil
+	return h
+}
+
+// remember keeps what p's observer asks to carry to the next binary.
+func (h *containerHandover) remember(exec string, p *tracked) {
+	if data := p.observer.Remembered(); data != nil {
+		if h.Remembered == nil {
+			h.Remembered = map[string]json.RawMessage{}
+		}
+		h.Remembered[exec] = data
+	}
 }
 
 func (s *TaskService) thawContainers() {
@@ -291,22 +316,26 @@ func (s *TaskService) restore(h *shimHandover) {
 }
 
 func (s *TaskService) restoreContainer(ch containerHandover) {
-	observer, err := s.observer.Container(observe.Container{ID: ch.ID, Bundle: ch.Bundle, Level: ch.JournalLevel, HandedOver: true})
+	observer, err := s.observer.Container(observe.Container{ID: ch.ID, Bundle: ch.Bundle, Level: ch.JournalLevel,
+		HandedOver: true, Remembered: ch.Remembered})
 	if err != nil {
 		observer = observe.Nop{}
 	}
 	c := &Container{ID: ch.ID, Bundle: ch.Bundle, rootfs: ch.Rootfs, sharesHostPids: ch.SharesHostPids,
 		ioUID: ch.IOUid, ioGID: ch.IOGid, events: s.events, observer: observer, journalLevel: ch.JournalLevel,
 		oomsReported: ch.OOMsReported, execs: make(map[string]*tracked)}
+	// What the container knows of its processes' stdio; the rest is each
+	// process's own.
+	paths := stdio.Paths{Owner: stdio.Owner{ContainerID: ch.ID, Namespace: s.namespace}, IOUid: ch.IOUid, IOGid: ch.IOGid}
+	children := s.upgrade.reaper
 	initObserver := observer.Process("")
-	c.init = process.RestoreInit(ch.Init, ch.Bundle, initObserver)
+	c.init = process.RestoreInit(ch.Init, process.InitConfig{Bundle: ch.Bundle, Stdio: paths, Observer: initObserver}, children)
 	c.initTracked = restoredTracked(c.init, initObserver)
 	s.expectExit(c, c.initTracked)
 	for _, eh := range ch.Execs {
 		execObserver := observer.Process(eh.ID)
 		e := process.RestoreExec(eh, process.ExecConfig{ID: eh.ID, ContainerID: ch.ID, Bundle: ch.Bundle,
-			Runc: c.init.Runc(), Observer: execObserver,
-			Stdio: stdio.Paths{Owner: stdio.Owner{ContainerID: ch.ID, Namespace: s.namespace}, IOUid: ch.IOUid, IOGid: ch.IOGid}})
+			Runc: c.init.Runc(), Observer: execObserver, Stdio: paths}, children)
 		c.execs[eh.ID] = restoredTracked(e, execObserver)
 		s.expectExit(c, c.execs[eh.ID])
 	}

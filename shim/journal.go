@@ -113,7 +113,7 @@ func (js *journals) Container(c observe.Container) (observe.Observer, error) {
 	if j == nil {
 		return observe.Nop{}, nil
 	}
-	return newContainerJournal(j, js.commands), nil
+	return newContainerJournal(j, js.commands, c.Remembered), nil
 }
 
 // open starts a container's journal. A journal that cannot be written is
@@ -279,7 +279,7 @@ func cleanupJournal(bundle, namespace, id string) (observer observe.Observer, cl
 		return observe.Nop{}, func() {}
 	}
 	j.Record(journal.Entry{Kind: journal.KindCleanup, Pid: os.Getpid(), Msg: "containerd ran the delete action: the shim is gone"})
-	return newContainerJournal(j, watchRuncCommands(runc.Monitor)), func() { j.Close() }
+	return newContainerJournal(j, watchRuncCommands(runc.Monitor), nil), func() { j.Close() }
 }
 
 // Upgraded writes an in-place upgrade of the shim into every container's

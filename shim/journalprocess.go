@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"sync"
 
@@ -21,11 +22,14 @@ type containerJournal struct {
 	// lastOOM is when the latest OOM kill was told (TaskOOM), 0 for none;
 	// initExited is when the init's exit was reaped, 0 while it runs;
 	// init is the init's life, for its kills; oomFile is the file that
-	// counted the OOM kills. All guarded by mu.
+	// counted the OOM kills; remembered is, for a container handed over
+	// by an upgrade, the lives its processes had before, by exec id,
+	// until Process takes each up. All guarded by mu.
 	lastOOM    int64
 	initExited int64
 	init       *lifeRecord
 	oomFile    string
+	remembered map[string]json.RawMessage
 }
 
 // processJournal is the observer of a container (exec "", life nil) or of
@@ -39,21 +43,42 @@ type processJournal struct {
 	life        *lifeRecord
 }
 
-// newContainerJournal is the observer of a container whose journal is j.
-func newContainerJournal(j *journal.Journal, commands *runcCommands) *processJournal {
-	return &processJournal{container: &containerJournal{j: j, commands: commands}}
+// newContainerJournal is the observer of a container whose journal is j;
+// remembered is what an upgrade carried of its processes (nil for a new
+// container).
+func newContainerJournal(j *journal.Journal, commands *runcCommands, remembered map[string]json.RawMessage) *processJournal {
+	return &processJournal{container: &containerJournal{j: j, commands: commands, remembered: remembered}}
 }
 
 // Process starts the life of one of the container's processes: it was
-// created now.
+// created now, or, handed over by an upgrade, it goes on from what the
+// binary before remembered.
 func (p *processJournal) Process(exec string) observe.Observer {
+	c := p.container
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	life := newLifeRecord()
-	if exec == "" {
-		p.container.mu.Lock()
-		p.container.init = life
-		p.container.mu.Unlock()
+	var remembered rememberedLife
+	if data, ok := c.remembered[exec]; ok && json.Unmarshal(data, &remembered) == nil {
+		life = lifeRemembered(remembered)
+		delete(c.remembered, exec)
 	}
-	return &processJournal{container: p.container, exec: exec, life: life}
+	if exec == "" {
+		c.init = life
+	}
+	return &processJournal{container: c, exec: exec, life: life}
+}
+
+// Remembered is the process's life, for the next binary's journal.
+func (p *processJournal) Remembered() json.RawMessage {
+	if p.life == nil {
+		return nil
+	}
+	data, err := json.Marshal(p.life.remember())
+	if err != nil {
+		return nil
+	}
+	return data
 }
 
 func (p *processJournal) record(e journal.Entry) {

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -90,6 +91,35 @@ func TestTheJournalExplainsExitsFromWhatTheCoreTold(t *testing.T) {
 	}
 	if end := ends["e1"]; end.Cause != journal.CauseInitExited || end.Stdout != 6 || end.Created < ends[""].Created {
 		t.Errorf("the exec's ending: %+v; want killed when its init exited, 6 bytes of stdout", end)
+	}
+}
+
+// A process handed over by an upgrade keeps, in the next binary's journal,
+// when it was created and started and the kill sent before the switch:
+// its ending names them, not "started never".
+func TestTheJournalTakesUpAProcessAfterAnUpgrade(t *testing.T) {
+	js := testJournals(t)
+	container, bundle := journaledContainer(t, js)
+	init := container.Process("")
+	init.EventPublished(topicTaskStart, &eventstypes.TaskStart{ContainerID: "c1", Pid: 100})
+	init.SignalSent(observe.Signal{Number: 15, Pid: 100, By: "Kill request"})
+	remembered := init.Remembered()
+	var before rememberedLife
+	if err := json.Unmarshal(remembered, &before); err != nil || before.Started == 0 {
+		t.Fatalf("remembered %s (%v); want the start", remembered, err)
+	}
+
+	// The next binary's journals continue the container's.
+	container, err := js.Container(observe.Container{ID: "c1", Bundle: bundle, HandedOver: true, Remembered: map[string]json.RawMessage{"": remembered}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	init = container.Process("")
+	init.Reaped(observe.Reap{Pid: 100, Status: 143, At: time.Now()})
+	init.EventPublished(topicTaskExit, &eventstypes.TaskExit{ContainerID: "c1", ID: "c1", Pid: 100, ExitStatus: 143})
+	end := endings(story(t, bundle, "c1"))[""]
+	if end.Created != before.Created || end.Started != before.Started || end.Cause != journal.CauseKillRequest || end.KillSignal != 15 {
+		t.Errorf("the init's ending after the upgrade: %+v; want created %d, started %d, killed by the SIGTERM of a Kill request", end, before.Created, before.Started)
 	}
 }
 

@@ -48,7 +48,9 @@ func runServer(flags launchFlags) error {
 	defer sd.Shutdown()
 
 	// A shim executed by an in-place upgrade takes over the state the
-	// shim before it handed over (upgrade.go), or gives it back.
+	// shim before it handed over (upgrade.go). Until it serves, whatever
+	// fails gives the state back: fallBack executes the old binary again
+	// (and, in a shim no upgrade started, only returns the error).
 	inherited, err := inheritedHandover()
 	if err != nil {
 		return inherited.fallBack(err)
@@ -58,17 +60,17 @@ func runServer(flags launchFlags) error {
 	// create`, a daemon's double fork) are re-parented to the shim, so
 	// the Reaper sees their exits.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("become a child subreaper: %w", err)
+		return inherited.fallBack(fmt.Errorf("become a child subreaper: %w", err))
 	}
 	ctx, err = logToContainerd(ctx, flags.debug, inherited.state != nil)
 	if err != nil {
-		return err
+		return inherited.fallBack(err)
 	}
 	handleSignals(ctx, sd)
 
 	publisher, err := newEventForwarder(os.Getenv("TTRPC_ADDRESS"))
 	if err != nil {
-		return err
+		return inherited.fallBack(err)
 	}
 	defer publisher.Close()
 	// The Reaper takes SIGCHLD before the first runc command; the journal
@@ -79,16 +81,24 @@ func runServer(flags launchFlags) error {
 	if address := os.Getenv(shimAddressEnv); address != "" {
 		service.socket = &serverSocket{address: address, grouped: os.Getenv(shimGroupedEnv) != ""}
 	}
-	listener, err := openTaskListener(inherited.state)
+	listener, releaseInherited, err := openTaskListener(inherited.state)
+	if err == nil && inherited.state != nil {
+		err = takeOverFault()
+	}
 	if err != nil {
 		return inherited.fallBack(err)
 	}
+	// The shim takes over: the handed-over sockets' old numbers, which the
+	// old binary would have needed, are closed.
+	releaseInherited()
 	if inherited.state != nil {
 		// Nothing of the restore can fail: what could (the state, the
 		// sockets) was checked above, while the old binary could still
-		// take everything back.
+		// take everything back. It runs before the Reaper: a logging
+		// program's exit must reach its relay (Reaper.Adopt).
 		service.restore(inherited.state)
 	}
+	reaper.Run() // with, after an upgrade, the exits that came during the switch
 	go service.exits.Run(reaper.Exits())
 
 	server, err := serveTaskAPI(ctx, sd, service, listener)
@@ -96,7 +106,6 @@ func runServer(flags launchFlags) error {
 		return err
 	}
 	if inherited.state != nil {
-		reaper.ReapNow() // the exits that came during the switch
 		service.settleInherited(inherited)
 	}
 	log.G(ctx).WithField("pid", os.Getpid()).Debug(serverStartedMessage)
@@ -107,34 +116,72 @@ func runServer(flags launchFlags) error {
 	process.RemovePidfdSockets()
 	// Shutdown removed the socket already; a signal did not.
 	service.socket.remove(ctx)
-	// The last answer (Shutdown's) may still be on its way to containerd.
+	// The last answers (Shutdown's, and those to other containers of a
+	// group) may still be on their way to containerd.
+	listener.freezer.awaitAnswered(answerLimit)
 	closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	server.Shutdown(closeCtx)
+	// The TaskExit and TaskDelete of the last container may still be
+	// queued: the shim exits once they reached containerd.
+	flushCtx, cancelFlush := context.WithTimeout(ctx, eventFlushLimit)
+	defer cancelFlush()
+	service.events.Flush(flushCtx)
 	return nil
 }
 
+// answerLimit bounds how long the exiting shim waits for the answers to the
+// requests it read: a request stuck behind a runc that does not return
+// must not keep a shim with no container alive.
+const answerLimit = 30 * time.Second
+
 // openTaskListener is the socket the shim serves: the one `start` handed
 // over as fd 3, or the one, and the connections, an upgrade handed over.
-func openTaskListener(inherited *shimHandover) (*connectionLimiter, error) {
+//
+// The net package serves copies of the descriptors (netCopy). Those under
+// the numbers the state names are closed by release, once the shim has
+// committed to taking over: until then the old binary may have to be
+// executed again, and must find them where the state says.
+func openTaskListener(inherited *shimHandover) (_ *connectionLimiter, release func(), err error) {
 	fd, name := 3, "socket from start (fd 3)"
 	if inherited != nil {
 		fd, name = inherited.Listener, fmt.Sprintf("socket handed over (fd %d)", inherited.Listener)
 	}
-	file := os.NewFile(uintptr(fd), name)
-	listener, err := net.FileListener(file)
+	listener, err := netCopy(fd, name, net.FileListener)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	file.Close() // FileListener holds a copy
+	originals := []int{fd}
 	limited := limitConnections(listener)
 	if inherited != nil {
 		if err := limited.freezer.inherit(inherited.Conns); err != nil {
 			listener.Close()
-			return nil, err
+			return nil, nil, err
+		}
+		for _, c := range inherited.Conns {
+			originals = append(originals, c.Fd)
 		}
 	}
-	return limited, nil
+	return limited, func() {
+		for _, fd := range originals {
+			unix.Close(fd)
+		}
+	}, nil
+}
+
+// netCopy makes a listener or a connection (net.FileListener,
+// net.FileConn) of a copy of fd, and leaves fd as it was. The net package
+// copies the file it is given; the file given is itself of a copy, closed
+// once used, for an *os.File owns its descriptor and would close it.
+func netCopy[T any](fd int, name string, of func(*os.File) (T, error)) (T, error) {
+	var none T
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return none, err
+	}
+	file := os.NewFile(uintptr(dup), name)
+	defer file.Close()
+	return of(file)
 }
 
 // serveTaskAPI serves the task service, under both its names (plugin.go),

@@ -4,8 +4,13 @@ import (
 	"context"
 	"os"
 	"testing"
+	"testing/synctest"
+	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/errdefs"
@@ -93,4 +98,49 @@ func TestRequestsPassTheNopObserverOnce(t *testing.T) {
 	if native := errgrpc.ToNative(err); native == err || !errdefs.IsNotFound(native) {
 		t.Fatalf("State of an unknown container: %v; want a gRPC status that says NotFound", err)
 	}
+}
+
+// stuckPublisher is a containerd that takes an event and does not answer
+// until released.
+type stuckPublisher struct {
+	took, release chan struct{}
+}
+
+func (p *stuckPublisher) Publish(ctx context.Context, topic string, event events.Event) error {
+	p.took <- struct{}{}
+	<-p.release
+	return nil
+}
+
+// containerd waits only seconds for Shutdown's answer, then fails the
+// Delete. The answer must not wait for the events still on their way: with
+// one stuck in containerd, Shutdown answers at once, and the shim is told to
+// end (its server then waits for the events, runServer).
+//
+// In a synctest bubble the clock moves only when every goroutine waits: a
+// Shutdown that waited for the event, however briefly it meant to, would
+// come back with the bubble's clock moved on.
+func TestShutdownAnswersWithAnEventStillOnItsWay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, sd := shutdown.WithShutdown(namespaces.WithNamespace(context.Background(), "test"))
+		publisher := &stuckPublisher{took: make(chan struct{}), release: make(chan struct{})}
+		sink := NewEventSink(ctx, publisher)
+		s := NewTaskService("test", sink, sd, observe.Nop{})
+		defer func() {
+			close(publisher.release)
+			synctest.Wait()
+			close(sink.wake)
+		}()
+
+		sink.Publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{ContainerID: "c1"})
+		<-publisher.took // the TaskDelete is in containerd's hands, unanswered
+		asked := time.Now()
+		if _, err := s.Shutdown(ctx, &taskAPI.ShutdownRequest{ID: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(asked); waited != 0 {
+			t.Errorf("Shutdown answered after waiting %v for an event; want at once", waited)
+		}
+		<-sd.Done()
+	})
 }

@@ -216,16 +216,19 @@ func (s *TaskService) upgradeRefusal(ctx context.Context, binary string) (string
 	if n := s.checkpointing.Load(); n > 0 {
 		return "", fmt.Errorf("a checkpoint of a container is in progress; upgrade once it is done: %w", errdefs.ErrFailedPrecondition)
 	}
-	if err := s.handoverable(); err != nil {
-		return "", err
+	if s.isLeaving() {
+		return "", fmt.Errorf("the shim is exiting: %w", errdefs.ErrFailedPrecondition)
 	}
 	info, err := checkUpgradeBinary(ctx, binary, nil)
 	if err != nil {
 		return "", err
 	}
-	if !containsInt(info.StateVersions, handoverStateVersion) {
-		return "", fmt.Errorf("%s (version %s) takes upgrade state versions %v, and this shim writes version %d: %w",
-			binary, info.Version, info.StateVersions, handoverStateVersion, errdefs.ErrFailedPrecondition)
+	if version, why := s.stateVersionNeeded(); !containsInt(info.StateVersions, version) {
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		return "", fmt.Errorf("%s (version %s) takes upgrade state versions %v, and this shim's state needs version %d%s; upgrade to a binary that takes it: %w",
+			binary, info.Version, info.StateVersions, version, why, errdefs.ErrFailedPrecondition)
 	}
 	return info.Version, nil
 }
@@ -332,13 +335,9 @@ func (s *TaskService) switchOver(outcome UpgradeOutcome) {
 		callOff(errors.New("the shim began exiting"))
 		return
 	}
-	containers, err := s.freezeContainers()
-	if err != nil {
-		callOff(err)
-		return
-	}
+	containers := s.freezeContainers()
 	unlockEvents := s.lockEvents(containers)
-	err = s.execNew(outcome, frozenAt, containers)
+	err := s.execNew(outcome, frozenAt, containers)
 	unlockEvents()
 	callOff(err)
 }
@@ -365,9 +364,10 @@ func (s *TaskService) execNew(outcome UpgradeOutcome, frozenAt int64, containers
 		return fmt.Errorf("keep the old executable for a fallback: %w", err)
 	}
 	defer unix.Close(fallback)
-	h := &shimHandover{StateVersion: handoverStateVersion, Attempt: outcome.Attempt, OldVersion: version.Version,
+	h := &shimHandover{Attempt: outcome.Attempt, OldVersion: version.Version,
 		OldExecutable: exe, Fallback: fallback, FrozenAt: frozenAt, Namespace: s.namespace, Listener: u.listener,
 		Conns: u.conns.handover(), Containers: containers, Events: events}
+	h.StateVersion = h.stateVersion()
 	if s.socket != nil {
 		h.Address, h.Grouped = s.socket.address, s.socket.grouped
 	}
@@ -540,17 +540,29 @@ func (s *TaskService) settleInherited(in inheritedState) {
 
 // summary says what was handed over.
 func (h *shimHandover) summary() string {
-	processes, replayed := 0, 0
+	processes, terminals, loggers, replayed := 0, 0, 0, 0
 	for _, c := range h.Containers {
-		processes += 1 + len(c.Execs)
+		for _, p := range append([]*process.Handover{c.Init}, c.Execs...) {
+			processes++
+			if p.Relay != nil && p.Relay.Terminal != nil {
+				terminals++
+			}
+			if p.Relay != nil && p.Relay.Logger != nil && !p.Relay.Logger.Exited {
+				loggers++
+			}
+		}
 	}
 	for _, c := range h.Conns {
 		if len(c.Replay) > 0 {
 			replayed++
 		}
 	}
-	return fmt.Sprintf("%d containers, %d processes, %d connections (%d with requests to answer), %d events",
-		len(h.Containers), processes, len(h.Conns), replayed, len(h.Events))
+	var held string
+	if terminals+loggers > 0 {
+		held = fmt.Sprintf(" (%d on a terminal, %d logging programs)", terminals, loggers)
+	}
+	return fmt.Sprintf("%d containers, %d processes%s, %d connections (%d with requests to answer), %d events",
+		len(h.Containers), processes, held, len(h.Conns), replayed, len(h.Events))
 }
 
 // observeUpgrade tells the shim's observer (the journal) of an upgrade.

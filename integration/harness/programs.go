@@ -29,14 +29,21 @@ var (
 // the binary's path.
 func TestProgram(t testing.TB, name string) string {
 	t.Helper()
+	return BuildOnce(t, "integration/cmd/"+name, func() (string, error) { return buildTestProgram(RepoRoot(t), name) })
+}
+
+// BuildOnce runs build once per key in the test binary, and returns the
+// path it built; a build that failed fails every test that asks for it.
+func BuildOnce(t testing.TB, key string, build func() (string, error)) string {
+	t.Helper()
 	programsMu.Lock()
-	p, ok := programs[name]
+	p, ok := programs[key]
 	if !ok {
 		p = &builtProgram{}
-		programs[name] = p
+		programs[key] = p
 	}
 	programsMu.Unlock()
-	p.once.Do(func() { p.path, p.err = buildTestProgram(RepoRoot(t), name) })
+	p.once.Do(func() { p.path, p.err = build() })
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
