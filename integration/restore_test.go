@@ -69,6 +69,9 @@ func TestRestoreFailureLeavesNothingBehind(t *testing.T) {
 					}
 				}
 				s.daemon.AssertNoContainerTraces(t, s.ns, container.ID())
+				if s.runtime == harness.TeachRuntime {
+					assertShimEventOrder(t, s)
+				}
 
 				if status, err := neighbourTask.Status(s.ctx); err != nil || status.Status != client.Running {
 					t.Errorf("the group's other container after the failed restore: %v, %v", status.Status, err)

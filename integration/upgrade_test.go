@@ -51,7 +51,7 @@ func faultyShim(t *testing.T) string {
 func buildShim(t *testing.T, version, tags string) string {
 	t.Helper()
 	return harness.BuildOnce(t, "shim "+version, func() (string, error) {
-		dir, err := os.MkdirTemp("", "teach-shim-upgrade-")
+		dir, err := harness.BuildFolder("shim-upgrade")
 		if err != nil {
 			return "", err
 		}

@@ -16,7 +16,9 @@ import (
 //   - for each process: created (TaskCreate, TaskExecAdded) < started
 //     (TaskStart, TaskExecStarted) < TaskExit < TaskDelete, each once; a
 //     process may exit without having started (a created init killed by
-//     Delete), and the init's TaskDelete comes only after its TaskExit;
+//     Delete), and the init's TaskDelete comes only after its TaskExit,
+//     unless it never had a process (a restore from a checkpoint that
+//     failed: no TaskExit, TaskDelete with pid 0);
 //   - every started exec's TaskExit before its container's init's TaskExit;
 //   - no TaskOOM after the init's TaskExit: an OOM kill is reported before
 //     the exit it caused, and once the init has exited nothing of the
@@ -94,9 +96,7 @@ func (o *OrderChecker) Observe(event events.Event) []OrderViolation {
 		if e.ID != "" && e.ID != e.ContainerID {
 			return nil // an exec's delete: not part of the checked order
 		}
-		violations := o.initStep(e.ContainerID, deleted, "TaskDelete")
-		delete(o.containers, e.ContainerID)
-		return violations
+		return o.initDelete(e.ContainerID, e.Pid)
 	case *eventstypes.TaskOOM:
 		return o.oom(e.ContainerID)
 	}
@@ -122,6 +122,25 @@ func (o *OrderChecker) initStep(id string, next step, event string) []OrderViola
 		return []OrderViolation{*v}
 	}
 	c.init = next
+	return nil
+}
+
+// initDelete checks the init's TaskDelete and forgets the container. A
+// container created from a checkpoint whose restore never succeeded had no
+// process (its TaskDelete says pid 0): nothing of it exited, so its
+// TaskDelete follows its TaskCreate directly.
+func (o *OrderChecker) initDelete(id string, pid uint32) []OrderViolation {
+	c, violations := o.container(id, "TaskDelete of the init")
+	if c == nil {
+		return violations
+	}
+	delete(o.containers, id)
+	if pid == 0 && c.init == created {
+		return nil
+	}
+	if v := stepViolation(id, "TaskDelete of the init", c.init, deleted); v != nil {
+		return []OrderViolation{*v}
+	}
 	return nil
 }
 

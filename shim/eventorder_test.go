@@ -18,8 +18,12 @@ import (
 func taskCreate() events.Event { return &eventstypes.TaskCreate{ContainerID: "c1"} }
 func taskStart() events.Event  { return &eventstypes.TaskStart{ContainerID: "c1"} }
 func initExit() events.Event   { return &eventstypes.TaskExit{ContainerID: "c1", ID: "c1"} }
-func taskDelete() events.Event { return &eventstypes.TaskDelete{ContainerID: "c1"} }
-func taskOOM() events.Event    { return &eventstypes.TaskOOM{ContainerID: "c1"} }
+func taskDelete() events.Event { return &eventstypes.TaskDelete{ContainerID: "c1", Pid: 100} }
+
+// restoreNeverRanDelete is the TaskDelete of a container created from a
+// checkpoint whose restore failed: it never had a process.
+func restoreNeverRanDelete() events.Event { return &eventstypes.TaskDelete{ContainerID: "c1"} }
+func taskOOM() events.Event               { return &eventstypes.TaskOOM{ContainerID: "c1"} }
 func execAdded(id string) events.Event {
 	return &eventstypes.TaskExecAdded{ContainerID: "c1", ExecID: id}
 }
@@ -40,7 +44,8 @@ func observeAll(sequence []events.Event) []OrderViolation {
 func TestOrderCheckerAcceptsLegalSequences(t *testing.T) {
 	for name, sequence := range map[string][]events.Event{
 		"a whole life": {taskCreate(), taskStart(), initExit(), taskDelete()},
-		"created, killed and deleted, never started": {taskCreate(), initExit(), taskDelete()},
+		"created, killed and deleted, never started":             {taskCreate(), initExit(), taskDelete()},
+		"a failed restore: created and deleted, no process ever": {taskCreate(), restoreNeverRanDelete()},
 		"execs exit before the init": {taskCreate(), taskStart(), execAdded("e1"), execStarted("e1"),
 			execAdded("e2"), execStarted("e2"), execExit("e2"), execExit("e1"), initExit(), taskDelete()},
 		"an exec never started does not hold the init's exit": {taskCreate(), taskStart(), execAdded("e1"),
@@ -64,10 +69,13 @@ func TestOrderCheckerNamesIllegalSequences(t *testing.T) {
 		sequence []events.Event
 		want     string // in the one violation expected
 	}{
-		"start before create":     {[]events.Event{taskStart()}, "TaskStart of the init without a TaskCreate"},
-		"exit twice":              {[]events.Event{taskCreate(), taskStart(), initExit(), initExit()}, "TaskExit of the init after the process had already exited"},
-		"start after exit":        {[]events.Event{taskCreate(), initExit(), taskStart()}, "TaskStart of the init after the process had already exited"},
-		"delete before exit":      {[]events.Event{taskCreate(), taskStart(), taskDelete()}, "TaskDelete of the init before any TaskExit"},
+		"start before create":       {[]events.Event{taskStart()}, "TaskStart of the init without a TaskCreate"},
+		"exit twice":                {[]events.Event{taskCreate(), taskStart(), initExit(), initExit()}, "TaskExit of the init after the process had already exited"},
+		"start after exit":          {[]events.Event{taskCreate(), initExit(), taskStart()}, "TaskStart of the init after the process had already exited"},
+		"delete before exit":        {[]events.Event{taskCreate(), taskStart(), taskDelete()}, "TaskDelete of the init before any TaskExit"},
+		"created, deleted, no exit": {[]events.Event{taskCreate(), taskDelete()}, "TaskDelete of the init before any TaskExit"},
+		"started, deleted as if it never ran": {[]events.Event{taskCreate(), taskStart(), restoreNeverRanDelete()},
+			"TaskDelete of the init before any TaskExit"},
 		"event after delete":      {[]events.Event{taskCreate(), taskStart(), initExit(), taskDelete(), initExit()}, "TaskExit of the init without a TaskCreate"},
 		"exec started, not added": {[]events.Event{taskCreate(), taskStart(), execStarted("e1")}, "TaskExecStarted of exec e1 for a process never created"},
 		"exec exits twice": {[]events.Event{taskCreate(), taskStart(), execAdded("e1"), execStarted("e1"),

@@ -13,6 +13,16 @@ var buildArtifacts struct {
 	paths []string
 }
 
+// BuildFolder makes a temporary folder for a program built once and shared
+// by the tests (BuildOnce); Main removes it after the last test.
+func BuildFolder(name string) (string, error) {
+	dir, err := os.MkdirTemp("", "teach-"+name+"-")
+	if err == nil {
+		registerBuildArtifact(dir)
+	}
+	return dir, err
+}
+
 func registerBuildArtifact(path string) {
 	buildArtifacts.Lock()
 	defer buildArtifacts.Unlock()

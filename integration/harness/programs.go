@@ -2,7 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -51,7 +50,7 @@ func BuildOnce(t testing.TB, key string, build func() (string, error)) string {
 }
 
 func buildTestProgram(repoRoot, name string) (string, error) {
-	dir, err := os.MkdirTemp("", "teach-"+name+"-")
+	dir, err := BuildFolder(name)
 	if err != nil {
 		return "", err
 	}
