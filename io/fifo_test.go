@@ -1,7 +1,6 @@
 package stdio
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -31,24 +30,9 @@ func TestOutputReachesAReaderThatOpensLate(t *testing.T) {
 	// The client's open comes after the output ended: without a writer
 	// left, a blocking open for reading would never return.
 	time.Sleep(50 * time.Millisecond)
-	got := make(chan string, 1)
-	go func() {
-		reader, err := os.OpenFile(path, os.O_RDONLY, 0)
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		defer reader.Close()
-		data, _ := io.ReadAll(reader) // until the shim's writer closes
-		got <- string(data)
-	}()
-	select {
-	case output := <-got:
-		if output != "late reader\n" {
-			t.Fatalf("the late reader got %q", output)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the late reader's open never returned: the writer was closed with the output unread")
+	output, err := readAsALateClient(t, path, "the writer was closed with the output unread")
+	if err != nil || output != "late reader\n" {
+		t.Fatalf("the late reader got %q (%v)", output, err)
 	}
 	<-closed
 }
@@ -73,29 +57,41 @@ func TestAnEmptyOutputReachesAReaderThatOpensLate(t *testing.T) {
 		close(closed)
 	}()
 	time.Sleep(50 * time.Millisecond) // let the output's end come first
-	got := make(chan error, 1)
+	output, err := readAsALateClient(t, path, "the writer was closed before any reader came")
+	if err != nil || output != "" {
+		t.Fatalf("the late reader: read %q (%v), want nothing", output, err)
+	}
+	<-closed
+}
+
+// readAsALateClient opens path for reading, as containerd's client does
+// (a blocking open that waits for a writer), and reads it to its end. An
+// open that has not returned after 10 s fails the test with why: it
+// would otherwise hang the test until go test's own timeout.
+func readAsALateClient(t *testing.T, path, why string) (string, error) {
+	t.Helper()
+	type result struct {
+		output string
+		err    error
+	}
+	got := make(chan result, 1)
 	go func() {
 		reader, err := os.OpenFile(path, os.O_RDONLY, 0)
 		if err != nil {
-			got <- err
+			got <- result{err: err}
 			return
 		}
 		defer reader.Close()
-		data, err := io.ReadAll(reader)
-		if err == nil && len(data) > 0 {
-			err = fmt.Errorf("read %q, want nothing", data)
-		}
-		got <- err
+		data, err := io.ReadAll(reader) // until the shim's writer closes
+		got <- result{string(data), err}
 	}()
 	select {
-	case err := <-got:
-		if err != nil {
-			t.Fatalf("the late reader: %v", err)
-		}
+	case r := <-got:
+		return r.output, r.err
 	case <-time.After(10 * time.Second):
-		t.Fatal("the late reader's open never returned: the writer was closed before any reader came")
+		t.Fatal("the late reader's open never returned: " + why)
+		return "", nil
 	}
-	<-closed
 }
 
 // A reader that has the FIFO open before the shim opens it (the usual
