@@ -22,7 +22,13 @@ PKG      := github.com/teach/containerd-shim-teach-v2
 LDFLAGS  := -s -w -X $(PKG)/version.Version=$(VERSION) -X $(PKG)/version.Revision=$(REVISION)
 
 # The shim is built static, without cgo: it must run whatever libc the host has.
-GOBUILD := CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$(LDFLAGS)"
+# It is built with Go's earlier collector: Go 1.26's default ("Green Tea")
+# writes its mark bits into every span's first page when the span is made,
+# which keeps an idle shim's half-used spans resident (docs/benchmarks.md,
+# "The collector before Green Tea"). integration/harness/shim.go builds the
+# same way.
+SHIM_GOEXPERIMENT := nogreenteagc
+GOBUILD := CGO_ENABLED=0 GOEXPERIMENT=$(SHIM_GOEXPERIMENT) GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$(LDFLAGS)"
 
 UNIT_PACKAGES = $(shell go list ./... | grep -v /integration)
 # go test's own timeout is a last resort against a hung test, not a speed

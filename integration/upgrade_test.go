@@ -60,7 +60,7 @@ func buildShim(t *testing.T, version, tags string) string {
 			"-ldflags", "-X github.com/teach/containerd-shim-teach-v2/version.Version="+version,
 			"./cmd/containerd-shim-teach-v2")
 		cmd.Dir = harness.RepoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		cmd.Env = harness.ShimBuildEnv()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("build the shim %s: %v\n%s", version, err, out)
 		}
