@@ -64,7 +64,7 @@ const parallelExecWarmup = 2
 
 func (p parameters) describe() []string {
 	return []string{
-		fmt.Sprintf("Our shim: `%s`, built by `make build` as `make install` builds it (static, no cgo, `-trimpath`, `-s -w`).", harness.TeachShimBinaryName),
+		fmt.Sprintf("Our shim: `%s`, built by `make build` as `make install` builds it (static, no cgo, `-trimpath`, `-s -w`, Go's collector before Green Tea: `GOEXPERIMENT=nogreenteagc`).", harness.TeachShimBinaryName),
 		fmt.Sprintf("Reference: `%s` of containerd %s, built as containerd releases it: "+
 			"`CGO_ENABLED=0 go build -trimpath -ldflags \"-s -w -extldflags -static\"` (`hack/tools.sh bench`); "+
 			"it is first on the daemon's PATH, so `io.containerd.runc.v2` runs it.", harness.RuncShimBinaryName, p.containerd),
@@ -169,7 +169,7 @@ func run() (code int) {
 	for _, phase := range p.phases {
 		switch phase {
 		case "memory":
-			r.memory = s.measureMemory(p.idle, p.fleet, p.settle, p.smapsDir)
+			r.memory, r.librariesOnly = s.measureMemory(p.idle, p.fleet, p.settle, p.smapsDir)
 		case "lifecycle":
 			r.lifecycle, r.lifecycleSteps = s.measureLifecycle(p.warmup, p.iterations)
 		case "journal":
@@ -201,6 +201,10 @@ func run() (code int) {
 	if journal := r.journalTable(); journal != "" {
 		fmt.Println()
 		fmt.Print(journal)
+	}
+	if floor := r.librariesOnlyTable(); floor != "" {
+		fmt.Println()
+		fmt.Print(floor)
 	}
 	if *doc != "" && len(p.phases) == len(allPhases) {
 		path := filepath.Join(harness.RepoRoot(tb), *doc)

@@ -170,6 +170,7 @@ func (s *session) saveSmaps(fleets []*fleet, dir string) {
 
 // memoryResult is what the memory phases found for one shim.
 type memoryResult struct {
+	binarySize int64 // bytes of the shim's executable
 	// idle: the median of each figure over the shims of 5 idle containers.
 	idle memory
 	// ungrouped, grouped: the sum over the shim processes of 50 containers.
@@ -181,29 +182,30 @@ type memoryResult struct {
 // fleetCount is 0). Each phase lets the shims
 // settle (the Go runtime returns freed memory to the kernel in the
 // background) before reading, and removes its containers before the next.
-func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration, smapsDir string) map[string]*memoryResult {
+//
+// The idle phase also runs as many copies of bench/librariesonly, which settle
+// and are read with the idle shims.
+func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration, smapsDir string) (map[string]*memoryResult, *librariesOnlyResult) {
 	results := make(map[string]*memoryResult)
 	for _, shim := range s.shims {
-		results[shim.label] = &memoryResult{}
+		results[shim.label] = &memoryResult{binarySize: fileSize(s.tb, shim.binary)}
 	}
 
+	floor := s.buildLibrariesOnly()
 	fleets := s.startFleets("idle", idleCount, false)
+	floor.start(s, idleCount)
 	s.sleep(settle)
+	floorResult := &librariesOnlyResult{binarySize: floor.size, idle: floor.memory(s), copies: idleCount}
+	floor.stop()
 	if smapsDir != "" {
 		s.saveSmaps(fleets, smapsDir)
 	}
 	for _, f := range fleets {
-		var rss, pss, private []float64
-		for _, m := range s.shimMemory(f) {
-			rss = append(rss, float64(m.rss))
-			pss = append(pss, float64(m.pss))
-			private = append(private, float64(m.private))
-		}
-		results[f.shim.label].idle = memory{int64(medianOf(rss)), int64(medianOf(pss)), int64(medianOf(private))}
+		results[f.shim.label].idle = medianMemory(s.shimMemory(f))
 	}
 	s.stopFleets(fleets)
 	if fleetCount == 0 {
-		return results
+		return results, floorResult
 	}
 
 	for _, grouped := range []bool{false, true} {
@@ -227,7 +229,27 @@ func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration,
 		}
 		s.stopFleets(fleets)
 	}
-	return results
+	return results, floorResult
+}
+
+// medianMemory is the median of each figure over processes.
+func medianMemory(all []memory) memory {
+	var rss, pss, private []float64
+	for _, m := range all {
+		rss = append(rss, float64(m.rss))
+		pss = append(pss, float64(m.pss))
+		private = append(private, float64(m.private))
+	}
+	return memory{int64(medianOf(rss)), int64(medianOf(pss)), int64(medianOf(private))}
+}
+
+// fileSize is the size of a file, through symbolic links.
+func fileSize(tb *runTB, path string) int64 {
+	info, err := os.Stat(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info.Size()
 }
 
 func (s *session) sleep(d time.Duration) {

@@ -26,6 +26,7 @@ type results struct {
 	start          map[string]durations
 	stdio          map[string]float64
 	hostPipe       hostPipes
+	librariesOnly  *librariesOnlyResult         // bench/librariesonly, idle
 	journal        map[string]durations         // our shim, journal on and off
 	parallelExec   map[int]map[string]durations // by N, then by shim
 }
@@ -323,6 +324,9 @@ func writeDoc(path string, r *results) error {
 	}
 	if journal := r.journalTable(); journal != "" {
 		b.WriteString("\nThe journal's cost, our shim alone (a container with the journal off by its annotation, one at the default level):\n\n" + journal)
+	}
+	if floor := r.librariesOnlyTable(); floor != "" {
+		b.WriteString("\nThe floor under the memory rows: `bench/librariesonly` links the libraries the shim links from outside this repository and does what a shim does before its first container (it serves the task API, holds a connection to containerd, listens for signals, holds a FIFO, encodes and decodes a container's first messages), built as the shim is; it has no container and runs no runc. Its idle copies ran beside the idle shims, as many, read at the same moment (median):\n\n" + floor)
 	}
 	b.WriteString("\n")
 	b.WriteString(history)
