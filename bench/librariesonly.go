@@ -98,7 +98,6 @@ func (l *librariesOnly) stop() {
 type librariesOnlyResult struct {
 	binarySize int64
 	idle       memory // median over the copies
-	copies     int
 }
 
 // librariesOnlyTable sets the libraries' floor beside both shims: the size

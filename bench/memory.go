@@ -195,7 +195,7 @@ func (s *session) measureMemory(idleCount, fleetCount int, settle time.Duration,
 	fleets := s.startFleets("idle", idleCount, false)
 	floor.start(s, idleCount)
 	s.sleep(settle)
-	floorResult := &librariesOnlyResult{binarySize: floor.size, idle: floor.memory(s), copies: idleCount}
+	floorResult := &librariesOnlyResult{binarySize: floor.size, idle: floor.memory(s)}
 	floor.stop()
 	if smapsDir != "" {
 		s.saveSmaps(fleets, smapsDir)
