@@ -73,7 +73,9 @@ func run(socket, containerd, fifoPath string) error {
 	if err != nil {
 		return err
 	}
-	publisher := eventsapi.NewTTRPCEventsClient(ttrpc.NewClient(conn))
+	// The connection a shim publishes its events on, held open as a shim holds it.
+	events := ttrpc.NewClient(conn)
+	defer events.Close()
 
 	ctx := context.Background()
 	stdout, err := fifo.OpenFifo(ctx, fifoPath, syscall.O_RDWR|syscall.O_CREAT|syscall.O_NONBLOCK, 0o600)
@@ -82,7 +84,7 @@ func run(socket, containerd, fifoPath string) error {
 	}
 	defer stdout.Close()
 
-	if err := firstMessages(publisher); err != nil {
+	if err := firstMessages(); err != nil {
 		return err
 	}
 	log.G(ctx).WithField("socket", socket).WithField("linked", len(shimCalls)).Info("idle")
@@ -97,8 +99,8 @@ func run(socket, containerd, fifoPath string) error {
 // firstMessages encodes and decodes what a shim's first container brings:
 // the Create request with runc's options, the OCI spec, the TaskCreate
 // event in its envelope, and a metrics reply of each cgroup version. The
-// event is built for the publisher but not sent: containerd would act on it.
-func firstMessages(publisher eventsapi.TTRPCEventsService) error {
+// event is built but not sent: containerd would act on it.
+func firstMessages() error {
 	opts, err := typeurl.MarshalAnyToProto(&options.Options{BinaryName: "runc"})
 	if err != nil {
 		return err
@@ -133,7 +135,6 @@ func firstMessages(publisher eventsapi.TTRPCEventsService) error {
 			return err
 		}
 	}
-	_ = publisher
 	return nil
 }
 
@@ -145,7 +146,7 @@ var shimCalls = []any{
 	(*runc.Runc).Delete, (*runc.Runc).State, (*runc.Runc).Pause, (*runc.Runc).Resume,
 	(*runc.Runc).Update, (*runc.Runc).Checkpoint, (*runc.Runc).Restore, (*runc.Runc).Ps,
 	(*runc.Runc).Stats, (*runc.Runc).Events,
-	eventsapi.TTRPCEventsService.Forward,
+	eventsapi.NewTTRPCEventsClient, eventsapi.TTRPCEventsService.Forward,
 }
 
 // noContainers serves the task API only to link and register it as a shim
