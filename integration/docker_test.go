@@ -243,7 +243,7 @@ func dockerKillSignal(t *testing.T, s *dockerSession) {
 // want waits for the shell to have started: `docker top` lists its sleep.
 func waitForLog(t *testing.T, s *dockerSession, id, want string) {
 	t.Helper()
-	harness.Eventually(t, 10*time.Second, "container output", func() error {
+	harness.Eventually(t, harness.SettleTimeout, "container output", func() error {
 		if want == "" {
 			r := s.dd.Docker(t, "top", id)
 			if !strings.Contains(string(r.Stdout), "sleep") {
@@ -325,7 +325,7 @@ func dockerRunRmLeavesNothing(t *testing.T, s *dockerSession) {
 	id := strings.TrimSpace(string(data))
 	d := s.dd.Containerd
 	ctx := namespaces.WithNamespace(t.Context(), s.dd.Namespace)
-	harness.Eventually(t, 10*time.Second, "traces of "+id, func() error {
+	harness.Eventually(t, harness.SettleTimeout, "traces of "+id, func() error {
 		var traces []error
 		if out := s.dd.MustDocker(t, "ps", "--all", "--quiet", "--no-trunc", "--filter", "id="+id); out != "" {
 			traces = append(traces, fmt.Errorf("docker ps -a lists %s", out))

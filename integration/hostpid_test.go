@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -26,7 +25,7 @@ func TestHostPidContainerEndsWithItsInit(t *testing.T) {
 		streams := &stdio{}
 		task, exitCh := s.startTask(t, container, streams)
 		var sleeper harness.ProcessInfo
-		harness.Eventually(t, 10*time.Second, "the background sleep's pid on stdout", func() error {
+		harness.Eventually(t, harness.SettleTimeout, "the background sleep's pid on stdout", func() error {
 			pid, err := strconv.Atoi(strings.TrimSpace(streams.stdout.String()))
 			if err != nil {
 				return fmt.Errorf("stdout so far: %q", streams.stdout.String())
@@ -37,7 +36,7 @@ func TestHostPidContainerEndsWithItsInit(t *testing.T) {
 		if code := exitCodeOf(t, exitCh); code != 0 {
 			t.Fatalf("exit code %d, want 0", code)
 		}
-		harness.Eventually(t, 10*time.Second, "the background sleep ended with its container", func() error {
+		harness.Eventually(t, harness.SettleTimeout, "the background sleep ended with its container", func() error {
 			if harness.StillRunning(sleeper) {
 				return fmt.Errorf("pid %d (%s) still runs", sleeper.PID, sleeper.Command)
 			}

@@ -330,7 +330,7 @@ func podStopRemove(t *testing.T, s *podSession) {
 	s.d.MustCrictl(t, "rmp", s.pod)
 
 	ids := []string{s.pod, s.one, s.two}
-	harness.Eventually(t, 15*time.Second, "traces of the pod", func() error {
+	harness.Eventually(t, harness.SettleTimeout, "traces of the pod", func() error {
 		var traces []error
 		if out := s.d.MustCrictl(t, "pods", "--quiet", "--id", s.pod); out != "" {
 			traces = append(traces, fmt.Errorf("crictl pods lists %s", out))

@@ -163,12 +163,18 @@ func captureShimLog(t *testing.T, dir string) func() string {
 	}
 }
 
+// shimExitWait bounds how long shutdown waits for the shim to exit. Before it
+// exits, the shim spends up to its own 10 s event flush limit trying to hand
+// its queued events to containerd, which a direct test does not run; the wait
+// must outlast that on a busy machine, or the test races the shim's timer.
+const shimExitWait = 2 * time.Minute
+
 // shutdown asks the shim to exit, as containerd does after the last Delete,
 // and checks it did and removed its socket.
 func (s *directShim) shutdown(t *testing.T) {
 	_, _ = s.task.Shutdown(s.ctx, &taskAPI.ShutdownRequest{})
 	s.conn.Close()
-	if err := harness.WaitFor(10*time.Second, func() error {
+	if err := harness.WaitFor(shimExitWait, func() error {
 		if harness.IsAlive(s.pid) {
 			return errdefs.ErrFailedPrecondition
 		}
@@ -176,6 +182,8 @@ func (s *directShim) shutdown(t *testing.T) {
 	}); err != nil {
 		unix.Kill(s.pid, unix.SIGKILL)
 		t.Errorf("shim %d still running after Shutdown with no containers", s.pid)
+	} else if err := harness.PathGone(s.address); err != nil {
+		t.Errorf("the shim exited and left its socket: %v", err)
 	}
 	// A failed test may leave containers behind: remove them from runc.
 	runcBinary := filepath.Join(harness.ToolDir(t, "runc"), "runc")

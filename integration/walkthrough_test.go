@@ -189,7 +189,7 @@ func (w *walkthrough) signalRelayed(t *testing.T, ev *evidence) {
 	w.dockerd.MustDocker(t, "kill", "--signal", "HUP", w.id)
 	ev.add("$ docker kill -s HUP my-nginx   (dockerd → containerd → shim → runc kill → nginx)")
 	var line string
-	err := harness.WaitFor(15*time.Second, func() error {
+	err := harness.WaitFor(harness.SettleTimeout, func() error {
 		r := w.dockerd.Docker(t, "logs", w.id)
 		line = lineWith(string(r.Stderr), "(SIGHUP) received")
 		if line == "" {
@@ -212,7 +212,7 @@ func (w *walkthrough) signalRelayed(t *testing.T, ev *evidence) {
 func (w *walkthrough) logsKeptFlowing(t *testing.T, ev *evidence) {
 	for _, request := range []string{"GET /?while=dockerd-stopped", "GET /?while=containerd-killed"} {
 		var line string
-		err := harness.WaitFor(15*time.Second, func() error {
+		err := harness.WaitFor(harness.SettleTimeout, func() error {
 			line = lineWith(string(w.dockerd.Docker(t, "logs", w.id).Stdout), request)
 			if line == "" {
 				return fmt.Errorf("docker logs has no %q", request)

@@ -26,7 +26,7 @@ var (
 )
 
 // dumpTimeout bounds the wait for the dump to reach the daemon's log.
-const dumpTimeout = 10 * time.Second
+const dumpTimeout = time.Minute
 
 // ShimGoroutines asks the shim pid for a stack dump and returns how many
 // goroutines it has, with the dump itself for a failure message.

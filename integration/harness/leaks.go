@@ -19,7 +19,7 @@ const RuncRoot = "/run/containerd/runc"
 // leakTimeout bounds the wait for a deleted container's traces to go. The
 // shim removes them before it answers Delete, so the wait is for a slow
 // machine, not for the normal case.
-const leakTimeout = 10 * time.Second
+const leakTimeout = time.Minute
 
 // RuncStateDir is runc's state folder for one container: runc --root
 // /run/containerd/runc/<namespace> keeps <id>/state.json there.

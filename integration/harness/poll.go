@@ -10,6 +10,12 @@ import (
 // a process exiting) usually happens within milliseconds.
 const pollInterval = 20 * time.Millisecond
 
+// SettleTimeout is how long a test waits for what the system does on its own
+// after a step (a log line copied, a trace removed, a process gone). The
+// wait ends the moment the check passes, so it costs nothing when things
+// are quick; it is long because a busy machine can take seconds for them.
+const SettleTimeout = time.Minute
+
 // WaitFor calls check until it returns nil or timeout passes, and returns
 // check's last error. Tests poll instead of sleeping: a fixed sleep is either
 // too short on a loaded CI machine or wasted time everywhere else.
