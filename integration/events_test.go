@@ -11,11 +11,6 @@ import (
 	"github.com/containerd/typeurl/v2"
 )
 
-// eventTimeout is how long the last lifecycle event may trail the Delete
-// call that causes it: it comes within milliseconds, and the wait ends then;
-// the rest is for a busy machine.
-const eventTimeout = time.Minute
-
 // The shim publishes a task's lifecycle to containerd, which forwards it to
 // subscribers: create, start, exit, delete, in that order, exit and delete
 // carrying the init's pid and exit status.
@@ -29,7 +24,7 @@ func TestLifecycleEvents(t *testing.T) {
 		task, exitCh := s.startTask(t, container, &stdio{})
 		deleteTask(t, s.ctx, task, exitCodeOf(t, exitCh))
 
-		got := collectTaskEvents(t, envelopes, errs)
+		got := collectTaskEvents(t, s, envelopes, errs)
 		assertShimEventOrder(t, s)
 		want := []string{
 			"/tasks/create",
@@ -47,13 +42,13 @@ func TestLifecycleEvents(t *testing.T) {
 	})
 }
 
-// collectTaskEvents reads events until /tasks/delete arrives or eventTimeout
-// passes, and describes each as its topic plus, for exit and delete, the pid
+// collectTaskEvents reads events until /tasks/delete arrives or the row's
+// settleTimeout passes, and describes each as its topic plus, for exit and delete, the pid
 // and status it carries.
-func collectTaskEvents(t *testing.T, envelopes <-chan *events.Envelope, errs <-chan error) []string {
+func collectTaskEvents(t *testing.T, s *session, envelopes <-chan *events.Envelope, errs <-chan error) []string {
 	t.Helper()
 	var got []string
-	timeout := time.After(eventTimeout)
+	timeout := time.After(s.settleTimeout())
 	for {
 		select {
 		case envelope := <-envelopes:
@@ -64,7 +59,7 @@ func collectTaskEvents(t *testing.T, envelopes <-chan *events.Envelope, errs <-c
 		case err := <-errs:
 			t.Fatalf("event subscription: %v", err)
 		case <-timeout:
-			return append(got, fmt.Sprintf("(nothing more within %v)", eventTimeout))
+			return append(got, fmt.Sprintf("(nothing more within %v)", s.settleTimeout()))
 		}
 	}
 }

@@ -181,7 +181,7 @@ func TestInitDiesWhileAnExecStarts(t *testing.T) {
 		}
 		deleteTask(t, s.ctx, task, 128+uint32(syscall.SIGKILL))
 
-		got := collectTaskEvents(t, envelopes, errs)
+		got := collectTaskEvents(t, s, envelopes, errs)
 		for _, event := range got {
 			if strings.HasPrefix(event, "/tasks/exec-started") {
 				strict("an exec that failed to start was reported started:\n%s", strings.Join(got, "\n"))

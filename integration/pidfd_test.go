@@ -59,7 +59,7 @@ func TestPidfdSentLate(t *testing.T) {
 		// The pidfds were taken, not given up for attribution by pid.
 		for _, process := range []string{"", "late-exec"} {
 			var lines []string
-			harness.WaitFor(leakWait, func() error {
+			harness.WaitFor(s.settleTimeout(), func() error {
 				if lines = attributionLines(s, id, process); len(lines) == 0 {
 					return fmt.Errorf("no attribution line yet")
 				}
@@ -104,7 +104,7 @@ func pidfdNeverSentOnExec(t *testing.T, s *session) {
 	}
 	t.Logf("exec: %v", err)
 	// The exec's process was started by runc, and killed by the shim.
-	harness.Eventually(t, leakWait, "only the init left in the container", func() error {
+	harness.Eventually(t, s.settleTimeout(), "only the init left in the container", func() error {
 		pids, err := task.Pids(s.ctx)
 		if err != nil {
 			return err
@@ -145,7 +145,7 @@ func pidfdNeverSentOnCreate(t *testing.T, s *session) {
 	t.Logf("create: %v", err)
 	s.daemon.AssertNoContainerTraces(t, s.ns, id)
 	folder := filepath.Dir(silent.SocketPath())
-	harness.Eventually(t, leakWait, "the pidfd folder of the failed task's shim to go", func() error {
+	harness.Eventually(t, s.settleTimeout(), "the pidfd folder of the failed task's shim to go", func() error {
 		return harness.PathGone(folder)
 	})
 }

@@ -134,7 +134,7 @@ func exitAttribution(t *testing.T, s *session, sc *scenario, expected string, op
 	// for the lines.
 	for _, process := range []string{"", "lingering"} {
 		var got []string
-		harness.WaitFor(leakWait, func() error {
+		harness.WaitFor(s.settleTimeout(), func() error {
 			got = attributionLines(s, id, process)
 			if len(got) == 0 {
 				return fmt.Errorf("no attribution line yet")

@@ -110,7 +110,7 @@ func eventOrderRound(t *testing.T, s *session, id string) []string {
 
 	// Collect until the init's TaskDelete.
 	var seen []orderedEvent
-	timeout := time.After(eventTimeout)
+	timeout := time.After(s.settleTimeout())
 collect:
 	for {
 		select {

@@ -403,7 +403,7 @@ func TestReliabilityShimKilled(t *testing.T) {
 		}
 		var left []string
 		for _, c := range checks {
-			if err := harness.WaitFor(leakWait, func() error { return harness.PathGone(c.path) }); err != nil {
+			if err := harness.WaitFor(s.settleTimeout(), func() error { return harness.PathGone(c.path) }); err != nil {
 				left = append(left, c.what+": "+err.Error())
 			}
 		}
@@ -424,7 +424,7 @@ func TestReliabilityShimKilled(t *testing.T) {
 		if _, err := task.Delete(s.ctx); err != nil && !errdefs.IsNotFound(err) {
 			t.Errorf("delete the task of a dead shim: %v", err)
 		}
-		if err := harness.WaitFor(leakWait, func() error { return s.daemon.ContainerTraces(s.ns, id) }); err != nil {
+		if err := harness.WaitFor(s.settleTimeout(), func() error { return s.daemon.ContainerTraces(s.ns, id) }); err != nil {
 			left = append(left, err.Error())
 		}
 		if shims, _ := harness.ShimsOf(s.daemon.Address); containsPID(shims, shimPID) {
@@ -439,11 +439,6 @@ func TestReliabilityShimKilled(t *testing.T) {
 }
 
 type eventsEnvelope = events.Envelope
-
-// leakWait is how long a trace may take to go once its owner is gone. Every
-// wait on it ends as soon as its condition holds, so it is generous: a busy
-// machine can take seconds to end a process or copy a log line.
-const leakWait = time.Minute
 
 func containsPID(pids []int, pid int) bool {
 	for _, p := range pids {

@@ -68,7 +68,7 @@ func runcFailsOn(t *testing.T, s *session, sc *scenario, subcommand string) {
 		}
 	}
 	s.daemon.AssertNoContainerTraces(t, s.ns, id)
-	harness.Eventually(t, leakWait, "the shim of the failed task to exit", func() error {
+	harness.Eventually(t, s.settleTimeout(), "the shim of the failed task to exit", func() error {
 		shims, err := harness.ShimsOf(s.daemon.Address)
 		if err != nil {
 			return err
@@ -113,7 +113,7 @@ func execOfMissingBinary(t *testing.T, s *session, sc *scenario) {
 		t.Fatalf("exec after the failures: %+v, %v; want exit 3", result, err)
 	}
 	var after []harness.OpenFD
-	err = harness.WaitFor(leakWait, func() error {
+	err = harness.WaitFor(s.settleTimeout(), func() error {
 		after, err = harness.OpenFDs(shimPID)
 		if err != nil {
 			return err
@@ -263,7 +263,7 @@ func checkHungRuncEnded(t *testing.T, sc *scenario, killErr error, hungPID int) 
 	if killErr == nil || !strings.Contains(killErr.Error(), "runc kill") || !strings.Contains(killErr.Error(), "did not finish") {
 		t.Errorf("Kill while runc kill hung answered %v; want an error naming the runc command that did not finish", killErr)
 	}
-	err := harness.WaitFor(leakWait, func() error {
+	err := harness.WaitFor(harness.SettleTimeout, func() error {
 		if harness.IsAlive(hungPID) {
 			return fmt.Errorf("the hung runc kill (pid %d) still runs: %s", hungPID, harness.DescribeProcess(hungPID))
 		}

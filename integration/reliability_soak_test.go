@@ -83,7 +83,7 @@ func taskCycles(t *testing.T, s *session, sc *scenario, cycles int) {
 			t.Fatalf("cycle %d: delete exec: %v", cycle, err)
 		}
 		// The shim reaps its children itself: none may stay a zombie.
-		if err := harness.WaitFor(leakWait, func() error {
+		if err := harness.WaitFor(s.settleTimeout(), func() error {
 			if z, _ := harness.ZombieChildren(shimPID); len(z) > 0 {
 				return fmt.Errorf("zombie children %v", z)
 			}
@@ -98,7 +98,7 @@ func taskCycles(t *testing.T, s *session, sc *scenario, cycles int) {
 		// publisher's) can add one for a moment; a leak stays.
 		var fds []harness.OpenFD
 		var wentUp bool
-		err = harness.WaitFor(leakWait, func() error {
+		err = harness.WaitFor(s.settleTimeout(), func() error {
 			var err error
 			fds, err = harness.OpenFDs(shimPID)
 			if err != nil {
@@ -178,7 +178,7 @@ func soakLeaks(t *testing.T, s *session, id string, seenProcesses []harness.Proc
 	t.Helper()
 	var processes, zombies []string
 	for _, then := range seenProcesses {
-		if err := harness.WaitFor(leakWait, func() error {
+		if err := harness.WaitFor(s.settleTimeout(), func() error {
 			if harness.StillRunning(then) {
 				return errors.New(harness.DescribeProcess(then.PID))
 			}

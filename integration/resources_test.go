@@ -110,7 +110,7 @@ func TestOOMKillIsReportedBeforeTheExit(t *testing.T) {
 			t.Errorf("the kernel counted %q OOM kills in the container's cgroup, want 1", counter)
 		}
 
-		got := strings.Join(collectTaskEvents(t, envelopes, errs), "\n")
+		got := strings.Join(collectTaskEvents(t, s, envelopes, errs), "\n")
 		assertShimEventOrder(t, s)
 		oom := strings.Index(got, "/tasks/oom")
 		exit := strings.Index(got, "/tasks/exit")
