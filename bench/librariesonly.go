@@ -31,11 +31,7 @@ func (s *session) buildLibrariesOnly() *librariesOnly {
 	if out, err := build.CombinedOutput(); err != nil {
 		s.tb.Fatalf("build bench/librariesonly: %v\n%s", err, out)
 	}
-	info, err := os.Stat(l.binary)
-	if err != nil {
-		s.tb.Fatal(err)
-	}
-	l.size = info.Size()
+	l.size = fileSize(s.tb, l.binary)
 	return l
 }
 

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"syscall"
-	"time"
 )
 
 // A shim dumps the stacks of all its goroutines into its log when it gets
@@ -25,9 +24,6 @@ var (
 	goroutineHeader = regexp.MustCompile(`goroutine \d+ \[`)
 )
 
-// dumpTimeout bounds the wait for the dump to reach the daemon's log.
-const dumpTimeout = time.Minute
-
 // ShimGoroutines asks the shim pid for a stack dump and returns how many
 // goroutines it has, with the dump itself for a failure message.
 func (d *Containerd) ShimGoroutines(pid int) (int, string, error) {
@@ -37,7 +33,8 @@ func (d *Containerd) ShimGoroutines(pid int) (int, string, error) {
 	}
 	pidField := []byte("pid=" + strconv.Itoa(pid))
 	var dump []byte
-	err := WaitFor(dumpTimeout, func() error {
+	// The dump reaches the daemon's log through the shim's log FIFO.
+	err := WaitFor(SettleTimeout, func() error {
 		data, err := readFrom(d.LogPath, offset)
 		if err != nil {
 			return err

@@ -9,17 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // RuncRoot is where a shim asks runc to keep its state when the runtime
 // options name no other root: one folder per containerd namespace.
 const RuncRoot = "/run/containerd/runc"
-
-// leakTimeout bounds the wait for a deleted container's traces to go. The
-// shim removes them before it answers Delete, so the wait is for a slow
-// machine, not for the normal case.
-const leakTimeout = time.Minute
 
 // RuncStateDir is runc's state folder for one container: runc --root
 // /run/containerd/runc/<namespace> keeps <id>/state.json there.
@@ -63,7 +57,9 @@ func (d *Containerd) ContainerTraces(namespace, id string) error {
 // mounts and folders to be gone, and fails the test if they stay.
 func (d *Containerd) AssertNoContainerTraces(t testing.TB, namespace, id string) {
 	t.Helper()
-	Eventually(t, leakTimeout, "traces of container "+id, func() error {
+	// The shim removes them before it answers Delete: the wait is for a
+	// busy machine, not for the normal case.
+	Eventually(t, SettleTimeout, "traces of container "+id, func() error {
 		return d.ContainerTraces(namespace, id)
 	})
 }
@@ -72,7 +68,7 @@ func (d *Containerd) AssertNoContainerTraces(t testing.TB, namespace, id string)
 // only its reaping by PID 1 (late on this machine) is pending.
 func AssertProcessGone(t testing.TB, pid int, what string) {
 	t.Helper()
-	Eventually(t, leakTimeout, what+" still running", func() error {
+	Eventually(t, SettleTimeout, what+" still running", func() error {
 		if IsAlive(pid) {
 			return fmt.Errorf("%s", DescribeProcess(pid))
 		}
